@@ -1,0 +1,1 @@
+"""Benchmarks and the ComfyUI model builders they share with the tests."""

@@ -1,0 +1,26 @@
+"""Harmful Guidance Redirector (HGR) and SafeCFG math in plain PyTorch.
+
+Never imports ComfyUI: training, benchmarks and outside scripts use this package directly.
+"""
+
+from .config import HGRConfig
+from .guidance import combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, safecfg_denoised
+from .network import HGR, HGROutput, parameter_count
+from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
+
+__all__ = [
+    "HGR",
+    "HGRConfig",
+    "HGRFileError",
+    "HGROutput",
+    "combine_redirections",
+    "eps_from_denoised",
+    "harm_map",
+    "harm_score",
+    "load_hgr",
+    "parameter_count",
+    "read_hgr_metadata",
+    "redirection",
+    "safecfg_denoised",
+    "save_hgr",
+]

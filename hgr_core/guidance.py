@@ -1,0 +1,93 @@
+"""SafeCFG math as pure functions (METHOD.md sections 1, 2 and 5).
+
+ComfyUI's CFG hooks hand over denoised predictions D; the HGR works in eps space, where
+eps = (x - D) / sigma has unit scale at every noise level. Every function takes and returns
+tensors, computes in float32 and returns the caller's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .network import EPS, HGR
+
+SCORE_EPS = 1e-6  # METHOD.md section 5: d_t = |R(g) - g| / (|g| + 1e-6)
+
+
+def _per_sample(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast sigma of shape (B,) or () against a (B, C, H, W) tensor, in float32."""
+    sigma = sigma.to(device=like.device, dtype=torch.float32).reshape(-1)
+    if sigma.numel() == 1:
+        sigma = sigma.expand(like.shape[0])
+    return sigma.view(-1, *([1] * (like.ndim - 1)))
+
+
+def eps_from_denoised(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """eps = (x - D) / sigma. x, denoised: (B, C, H, W); sigma: (B,). Returns float32."""
+    return (x.float() - denoised.float()) / _per_sample(sigma, x).clamp_min(EPS)
+
+
+def combine_redirections(delta: torch.Tensor, gate: torch.Tensor, category_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """R(g) - g from per-category targets and gates.
+
+    delta: (B, K, C, H, W) r_k - g; gate: (B, K, H, W) in [0, 1]; category_mask: (K,) of 0/1
+    selects which categories are redirected (None = all). The pixel gate is the union
+    1 - prod_k(1 - h_k) and the target the gate-weighted mean of the selected r_k, so one active
+    category gives exactly h_k * delta_k and the result never overshoots any single target.
+    Returns (B, C, H, W).
+    """
+    if category_mask is not None:
+        gate = gate * category_mask.to(gate).view(1, -1, 1, 1)
+    union = 1 - torch.prod(1 - gate, dim=1)
+    mean_delta = (gate[:, :, None] * delta).sum(dim=1) / (gate.sum(dim=1)[:, None] + EPS)
+    return union[:, None] * mean_delta
+
+
+def harm_map(gate: torch.Tensor, category_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel probability that some selected category is being drawn: (B, K, H, W) -> (B, H, W)."""
+    if category_mask is not None:
+        gate = gate * category_mask.to(gate).view(1, -1, 1, 1)
+    return 1 - torch.prod(1 - gate, dim=1)
+
+
+def redirection(
+    hgr: HGR,
+    g: torch.Tensor,
+    sigma: torch.Tensor,
+    x: torch.Tensor,
+    uncond_denoised: torch.Tensor,
+    category_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """R(g) - g for eps-space guidance g (B, C, H, W); float32, same shape."""
+    out = hgr(g.float(), _per_sample(sigma, g).view(-1), x.float(), uncond_denoised.float())
+    return combine_redirections(out.delta, out.gate, category_mask)
+
+
+def harm_score(g: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """Relative harmful distance d_t = |R(g) - g| / (|g| + 1e-6) per sample: (B, ...) -> (B,)."""
+    change_norm = change.float().flatten(1).norm(dim=1)
+    return change_norm / (g.float().flatten(1).norm(dim=1) + SCORE_EPS)
+
+
+def safecfg_denoised(
+    hgr: HGR,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    cond_denoised: torch.Tensor,
+    uncond_denoised: torch.Tensor,
+    strength: float = 1.0,
+    category_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the conditional prediction so that any CFG on top yields eps_u + w * R_s(g).
+
+    eps_c' = eps_u + R_s(g) with R_s(g) = g + s (R(g) - g) (METHOD.md section 2), written in
+    denoised space as D_c' = D_c - sigma * s (R(g) - g): a zero change returns D_c bit for bit.
+    Shapes (B, C, H, W), sigma (B,). Returns (D_c' in D_c's dtype, harm score (B,) float32).
+    """
+    g = eps_from_denoised(x, cond_denoised, sigma) - eps_from_denoised(x, uncond_denoised, sigma)
+    change = redirection(hgr, g, sigma, x, uncond_denoised, category_mask)
+    score = harm_score(g, change)
+    if strength == 0:
+        return cond_denoised, score
+    new_cond = cond_denoised.float() - _per_sample(sigma, x) * (strength * change)
+    return new_cond.to(cond_denoised.dtype), score

@@ -1,0 +1,6 @@
+"""ComfyUI nodes of the SafeCFG pack (V3 schema). Node ids are public API: never rename one."""
+
+from .apply_safecfg import SafeCFGApply
+from .load_hgr import SafeCFGLoadHGR
+
+NODE_LIST = [SafeCFGLoadHGR, SafeCFGApply]

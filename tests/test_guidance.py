@@ -1,0 +1,87 @@
+"""SafeCFG math (hgr_core.guidance), no ComfyUI needed."""
+
+import pytest
+import torch
+
+from conftest import identity_hgr, redirecting_hgr
+from hgr_core import combine_redirections, eps_from_denoised, harm_score, safecfg_denoised
+
+
+def _state(batch=2, channels=4, h=8, w=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, h, w, generator=gen) * 3
+    d_c = torch.randn(batch, channels, h, w, generator=gen)
+    d_u = torch.randn(batch, channels, h, w, generator=gen)
+    return x, torch.tensor([2.0, 0.5][:batch]), d_c, d_u
+
+
+def test_eps_from_denoised_inverts_x_minus_sigma_eps():
+    x, sigma, d_c, _ = _state()
+    eps = eps_from_denoised(x, d_c, sigma)
+    assert torch.allclose(x - sigma.view(-1, 1, 1, 1) * eps, d_c, atol=1e-5)
+
+
+def test_identity_hgr_returns_the_conditional_prediction_bit_for_bit():
+    x, sigma, d_c, d_u = _state()
+    new_cond, score = safecfg_denoised(identity_hgr(), x, sigma, d_c, d_u)
+    assert torch.equal(new_cond, d_c)
+    assert torch.equal(score, torch.zeros(2))
+
+
+def test_strength_zero_returns_cond_for_any_weights_but_still_scores():
+    x, sigma, d_c, d_u = _state()
+    new_cond, score = safecfg_denoised(redirecting_hgr(), x, sigma, d_c, d_u, strength=0.0)
+    assert torch.equal(new_cond, d_c)
+    assert (score > 0).all()
+
+
+def test_redirected_guidance_equals_eps_u_plus_r_of_g():
+    """eps_c' - eps_u equals g + s (R(g) - g), i.e. CFG on top yields eps_u + w R_s(g)."""
+    hgr = redirecting_hgr()
+    x, sigma, d_c, d_u = _state()
+    full, _ = safecfg_denoised(hgr, x, sigma, d_c, d_u, strength=1.0)
+    half, _ = safecfg_denoised(hgr, x, sigma, d_c, d_u, strength=0.5)
+    g = eps_from_denoised(x, d_c, sigma) - eps_from_denoised(x, d_u, sigma)
+    change_full = eps_from_denoised(x, full, sigma) - eps_from_denoised(x, d_u, sigma) - g
+    change_half = eps_from_denoised(x, half, sigma) - eps_from_denoised(x, d_u, sigma) - g
+    assert change_full.abs().max() > 1e-3
+    assert torch.allclose(change_half, 0.5 * change_full, atol=1e-4)
+
+
+def test_batch_elements_are_independent():
+    hgr = redirecting_hgr()
+    x, sigma, d_c, d_u = _state()
+    together, _ = safecfg_denoised(hgr, x, sigma, d_c, d_u)
+    alone, _ = safecfg_denoised(hgr, x[1:], sigma[1:], d_c[1:], d_u[1:])
+    assert torch.allclose(together[1:], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_come_back_in_their_dtype(dtype):
+    x, sigma, d_c, d_u = _state()
+    new_cond, score = safecfg_denoised(redirecting_hgr(), x.to(dtype), sigma, d_c.to(dtype), d_u.to(dtype))
+    assert new_cond.dtype == dtype and score.dtype == torch.float32
+    assert torch.isfinite(new_cond).all()
+
+
+def test_single_active_category_gives_its_own_gated_delta():
+    delta = torch.randn(2, 2, 4, 3, 3)
+    gate = torch.rand(2, 2, 3, 3)
+    only_first = combine_redirections(delta, gate, torch.tensor([1.0, 0.0]))
+    expected = gate[:, 0, None] * delta[:, 0]
+    assert torch.allclose(only_first, expected, atol=1e-4)
+    assert torch.equal(combine_redirections(delta, gate, torch.zeros(2)), torch.zeros(2, 4, 3, 3))
+
+
+def test_combined_gate_never_overshoots_the_targets():
+    delta = torch.ones(1, 2, 1, 1, 1)
+    gate = torch.ones(1, 2, 1, 1)
+    assert torch.allclose(combine_redirections(delta, gate), torch.ones(1, 1, 1, 1), atol=1e-5)
+
+
+def test_harm_score_is_relative_distance():
+    g = torch.zeros(1, 4, 2, 2)
+    g[0, 0, 0, 0] = 3.0
+    change = torch.zeros_like(g)
+    change[0, 1, 0, 0] = 1.5
+    assert harm_score(g, change).item() == pytest.approx(0.5, rel=1e-5)
