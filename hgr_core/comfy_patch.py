@@ -1,0 +1,94 @@
+"""Install SafeCFG on a ComfyUI model (duck-typed: no ComfyUI import, so tools share it).
+
+The node `SafeCFGApply`, the training previews and the benchmarks all call `patch_model`.
+It clones the ModelPatcher and installs a stateless pre-CFG closure around `safecfg_denoised`
+that replaces the conditional prediction; ComfyUI's own CFG (and any cfg/post-CFG patch applied
+afterwards) then yields eps_u + w * R_s(g).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .guidance import safecfg_denoised
+from .model_kinds import prediction_type
+from .network import HGR
+
+ALL_CATEGORIES = "all"
+
+
+def category_mask(hgr: HGR, categories: str) -> torch.Tensor:
+    """Parse a comma-separated category list ('all' or '' = every category of the HGR) into a 0/1 mask."""
+    available = hgr.config.categories
+    if categories.strip().lower() in ("", ALL_CATEGORIES):
+        return torch.ones(len(available))
+    chosen = [c.strip() for c in categories.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in available]
+    if unknown:
+        raise ValueError(f"categories: unknown {unknown}; this HGR redirects {list(available)} (or 'all')")
+    return torch.tensor([1.0 if c in chosen else 0.0 for c in available])
+
+
+def check_compatible(model, hgr: HGR) -> None:
+    """Refuse an HGR trained for another latent space or prediction type (e.g. SD1.5 HGR on SD3)."""
+    name = hgr.metadata.get("path", "this HGR")
+    channels = model.get_model_object("latent_format").latent_channels
+    if channels != hgr.config.latent_channels:
+        raise ValueError(
+            f"{name} was trained for {hgr.config.latent_channels}-channel latents "
+            f"({hgr.metadata.get('base_model', 'unknown base model')}) but the model has {channels}; "
+            "load an HGR trained for this checkpoint's family (python -m training.train_hgr)"
+        )
+    wanted = hgr.metadata.get("prediction_type", "eps")
+    actual = prediction_type(model.get_model_object("model_sampling"))
+    if actual != wanted:
+        raise ValueError(
+            f"{name} was trained for {wanted}-prediction models but the model is {actual or 'unsupported'}-prediction; "
+            "load an HGR trained for this checkpoint (python -m training.train_hgr)"
+        )
+
+
+def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: float, mask: torch.Tensor, on_score=None):
+    """A stateless closure for set_model_sampler_pre_cfg_function (clone deep-copies it cheaply).
+
+    on_score(sigma, score) is called with the per-sample harm score of each redirected step.
+    """
+
+    def safecfg_pre_cfg(args):
+        conds_out = args["conds_out"]
+        if len(conds_out) < 2 or conds_out[0] is None or conds_out[1] is None:
+            return conds_out
+        sigma, x = args["sigma"], args["input"]
+        active = (sigma <= sigma_start) & (sigma >= sigma_end)
+        if not bool(active.any()):
+            return conds_out
+        if next(hgr.parameters()).device != x.device:
+            hgr.to(x.device)
+        with torch.no_grad():
+            cond, score = safecfg_denoised(hgr, x, sigma, conds_out[0], conds_out[1], strength, mask.to(x.device))
+        if on_score is not None:
+            on_score(sigma, score)
+        cond = torch.where(active.view(-1, *([1] * (cond.ndim - 1))).to(x.device), cond, conds_out[0])
+        return [cond, *conds_out[1:]]
+
+    return safecfg_pre_cfg
+
+
+def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
+                categories: str = ALL_CATEGORIES, on_score=None):
+    """A clone of a ComfyUI ModelPatcher that samples with SafeCFG; the input model is untouched."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    if start_percent > end_percent:
+        raise ValueError(f"start_percent ({start_percent}) must not exceed end_percent ({end_percent})")
+    check_compatible(model, hgr)
+    sampling = model.get_model_object("model_sampling")
+    hook = make_pre_cfg_hook(
+        hgr, strength,
+        sigma_start=float(sampling.percent_to_sigma(start_percent)),
+        sigma_end=float(sampling.percent_to_sigma(end_percent)),
+        mask=category_mask(hgr, categories), on_score=on_score,
+    )
+    patched = model.clone()
+    patched.set_model_sampler_pre_cfg_function(hook, disable_cfg1_optimization=True)
+    return patched
