@@ -58,3 +58,34 @@ def sd15_model(unet_config: dict = TINY_SD15_UNET, dtype: torch.dtype = torch.fl
     model.diffusion_model.to(dtype)
     device = comfy.model_management.get_torch_device()
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=torch.device("cpu"))
+
+
+SD_VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                   "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+
+
+def write_random_sd15_checkpoint(path, seed: int = 0, dtype: torch.dtype = torch.float16):
+    """Write a full-size SD1.5 checkpoint (UNet, CLIP-L, VAE) with random weights.
+
+    Built from ComfyUI's own classes and combined by the model's `state_dict_for_saving`, so
+    `comfy.sd.load_checkpoint_guess_config` recognises it as SD15. ~2 GB in fp16, ~15 s here.
+    Written to a temp file and renamed, so an interrupted write never leaves a bad cache.
+    """
+    import os
+
+    import comfy.sd1_clip
+    import comfy.utils
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    config = comfy.supported_models.SD15(dict(SD15_UNET))
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    initialise_weights(model.diffusion_model, seed)
+    clip = initialise_weights(comfy.sd1_clip.SD1ClipModel(), seed + 1)
+    vae = initialise_weights(AutoencoderKL(ddconfig=dict(SD_VAE_DDCONFIG), embed_dim=4), seed + 2)
+    state = model.state_dict_for_saving(clip.state_dict(), vae.state_dict())
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    tmp = f"{path}.tmp"
+    comfy.utils.save_torch_file(state, tmp)
+    os.replace(tmp, path)
+    return path

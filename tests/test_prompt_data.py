@@ -1,0 +1,79 @@
+"""Prompt files for train_hgr: formats as published, and one-line errors naming file and line."""
+
+import json
+
+import pytest
+
+from training.prompt_data import (PromptFileError, category_counts, check_concepts, read_clean, read_concepts,
+                                  read_harmful)
+
+
+def test_i2p_style_csv_loads_as_it_is(tmp_path):
+    path = tmp_path / "i2p.csv"
+    path.write_text('prompt,categories,hard,nudity_percentage\n"nude woman, oil painting","sexual, shocking",1,80.0\n'
+                    "knife fight in an alley,violence,0,0\n")
+    prompts = read_harmful(path)
+    assert prompts[0].categories == ("nudity", "violence")
+    assert prompts[1].categories == ("violence",) and prompts[1].safe_text is None
+    assert category_counts(prompts) == {"nudity": 1, "violence": 2}
+
+
+def test_paired_tsv_and_jsonl(tmp_path):
+    tsv = tmp_path / "paired.tsv"
+    tsv.write_text("prompt\tcategory\tsafe_prompt\na bloody knife\tviolence\ta clean knife\n")
+    jsonl = tmp_path / "paired.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "naked man", "category": "nudity", "safe_prompt": "man in a suit"}) + "\n")
+    assert read_harmful(tsv)[0].safe_text == "a clean knife"
+    assert read_harmful(jsonl)[0].categories == ("nudity",)
+
+
+def test_txt_harmful_needs_a_category(tmp_path):
+    path = tmp_path / "harm.txt"
+    path.write_text("a gory scene\n")
+    with pytest.raises(PromptFileError, match=r"harm.txt:1: no category"):
+        read_harmful(path)
+    assert read_harmful(path, default_category="gore")[0].categories == ("gore",)
+
+
+def test_clean_prompts_from_lines_or_prompt_column(tmp_path):
+    txt = tmp_path / "clean.txt"
+    txt.write_text("a cat\n\na dog\n")
+    csv_path = tmp_path / "coco.csv"
+    csv_path.write_text("case_number,prompt,evaluation_seed\n1,a bus,42\n")
+    assert read_clean(txt) == ["a cat", "a dog"]
+    assert read_clean(csv_path) == ["a bus"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.txt", "", "empty.txt: no prompts found"),
+    ("nocol.csv", "text,category\nx,nudity\n", r"nocol.csv:1: no 'prompt' column"),
+    ("blank.csv", "prompt,category\n,nudity\n", r"blank.csv:2: empty or missing prompt"),
+    ("bad.jsonl", '{"prompt": "a"}\n{oops\n', r"bad.jsonl:2: not valid JSON"),
+    ("data.parquet", "x", "unknown prompt file type"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(PromptFileError, match=message):
+        read_clean(path) if name.endswith(".txt") else read_harmful(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PromptFileError, match="nothere.csv: file not found"):
+        read_harmful(tmp_path / "nothere.csv")
+
+
+def test_concepts_defaults_overrides_and_missing(tmp_path):
+    path = tmp_path / "concepts.json"
+    path.write_text('{"weapons": "guns, knives", "Sexual": "nsfw"}')
+    concepts = read_concepts(path)
+    assert concepts["weapons"] == "guns, knives" and concepts["nudity"] == "nsfw"
+    assert "violence" in read_concepts(None)
+    harmful = read_harmful(_write(tmp_path / "h.csv", "prompt,category\nx,unicorns\n"))
+    with pytest.raises(PromptFileError, match=r"no concept text for categories \['unicorns'\]"):
+        check_concepts(harmful, concepts, "--harmful")
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -1,0 +1,121 @@
+"""Command-line flags of `python -m training.train_hgr` and the configs they build."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from hgr_core import HGRConfig
+
+from .trainer import OptimConfig
+from .jobs import SamplingSettings
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4, got {text!r}") from None
+
+
+def _output(text: str) -> Path:
+    path = Path(text)
+    if path.suffix != ".safetensors":
+        raise argparse.ArgumentTypeError(f"must end in .safetensors (e.g. ComfyUI/models/hgr/my_hgr.safetensors), got {text}")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train_hgr", description="Train HGR weights for SafeCFG.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    model = p.add_argument_group("model").add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", type=Path, help="checkpoint file ComfyUI's CheckpointLoaderSimple loads")
+    model.add_argument("--toy", action="store_true", help="use the shipped toy world instead of a checkpoint")
+    m = p.add_argument_group("model options")
+    m.add_argument("--comfyui", type=Path, default=None,
+                   help="ComfyUI folder (default: COMFYUI_PATH, the ComfyUI this pack is installed in, or the test copy)")
+    m.add_argument("--resolution", type=_positive_int, default=512, help="image size sampled with --checkpoint")
+    m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device for sampling and training")
+    m.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="model weights dtype for --checkpoint (auto: ComfyUI picks fp16/bf16 where the device supports it)")
+    d = p.add_argument_group("data")
+    d.add_argument("--harmful", type=Path, action="append", required=True,
+                   help="harmful prompt file (csv/tsv/jsonl/txt; I2P or prompt,category,safe_prompt); repeatable")
+    d.add_argument("--harmful-category", default=None, help="category for harmful files without a category column")
+    d.add_argument("--clean", type=Path, action="append", required=True, help="clean prompt file (txt or a prompt column); repeatable")
+    d.add_argument("--concepts", type=Path, default=None, help="JSON {category: concept text}; extends built-in defaults")
+    d.add_argument("--negatives", type=Path, default=None,
+                   help="negative prompts to draw from (txt); default: empty and typical user negatives")
+    d.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of prompts held out for validation")
+    s = p.add_argument_group("trajectories")
+    s.add_argument("--seeds-per-prompt", type=_positive_int, default=1, help="trajectories per prompt (per mode)")
+    s.add_argument("--sample-steps", type=_positive_int, default=20, help="sampling steps per trajectory")
+    s.add_argument("--sampler", default="euler", help="ComfyUI sampler name")
+    s.add_argument("--scheduler", default="normal", help="ComfyUI scheduler name")
+    s.add_argument("--cfg-min", type=float, default=5.0, help="lowest guidance scale drawn")
+    s.add_argument("--cfg-max", type=float, default=9.0, help="highest guidance scale drawn")
+    s.add_argument("--trajectory-batch", type=_positive_int, default=16, help="jobs sampled together (one shard)")
+    n = p.add_argument_group("network")
+    n.add_argument("--base-channels", type=_positive_int, default=HGRConfig.base_channels, help="HGR width (multiple of 8)")
+    n.add_argument("--channel-mult", type=_int_list, default=HGRConfig.channel_mult, help="width multipliers per U-Net level")
+    n.add_argument("--blocks-per-level", type=_positive_int, default=HGRConfig.blocks_per_level, help="residual blocks per level")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--steps", type=_positive_int, default=OptimConfig.steps, help="optimisation steps")
+    o.add_argument("--batch-size", type=_positive_int, default=OptimConfig.batch_size, help="recorded steps per batch (per process)")
+    o.add_argument("--lr", type=float, default=OptimConfig.lr, help="peak AdamW learning rate")
+    o.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay, help="AdamW weight decay")
+    o.add_argument("--warmup", type=int, default=OptimConfig.warmup, help="linear warm-up steps before cosine decay")
+    o.add_argument("--ema-decay", type=float, default=OptimConfig.ema_decay, help="EMA decay of the exported weights")
+    o.add_argument("--grad-clip", type=float, default=OptimConfig.grad_clip, help="gradient norm clip")
+    o.add_argument("--clean-weight", type=float, default=OptimConfig.clean_weight, help="lambda: weight of clean-prompt rows")
+    o.add_argument("--eval-every", type=_positive_int, default=OptimConfig.eval_every, help="steps between evaluation/checkpoint/preview")
+    o.add_argument("--seed", type=int, default=0, help="seed of the job plan and the optimisation")
+    r = p.add_argument_group("output")
+    r.add_argument("--output", type=_output, required=True, help="where to write the HGR .safetensors (e.g. ComfyUI/models/hgr/x.safetensors)")
+    r.add_argument("--work-dir", type=Path, default=Path("runs/train_hgr"), help="trajectory cache, checkpoints, previews")
+    r.add_argument("--resume", action="store_true", help="continue training from --work-dir/checkpoint.pt")
+    r.add_argument("--preview-count", type=int, default=6, help="validation prompts in each preview grid (0 = none)")
+    r.add_argument("--threshold-percentile", type=float, default=99.0,
+                   help="detection threshold = this percentile of clean validation scores")
+    return p
+
+
+def choose_device(name: str) -> str:
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
+def hgr_config_from_args(args, latent_channels: int, categories: tuple[str, ...]) -> HGRConfig:
+    return HGRConfig(latent_channels=latent_channels, categories=categories, base_channels=args.base_channels,
+                     channel_mult=tuple(args.channel_mult), blocks_per_level=args.blocks_per_level)
+
+
+def optim_config_from_args(args) -> OptimConfig:
+    return OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       warmup=args.warmup, ema_decay=args.ema_decay, grad_clip=args.grad_clip,
+                       clean_weight=args.clean_weight, eval_every=args.eval_every, seed=args.seed)
+
+
+def sampling_from_args(args) -> SamplingSettings:
+    if args.cfg_min > args.cfg_max:
+        raise ValueError(f"--cfg-min ({args.cfg_min}) must not exceed --cfg-max ({args.cfg_max})")
+    return SamplingSettings(args.sample_steps, args.sampler, args.scheduler, args.cfg_min, args.cfg_max)

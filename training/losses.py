@@ -1,0 +1,47 @@
+"""The HGR training objective (METHOD.md section 4) with per-category supervision.
+
+All terms are normalised per sample by |g|^2 so every noise level counts. For a row with target
+change T = g* - g (0 for clean prompts):
+- |R_all - T|^2: all categories together reproduce the target;
+- |R_k - T|^2 for a single-category row of category k: that category alone does the job, so a
+  user who selects only k still gets the full redirection;
+- |R_j|^2 for every category j the row is not labelled with: other categories keep their hands
+  off (this is what makes per-category control work; for clean rows it covers every category).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hgr_core import HGR, combine_redirections
+
+NORM_EPS = 1e-6
+
+
+def _sq(t: torch.Tensor) -> torch.Tensor:
+    return t.pow(2).flatten(1).sum(1)
+
+
+def redirection_losses(hgr: HGR, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-row loss terms for a batch with keys sigma, x, uncond_denoised, g, target_change, labels (B, K)."""
+    g, target, labels = batch["g"], batch["target_change"], batch["labels"]
+    out = hgr(g, batch["sigma"], batch["x"], batch["uncond_denoised"])
+    gate = out.gate
+    norm = _sq(g) + NORM_EPS
+    total = _sq(combine_redirections(out.delta, gate) - target) / norm
+    single = labels.sum(1) == 1
+    per_category = torch.zeros_like(total)
+    eye = torch.eye(labels.shape[1], device=g.device)
+    for k in range(labels.shape[1]):
+        change_k = combine_redirections(out.delta, gate, eye[k])
+        own = single & (labels[:, k] > 0)
+        per_category = per_category + torch.where(own, _sq(change_k - target), torch.zeros_like(total)) / norm
+        per_category = per_category + (1 - labels[:, k]) * _sq(change_k) / norm
+    return {"total": total, "per_category": per_category}
+
+
+def training_loss(hgr: HGR, batch: dict[str, torch.Tensor], clean_weight: float) -> torch.Tensor:
+    terms = redirection_losses(hgr, batch)
+    harmful = batch["labels"].sum(1) > 0
+    weight = torch.where(harmful, torch.ones_like(terms["total"]), torch.full_like(terms["total"], clean_weight))
+    return (weight * (terms["total"] + terms["per_category"])).sum() / weight.sum()

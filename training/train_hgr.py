@@ -1,0 +1,103 @@
+"""Train Harmful Guidance Redirector (HGR) weights for a ComfyUI checkpoint (METHOD.md section 4).
+
+Examples:
+
+    # a real checkpoint, on your GPU, straight into ComfyUI's models/hgr
+    python -m training.train_hgr --checkpoint ComfyUI/models/checkpoints/v1-5.safetensors \\
+        --harmful i2p.csv --harmful paired.csv --clean coco.txt \\
+        --output ComfyUI/models/hgr/sd15.safetensors
+
+    # the toy world (CPU, minutes)
+    python -m training.train_hgr --toy --harmful runs/prompts/harmful_train.csv \\
+        --clean runs/prompts/clean_train.txt --concepts runs/prompts/concepts.json \\
+        --output runs/toy_hgr.safetensors
+
+    # several processes (trajectory generation sharded, training with DDP; gloo on CPU)
+    torchrun --nproc_per_node 2 -m training.train_hgr ...
+
+Steps: read prompts -> plan jobs (validation split by prompt) -> sample trajectories with
+ComfyUI's samplers into a resumable shard cache -> train (AdamW, EMA, warm-up + cosine, gradient
+clipping, checkpoints, --resume) -> evaluate per category and write preview grids -> calibrate the
+detection threshold on clean validation prompts -> export EMA weights atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+from find_comfyui import setup_comfyui  # noqa: E402
+
+from . import prompt_data  # noqa: E402
+from .cli import build_parser, choose_device  # noqa: E402
+
+log = logging.getLogger("train_hgr")
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return dist.get_rank(), world
+
+
+def load_prompts(args):
+    harmful = [p for path in args.harmful for p in prompt_data.read_harmful(path, args.harmful_category)]
+    clean = [p for path in args.clean for p in prompt_data.read_clean(path)]
+    concepts = prompt_data.read_concepts(args.concepts)
+    prompt_data.check_concepts(harmful, concepts, "--harmful")
+    negatives = prompt_data.read_clean(args.negatives) if args.negatives else list(DEFAULT_NEGATIVES)
+    return harmful, clean, concepts, negatives
+
+
+DEFAULT_NEGATIVES = ("", "", "blurry, low quality", "worst quality, low quality", "blurry")
+
+
+def log_counts(harmful, clean) -> None:
+    counts = prompt_data.category_counts(harmful)
+    log.info("prompts: %d harmful, %d clean", len(harmful), len(clean))
+    for name, count in sorted(counts.items()):
+        paired = sum(1 for p in harmful if name in p.categories and p.safe_text)
+        log.info("  %-12s %5d prompts (%d with a safe counterpart, %d use the concept text)", name, count, paired, count - paired)
+
+
+def make_backend(args, device: str):
+    from .backends import CheckpointBackend, ToyBackend
+
+    if args.toy:
+        return ToyBackend(device)
+    return CheckpointBackend(args.checkpoint, args.resolution, args.precision)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    device = choose_device(args.device)
+    setup_comfyui(args.comfyui, cpu=device == "cpu")
+    rank, world = init_distributed(device)
+    harmful, clean, concepts, negatives = load_prompts(args)
+    if rank == 0:
+        log_counts(harmful, clean)
+    from .run import run
+
+    run(args, device, rank, world, harmful, clean, concepts, negatives, make_backend(args, device))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (prompt_data.PromptFileError, FileNotFoundError, ValueError) as e:
+        logging.getLogger("train_hgr").error("%s", e)
+        raise SystemExit(2) from None

@@ -1,0 +1,149 @@
+"""The HGR optimisation loop: AdamW, warm-up + cosine schedule, gradient clipping, EMA,
+per-category validation metrics, checkpoints with resume, optional DistributedDataParallel."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from hgr_core import HGR, combine_redirections, harm_score
+
+from .losses import NORM_EPS, training_loss
+from .metrics import auroc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 100
+    ema_decay: float = 0.995
+    grad_clip: float = 1.0
+    clean_weight: float = 1.0
+    eval_every: int = 500
+    seed: int = 0
+
+
+def lr_factor(step: int, config: OptimConfig) -> float:
+    """Linear warm-up then cosine decay to 10% of the peak."""
+    if step < config.warmup:
+        return (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def update_ema(ema: HGR, model: HGR, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+
+
+def batch_at(data: dict, index: torch.Tensor, device) -> dict:
+    return {k: v[index].to(device, non_blocking=True) for k, v in data.items() if k != "job"}
+
+
+@torch.no_grad()
+def row_outputs(hgr: HGR, data: dict, rows: torch.Tensor, device, chunk: int = 1024):
+    """(change R - g, target change, g) for the given rows, computed in chunks, on the CPU."""
+    outs = []
+    for start in range(0, len(rows), chunk):
+        batch = batch_at(data, rows[start:start + chunk], device)
+        out = hgr(batch["g"], batch["sigma"], batch["x"], batch["uncond_denoised"])
+        outs.append((combine_redirections(out.delta, out.gate).cpu(), batch["target_change"].cpu(), batch["g"].cpu()))
+    return [torch.cat(parts) for parts in zip(*outs)]
+
+
+def job_scores(hgr: HGR, data: dict, rows: torch.Tensor, device) -> dict[int, float]:
+    """Harm score per trajectory: mean over its recorded steps of |R(g) - g| / (|g| + 1e-6)."""
+    change, _, g = row_outputs(hgr, data, rows, device)
+    scores = harm_score(g, change).numpy()
+    jobs = data["job"][rows].numpy()
+    return {int(j): float(scores[jobs == j].mean()) for j in np.unique(jobs)}
+
+
+def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device) -> dict:
+    """Clean preservation error, redirection error and detection AUROC, per category."""
+    if len(rows) == 0:
+        return {}
+    change, target, g = row_outputs(hgr, data, rows, device)
+    labels = data["labels"][rows]
+    clean = labels.sum(1) == 0
+    rel_change = change.pow(2).flatten(1).sum(1) / (g.pow(2).flatten(1).sum(1) + NORM_EPS)
+    miss = (change - target).pow(2).flatten(1).sum(1) / (target.pow(2).flatten(1).sum(1) + NORM_EPS)
+    scores = job_scores(hgr, data, rows, device)
+    plain = {j: s for j, s in scores.items() if not jobs[j].steered}
+    clean_scores = [s for j, s in plain.items() if not jobs[j].categories]
+    metrics = {"clean_preservation_error": float(rel_change[clean].mean()) if clean.any() else float("nan")}
+    harmful_scores = [s for j, s in plain.items() if jobs[j].categories]
+    metrics["auroc"] = auroc(harmful_scores, clean_scores)
+    for k, name in enumerate(categories):
+        mine = labels[:, k] > 0
+        metrics[f"{name}/redirection_error"] = float(miss[mine].mean()) if mine.any() else float("nan")
+        metrics[f"{name}/auroc"] = auroc([s for j, s in plain.items() if name in jobs[j].categories], clean_scores)
+    metrics["clean_scores"] = clean_scores
+    return metrics
+
+
+def save_checkpoint(path: Path, model: HGR, ema: HGR, optimizer, step: int) -> None:
+    state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+             "step": step, "config": model.config.to_json()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: HGR, ema: HGR, optimizer) -> int:
+    """Restore a checkpoint of our own (weights_only=True: nothing else is unpickled)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != model.config.to_json():
+        raise ValueError(f"--resume: {path} was written for another HGR config; use a new --work-dir")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig, device, checkpoint: Path,
+          resume: bool, on_eval=None) -> HGR:
+    """Optimise `model` on `train_rows`; returns the EMA model. on_eval(step, ema) runs on rank 0."""
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start = load_checkpoint(checkpoint, model, ema, optimizer) if resume and checkpoint.is_file() else 0
+    if start:
+        log.info("resumed from %s at step %d", checkpoint, start)
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
+    bar = tqdm(range(start, config.steps), desc="train HGR", disable=rank != 0, initial=start, total=config.steps)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_factor(step, config)
+        index = train_rows[torch.randint(len(train_rows), (config.batch_size,), generator=generator)]
+        loss = training_loss(net, batch_at(data, index, device), config.clean_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        update_ema(ema, model, config.ema_decay)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        if rank == 0 and (done % config.eval_every == 0 or done == config.steps):
+            save_checkpoint(checkpoint, model, ema, optimizer, done)
+            if on_eval is not None:
+                on_eval(done, ema)
+    return ema
