@@ -46,10 +46,10 @@ class ToyBackend(Backend):
 
     base_model = "toyworld"
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", weights_dir=None):
         from toyworld import load_world
 
-        self.world = load_world(device)
+        self.world = load_world(device, weights_dir)
         self.model = self.world.model
         self.latent_shape = tuple(self.world.latent_shape)
 

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--checkpoint", type=Path, help="checkpoint file ComfyUI's CheckpointLoaderSimple loads")
     model.add_argument("--toy", action="store_true", help="use the shipped toy world instead of a checkpoint")
     m = p.add_argument_group("model options")
+    m.add_argument("--toy-weights", type=Path, default=None, help="toy-world weights folder (default: the shipped toyworld/weights)")
     m.add_argument("--comfyui", type=Path, default=None,
                    help="ComfyUI folder (default: COMFYUI_PATH, the ComfyUI this pack is installed in, or the test copy)")
     m.add_argument("--resolution", type=_positive_int, default=512, help="image size sampled with --checkpoint")

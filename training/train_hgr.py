@@ -77,7 +77,7 @@ def make_backend(args, device: str):
     from .backends import CheckpointBackend, ToyBackend
 
     if args.toy:
-        return ToyBackend(device)
+        return ToyBackend(device, args.toy_weights)
     return CheckpointBackend(args.checkpoint, args.resolution, args.precision)
 
 
