@@ -6,7 +6,7 @@ Never imports ComfyUI: training, benchmarks and outside scripts use this package
 from .config import HGRConfig
 from .guidance import combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, safecfg_denoised
 from .network import HGR, HGROutput, parameter_count
-from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_enabled, sld_eps, sld_preset
+from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset
 from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "safety_guidance",
     "save_hgr",
     "sld_active",
+    "sld_denoised",
     "sld_enabled",
     "sld_eps",
     "sld_preset",

@@ -3,8 +3,8 @@
 Implements the safety guidance of Schramowski et al., "Safe Latent Diffusion: Mitigating
 Inappropriate Degeneration in Diffusion Models" (CVPR 2023, https://arxiv.org/abs/2211.05105),
 following diffusers' `StableDiffusionPipelineSafe` step by step (equation numbers as that
-pipeline's comments give them). With eps_c, eps_u, eps_S the predictions for the prompt, the negative/empty prompt and
-the safety concept S, and w the guidance scale:
+pipeline's comments give them). With eps_c, eps_u, eps_S the predictions for the prompt, the
+negative (or empty) prompt and the safety concept S, and w the guidance scale:
 
     eps = eps_u + w * ((eps_c - eps_u) - g_S)        after the warm-up steps    (Eq. 3)
     eps = eps_u + w * (eps_c - eps_u)                 during warm-up (plain CFG)
@@ -15,6 +15,9 @@ Knobs (`SLDPreset` field, diffusers argument, symbol in the paper):
     threshold     sld_threshold        lambda   elements with eps_c - eps_S >= lambda get mu = 0
     momentum      sld_momentum_scale   s_m      weight of the momentum nu added to g_S
     beta          sld_mom_beta         beta_m   decay of the momentum nu
+
+SLD steers in eps space, so its thresholds assume eps-scale predictions (what SD's UNet gives,
+and what `eps_from_denoised` recovers from ComfyUI's denoised outputs).
 
 The momentum nu is carried from step to step in an explicit `SLDState`; every function here is
 pure (tensors and state in, tensors and new state out). Like diffusers, g_S and nu are computed
@@ -28,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from .guidance import _per_sample, eps_from_denoised
 
 
 @dataclass(frozen=True)
@@ -126,3 +131,28 @@ def sld_eps(
     else:
         guidance = eps_c.float() - eps_u.float()  # plain CFG, as diffusers without SLD
     return (eps_u.float() + guidance_scale * guidance).to(eps_c.dtype), state
+
+
+def sld_denoised(
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    cond_denoised: torch.Tensor,
+    uncond_denoised: torch.Tensor,
+    safety_denoised: torch.Tensor,
+    step: int,
+    preset: SLDPreset,
+    state: SLDState,
+) -> tuple[torch.Tensor, SLDState]:
+    """Replace the conditional x0 prediction so that any CFG on top of it is SLD (Eq. 3).
+
+    For samplers that hand over denoised predictions D (ComfyUI): eps_c' = eps_c - g_S makes
+    eps_u + w * (eps_c' - eps_u) the SLD result for every w, written D_c' = D_c + sigma * g_S.
+    During warm-up D_c comes back as it is (bit for bit); the state advances either way.
+    Shapes (B, C, H, W), sigma (B,). Returns (D_c' in D_c's dtype, new state).
+    """
+    eps = [eps_from_denoised(x, d, sigma) for d in (cond_denoised, uncond_denoised, safety_denoised)]
+    g_s, state = safety_guidance(*eps, preset, state)
+    if not sld_active(step, preset):
+        return cond_denoised, state
+    new_cond = cond_denoised.float() + _per_sample(sigma, x) * g_s  # eps_c' = eps_c - g_S
+    return new_cond.to(cond_denoised.dtype), state
