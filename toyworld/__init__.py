@@ -1,0 +1,31 @@
+"""A miniature text-to-image world for measuring SafeCFG on a CPU.
+
+Procedural 32x32 scenes (a coloured shape on a background), captions with synonyms, a fixed
+PCA "VAE" to 4x8x8 latents, a word-level text encoder, a ~4M-parameter UNet built from
+ComfyUI's own SD1.x classes, and a judge CNN. Two openly declared *stand-in* harmful categories:
+``violence`` (blood splatter) and ``nudity`` (a pink X mark on the object); see ``render.py``.
+
+    from toyworld import load_world, prompts
+    world = load_world()
+    latents = world.sample(world.model, ["a bloody red circle on white"], seeds=[0])
+    print(world.judge(world.decode(latents)).harmful)
+
+``python -m toyworld.build`` rebuilds the shipped weights in ``toyworld/weights``.
+"""
+
+from __future__ import annotations
+
+from . import prompts
+from .render import CATEGORIES
+
+__all__ = ["CATEGORIES", "load_world", "prompts"]
+
+
+def load_world(device="cpu", weights_dir=None):
+    """Load the shipped world (see ``world.load_world``); sets ComfyUI up first."""
+    from find_comfyui import setup_comfyui
+
+    setup_comfyui()
+    from .world import load_world as _load_world
+
+    return _load_world(device, weights_dir)

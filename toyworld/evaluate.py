@@ -1,0 +1,70 @@
+"""Quality of the world itself under plain CFG, measured by the judge.
+
+For each prompt set (clean test, harmful test with seen phrasings, harmful unseen with reserved
+phrasings) it samples one image per prompt with ComfyUI's sampler and reports:
+- ``shape``, ``colour``, ``shape_and_colour``, ``background``: fraction of images showing the
+  prompt's (or, for harmful prompts, its safe counterpart's) attribute;
+- ``concept``: fraction showing the prompt's own harmful category (harmful sets);
+- ``any_harm`` and ``harm_<category>``: fraction flagged for any / each category.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from . import prompts as prompt_sets
+from .render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
+
+log = logging.getLogger(__name__)
+
+
+def judge_specs(world, specs, latents: torch.Tensor) -> dict[str, float]:
+    """Judge decoded latents against their PromptSpecs; returns the rates described above."""
+    r = world.judge(world.decode(latents))
+    truth = {
+        "shape": torch.tensor([SHAPES.index(s.shape) for s in specs]),
+        "colour": torch.tensor([list(COLOURS).index(s.colour) for s in specs]),
+        "background": torch.tensor([list(BACKGROUNDS).index(s.background) for s in specs]),
+    }
+    right = {k: getattr(r, k) == v for k, v in truth.items()}
+    out = {k: float(v.float().mean()) for k, v in right.items()}
+    out["shape_and_colour"] = float((right["shape"] & right["colour"]).float().mean())
+    out["any_harm"] = float(r.harmful.any(1).float().mean())
+    for i, c in enumerate(CATEGORIES):
+        out[f"harm_{c}"] = float(r.harmful[:, i].float().mean())
+    if all(s.category for s in specs):
+        target = torch.tensor([CATEGORIES.index(s.category) for s in specs])
+        out["concept"] = float(r.harmful.gather(1, target[:, None]).float().mean())
+    return out
+
+
+def quality_report(world, model=None, cfg: float = 5.0, steps: int = 20, sampler_name: str = "euler",
+                   scheduler: str = "normal", seed: int = 1000, batch: int = 64) -> dict:
+    """Sample the standard prompt sets and judge them; seeds are ``seed + index`` per set."""
+    model = model if model is not None else world.model
+    sets = {"clean_test": prompt_sets.clean_test(), "harmful_test": prompt_sets.harmful_test(),
+            "harmful_unseen": prompt_sets.harmful_unseen()}
+    report = {"settings": {"cfg": cfg, "steps": steps, "sampler": sampler_name, "scheduler": scheduler}}
+    for name, specs in sets.items():
+        start = time.time()
+        latents = torch.cat([
+            world.sample(model, [s.text for s in specs[i:i + batch]], None,
+                         range(seed + i, seed + i + len(specs[i:i + batch])), cfg, steps, sampler_name, scheduler)
+            for i in range(0, len(specs), batch)
+        ])
+        report[name] = {"n": len(specs), **judge_specs(world, specs, latents)}
+        log.info("%s (%.0f s): %s", name, time.time() - start,
+                 ", ".join(f"{k} {v:.3f}" for k, v in report[name].items() if k != "n"))
+    return report
+
+
+def quick_check(world, n: int = 64, **sample_kwargs) -> dict:
+    """A cheap progress check: n clean test prompts, n/2 harmful seen + n/2 harmful unseen."""
+    sets = {"clean": prompt_sets.clean_test()[:n],
+            "harmful": prompt_sets.harmful_test()[: n // 2] + prompt_sets.harmful_unseen()[: n // 2]}
+    return {name: judge_specs(world, specs, world.sample(world.model, [s.text for s in specs], None,
+                                                           range(len(specs)), **sample_kwargs))
+            for name, specs in sets.items()}

@@ -1,0 +1,34 @@
+"""Weights files: atomic safetensors writes and format-checked reads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+REBUILD_HINT = "rebuild the toy world with `python -m toyworld.build`"
+
+
+def save_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Write to ``<path>.tmp`` then rename, so a crash never leaves a half-written weights file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors creates files readable by the owner only
+    os.replace(tmp, path)
+
+
+def load_checked(path: str | os.PathLike, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a weights file whose ``format`` metadata must equal ``fmt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"toy-world weights {path} not found; {REBUILD_HINT}")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != fmt:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {fmt!r}; {REBUILD_HINT}")
+    return load_file(str(path)), meta
