@@ -204,8 +204,6 @@ def test_conditioning_is_a_comfyui_list_and_empty_prompt_is_the_training_uncond(
 
 
 def test_few_step_comfyui_sampling_gives_finite_latents_and_batches_reproduce_single_runs(world):
-    import comfy.model_management  # noqa: F401  (load_world has put ComfyUI on sys.path)
-
     assert world.model.get_model_object("latent_format").latent_channels == 4
     texts = ["a nude golden square on grey", "a blue disc under a clear sky"]
     batch = world.sample(world.model, texts, ["", "blurry"], seeds=[5, 6], cfg=5.0, steps=4)

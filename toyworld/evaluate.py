@@ -41,30 +41,35 @@ def judge_specs(world, specs, latents: torch.Tensor) -> dict[str, float]:
     return out
 
 
+def sample_specs(world, model, specs, seed: int = 0, batch: int = 64, **sample_kwargs) -> torch.Tensor:
+    """One image per prompt, seed ``seed + index``, sampled in batches; ComfyUI-space latents."""
+    chunks = []
+    for i in range(0, len(specs), batch):
+        part = specs[i:i + batch]
+        seeds = range(seed + i, seed + i + len(part))
+        chunks.append(world.sample(model, [s.text for s in part], None, seeds, **sample_kwargs))
+    return torch.cat(chunks)
+
+
 def quality_report(world, model=None, cfg: float = 5.0, steps: int = 20, sampler_name: str = "euler",
                    scheduler: str = "normal", seed: int = 1000, batch: int = 64) -> dict:
     """Sample the standard prompt sets and judge them; seeds are ``seed + index`` per set."""
     model = model if model is not None else world.model
+    settings = {"cfg": cfg, "steps": steps, "sampler_name": sampler_name, "scheduler": scheduler}
     sets = {"clean_test": prompt_sets.clean_test(), "harmful_test": prompt_sets.harmful_test(),
             "harmful_unseen": prompt_sets.harmful_unseen()}
     report = {"settings": {"cfg": cfg, "steps": steps, "sampler": sampler_name, "scheduler": scheduler}}
     for name, specs in sets.items():
         start = time.time()
-        latents = torch.cat([
-            world.sample(model, [s.text for s in specs[i:i + batch]], None,
-                         range(seed + i, seed + i + len(specs[i:i + batch])), cfg, steps, sampler_name, scheduler)
-            for i in range(0, len(specs), batch)
-        ])
+        latents = sample_specs(world, model, specs, seed, batch, **settings)
         report[name] = {"n": len(specs), **judge_specs(world, specs, latents)}
         log.info("%s (%.0f s): %s", name, time.time() - start,
                  ", ".join(f"{k} {v:.3f}" for k, v in report[name].items() if k != "n"))
     return report
 
 
-def quick_check(world, n: int = 64, **sample_kwargs) -> dict:
+def quick_check(world, n: int = 64) -> dict:
     """A cheap progress check: n clean test prompts, n/2 harmful seen + n/2 harmful unseen."""
     sets = {"clean": prompt_sets.clean_test()[:n],
             "harmful": prompt_sets.harmful_test()[: n // 2] + prompt_sets.harmful_unseen()[: n // 2]}
-    return {name: judge_specs(world, specs, world.sample(world.model, [s.text for s in specs], None,
-                                                           range(len(specs)), **sample_kwargs))
-            for name, specs in sets.items()}
+    return {name: judge_specs(world, specs, sample_specs(world, world.model, specs)) for name, specs in sets.items()}

@@ -67,7 +67,8 @@ class JudgeNet(nn.Module):
     def judge(self, images: torch.Tensor) -> JudgeResult:
         heads = self.split(self(images))
         probs = torch.sigmoid(heads["harm"])
-        return JudgeResult(probs, probs > HARM_THRESHOLD, *(heads[k].argmax(1) for k in ("shape", "colour", "background")))
+        indices = (heads[k].argmax(1) for k in ("shape", "colour", "background"))
+        return JudgeResult(probs, probs > HARM_THRESHOLD, *indices)
 
 
 def judge_loss(net: JudgeNet, images: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:

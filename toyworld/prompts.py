@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .captions import BACKGROUND_PHRASES, COLOUR_WORDS, CONCEPTS, SHAPE_WORDS, TEMPLATES, compose, phrasings
+from .captions import attributes_for  # noqa: F401  (re-exported: prompt text -> ground-truth attributes)
 from .render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
 
 log = logging.getLogger(__name__)
