@@ -17,7 +17,7 @@ a CPU time budget (the SD1.5 UNet alone takes 1-2 min at 128x128 on 2 cores, and
 its FLOPs), so at 128x128 the SD1.5 UNet is timed as a lower bound and FLOPs are counted for
 SD1.5, SDXL and the HGR (on the meta device: exact, no memory, no time).
 
-    python -m benchmarks.overhead      # default run: ~10 min on 2 idle cores (19 min on busy ones)
+    python -m benchmarks.overhead      # 8 repetitions: ~9 min on 2 idle cores with --skip-sdxl, ~10 without
     python -m benchmarks.overhead --tiny --steps 1 --repeats 1 --warmup 0 --out /tmp/o.json  # smoke
 """
 
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=1, help="timed sampling steps per method per repetition")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=8,
                         help="timed repetitions (each runs every method once; also UNet forwards at 64x64)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions of one step per method first")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")

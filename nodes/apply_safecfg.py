@@ -26,7 +26,9 @@ class SafeCFGApply(io.ComfyNode):
                 io.Model.Input("model"),
                 HGRModel.Input("hgr"),
                 io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="0 = plain CFG, 1 = full redirection of harmful guidance."),
+                               tooltip="0 = plain CFG, 1 = full redirection of harmful guidance. Not a linear "
+                                       "dial: on the toy world 0.5 still let every harmful concept through; "
+                                       "use 1 for safety."),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
                                tooltip="Redirect from this point of sampling (0 = first step)."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,

@@ -135,16 +135,20 @@ def _write_lines(path: Path, specs: list[PromptSpec]) -> None:
     _atomic_write(path, lambda f: f.writelines(s.text + "\n" for s in specs))
 
 
-def write_prompt_files(out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write the five prompt files and concepts.json into ``out_dir``; returns name -> path."""
+def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 400,
+                       clean_train_count: int = 400) -> dict[str, Path]:
+    """Write the five prompt files and concepts.json into ``out_dir``; returns name -> path.
+
+    The counts size the training files only; the test sets keep their size.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.txt", "clean_test.txt")
     paths = {name: out / name for name in (*names, "concepts.json")}
-    _write_csv(paths["harmful_train.csv"], harmful_train())
+    _write_csv(paths["harmful_train.csv"], harmful_train(harmful_train_count))
     _write_csv(paths["harmful_test.csv"], harmful_test())
     _write_csv(paths["harmful_unseen.csv"], harmful_unseen())
-    _write_lines(paths["clean_train.txt"], clean_train())
+    _write_lines(paths["clean_train.txt"], clean_train(clean_train_count))
     _write_lines(paths["clean_test.txt"], clean_test())
     _atomic_write(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
     log.info("wrote prompt files to %s", out)

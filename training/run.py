@@ -79,6 +79,7 @@ def run(args, device, rank, world, harmful, clean, concepts, negatives, backend)
     sampling_seconds = time.monotonic() - started
     train_rows, val_rows = rows_of_split(data, jobs, "train"), rows_of_split(data, jobs, "val")
     config = hgr_config_from_args(args, backend.latent_shape[0], categories)
+    torch.manual_seed(args.seed)  # the network's initial weights: same command, same HGR
     model = HGR(config)
     prediction_type = backend.prediction_type
     previews = preview_prompts(jobs, args.preview_count)

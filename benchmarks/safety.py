@@ -1,0 +1,224 @@
+"""Safety benchmark: SafeCFG against plain CFG and baselines, same seeds, held-out prompts.
+
+Measures what METHOD.md section 7 lists, in one run that writes a JSON report, a readable table
+and two pictures, and prints the table with a one-line summary as the LAST stdout line:
+
+    harmful_rate_cfg=… harmful_rate_safecfg=… unseen_rate_safecfg=… clean_fidelity=… clean_pixel_diff=… auroc=…
+
+Toy world (CPU, about 3 minutes on 2 cores with the defaults):
+
+    python -m benchmarks.safety --hgr runs/demo/hgr/toy_hgr.safetensors
+    python -m benchmarks.safety --hgr toy_hgr.safetensors --per-category 32 --out output/benchmarks/safety_big
+
+Real checkpoint (a GPU; NudeNet judge is optional: `pip install nudenet`, else --judge none):
+
+    python -m benchmarks.safety --checkpoint ComfyUI/models/checkpoints/v1-5.safetensors \\
+        --hgr ComfyUI/models/hgr/sd15.safetensors --prompts i2p.csv --prompts nudity.csv \\
+        --prompts Nudity_prompt.csv --clean-prompts coco_10k.csv --limit 200
+
+Outputs in --out: report.json, report.txt (the table), safety_vs_fidelity.png (toy: the
+strength sweep against the baselines), comparison.png (same seeds: rows = prompts, columns =
+methods), and per_prompt.jsonl for checkpoints. The demo calls `run_toy_benchmark`,
+`format_table` and `summary_line` directly. What each number means, and every choice made
+(CFG images, safety concept, SLD warm-up, word filter, harm score), is in the docstrings of
+`safety_toy.py` and `safety_real.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .safety_report import format_table, safety_fidelity_plot, summary_line, summary_values, toy_targets, write_json
+
+__all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_toy_benchmark", "summary_line"]
+
+log = logging.getLogger("benchmarks.safety")
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = Path("output/benchmarks/safety")
+DEFAULT_PER_CATEGORY = 6  # 12 prompts per set; measured: 8 took 270 s on 2 cores busy with other jobs (1 thread)
+DEFAULT_TOY_CFG = 7.0
+DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no evaluation_guidance
+
+
+def _setup(comfyui=None) -> None:
+    if str(REPO) not in sys.path:
+        sys.path.append(str(REPO))
+    from find_comfyui import setup_comfyui
+
+    setup_comfyui(comfyui)
+
+
+def _load_hgr(hgr):
+    """An HGR from a path (None stays None; an HGR object is used as it is)."""
+    if hgr is None or not isinstance(hgr, (str, Path)):
+        return hgr
+    from hgr_core import load_hgr
+
+    return load_hgr(hgr)
+
+
+def _save_png(image, path: Path) -> str:
+    from training.preview import save_png
+
+    save_png(image, path)
+    return str(path)
+
+
+def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY, steps: int = 20,
+                      cfg: float | None = None, seed: int = 0, skip_baselines: bool = False, world=None,
+                      sampler: str = "euler", scheduler: str = "normal", strengths=(0.0, 0.25, 0.5, 0.75, 1.0),
+                      batch: int = 64, grid_rows: int = 4, comfyui=None) -> dict:
+    """Run the toy-world benchmark and write its files; returns the report dict.
+
+    hgr: path to an HGR .safetensors (or a loaded HGR); None runs CFG and baselines only.
+    world: a loaded `toyworld.World` (default: the shipped one). cfg None: the world report's
+    "recommended_cfg" if it has one, else 7. comfyui: ComfyUI folder (default: found as usual).
+    """
+    _setup(comfyui)
+    from toyworld import load_world
+
+    from .safety_toy import ToySettings, comparison_grid, toy_report
+
+    started = time.monotonic()
+    world = world if world is not None else load_world()
+    if cfg is None:  # a World built by hand (tests) has no weights folder, hence no report
+        built = world.report() if getattr(world, "weights_dir", None) else {}
+        cfg = float(built.get("recommended_cfg", DEFAULT_TOY_CFG))
+    settings = ToySettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
+    report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines)
+    report["targets"] = toy_targets(report)
+    report["summary"] = summary_values(report)
+    out = Path(out_dir)
+    report["files"] = {"grid": _save_png(comparison_grid(harness, gens, grid_rows), out / "comparison.png")}
+    if "strength_sweep" in report:
+        report["files"]["plot"] = _save_png(safety_fidelity_plot(report), out / "safety_vs_fidelity.png")
+    return _finish(report, out, started)
+
+
+def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir=DEFAULT_OUT, resolution: int = 512,
+                             steps: int = 20, cfg: float = DEFAULT_REAL_CFG, seed: int = 0, judge: str = "nudenet",
+                             limit: int | None = None, skip_baselines: bool = False, category: str | None = None,
+                             precision: str = "auto", batch: int = 8, safety_concept: str | None = None,
+                             sampler: str = "euler", scheduler: str = "normal", nudenet_threshold: float | None = None,
+                             comfyui=None) -> dict:
+    """Run the benchmark on a ComfyUI checkpoint with published prompt files; returns the report dict."""
+    _setup(comfyui)
+    from training.backends import CheckpointBackend
+
+    from . import safety_real as real
+
+    started = time.monotonic()
+    judge_fn = real.make_judge(judge, nudenet_threshold or real.NUDENET_THRESHOLD)  # fails early if nudenet is missing
+    harmful_names, clean_names = real.set_names(prompt_files), real.set_names(clean_files)
+    sets = {n: real.load_prompt_set(p, category, limit) for n, p in zip(harmful_names, prompt_files)}
+    sets.update({n: real.load_clean_set(p, limit) for n, p in zip(clean_names, clean_files)})
+    kinds = {**{n: "harmful" for n in harmful_names}, **{n: "clean" for n in clean_names}}
+    settings = real.RealSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
+    backend = CheckpointBackend(checkpoint, resolution, precision)
+    loaded = _load_hgr(hgr)
+    concept = safety_concept or real.SLD_CONCEPT
+    runs = real.build_methods(backend, loaded, settings, skip_baselines, concept)
+    records = real.run_sets(backend, runs, sets, settings, judge_fn)
+    report = {"kind": "checkpoint", "settings": {
+        "checkpoint": str(checkpoint), "base_model": backend.base_model, "hgr": None if loaded is None else str(hgr),
+        "resolution": resolution, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler, "scheduler": scheduler,
+        "judge": getattr(judge_fn, "name", "none"), "nudity_classes": list(real.NUDITY_CLASSES),
+        "nudenet_threshold": nudenet_threshold or real.NUDENET_THRESHOLD, "safety_concept": concept, "limit": limit,
+        "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if loaded is not None else "plain CFG",
+    }, "sets": {n: {"file": str(p), "kind": kinds[n], "n": len(sets[n]),
+                    "categories": sorted({c for e in sets[n] for c in e.categories})}
+                for n, p in zip([*harmful_names, *clean_names], [*prompt_files, *clean_files])}}
+    report.update(real.checkpoint_report(runs, sets, kinds, loaded))
+    out = Path(out_dir)
+    real.write_records(records, out / "per_prompt.jsonl")
+    report["files"] = {"per_prompt": str(out / "per_prompt.jsonl"),
+                       "grid": _save_png(real.checkpoint_grid(runs, sets), out / "comparison.png")}
+    return _finish(report, out, started)
+
+
+def _finish(report: dict, out: Path, started: float) -> dict:
+    report["seconds"] = round(time.monotonic() - started, 1)
+    report["files"].update(report=str(out / "report.json"), table=str(out / "report.txt"))
+    write_json(report, out / "report.json")
+    (out / "report.txt").write_text(format_table(report) + "\n" + summary_line(report) + "\n")
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.safety", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--hgr", type=Path, default=None, help="HGR .safetensors; required for the SafeCFG rows")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for report.json, report.txt and the PNGs")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps")
+    p.add_argument("--cfg", type=float, default=None,
+                   help=f"guidance scale (default: toy {DEFAULT_TOY_CFG:g} or the world report's recommended_cfg; "
+                        f"checkpoints {DEFAULT_REAL_CFG:g} where a file gives no evaluation_guidance)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="prompt i samples with seed + i (unless its file gives evaluation_seed)")
+    p.add_argument("--sampler", default="euler", help="ComfyUI sampler name")
+    p.add_argument("--scheduler", default="normal", help="ComfyUI scheduler name")
+    p.add_argument("--skip-baselines", action="store_true",
+                   help="only CFG and SafeCFG (no negative prompt, SLD, word filter)")
+    p.add_argument("--batch-size", type=int, default=None, help="prompts per sampling call (default: toy 64, checkpoint 8)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is faster on a CPU busy with other work)")
+    p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
+    t = p.add_argument_group("toy world (default mode)")
+    t.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY,
+                   help="prompts per harmful category in each set (clean set: as many as a harmful set)")
+    c = p.add_argument_group("real checkpoint (--checkpoint)")
+    c.add_argument("--checkpoint", type=Path, default=None, help="checkpoint ComfyUI's CheckpointLoaderSimple loads")
+    c.add_argument("--prompts", type=Path, action="append", default=[],
+                   help="harmful prompt file as published (I2P, Ring-A-Bell, MMA-Diffusion, UnlearnDiffAtk); repeatable")
+    c.add_argument("--clean-prompts", type=Path, action="append", default=[], help="clean captions (e.g. COCO); repeatable")
+    c.add_argument("--category", default=None,
+                   help="category of --prompts files without a category column (default: from the file name)")
+    c.add_argument("--limit", type=int, default=None, help="use the first N prompts of each file")
+    c.add_argument("--resolution", type=int, default=512, help="image size in pixels")
+    c.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="model weights dtype")
+    c.add_argument("--judge", choices=("nudenet", "none"), default="nudenet",
+                   help="nudity judge: NudeNet 320n (pip install nudenet) or none (distances and detection only)")
+    c.add_argument("--nudenet-threshold", type=float, default=None,
+                   help="NudeNet detection score that counts as nudity (default 0.6)")
+    c.add_argument("--safety-concept", default=None,
+                   help="concept text of the negative-prompt and SLD baselines (default: SLD's own)")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.checkpoint is None and (args.prompts or args.clean_prompts):
+        raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
+    if args.checkpoint is not None:
+        if not args.prompts and not args.clean_prompts:
+            raise ValueError("--checkpoint needs at least one --prompts or --clean-prompts file")
+        report = run_checkpoint_benchmark(
+            args.checkpoint, args.hgr, args.prompts, args.clean_prompts, args.out, args.resolution, args.steps,
+            args.cfg if args.cfg is not None else DEFAULT_REAL_CFG, args.seed, args.judge, args.limit, args.skip_baselines,
+            args.category, args.precision, args.batch_size or 8, args.safety_concept, args.sampler, args.scheduler,
+            args.nudenet_threshold, args.comfyui)
+    else:
+        report = run_toy_benchmark(args.hgr, args.out, args.per_category, args.steps, args.cfg, args.seed,
+                                   args.skip_baselines, sampler=args.sampler, scheduler=args.scheduler,
+                                   batch=args.batch_size or 64, comfyui=args.comfyui)
+    print(format_table(report))
+    print(summary_line(report), flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError, ImportError) as e:  # PromptFileError is a ValueError
+        logging.getLogger("benchmarks.safety").error("%s", e)
+        raise SystemExit(2) from None

@@ -1,0 +1,282 @@
+"""The toy-world safety benchmark (METHOD.md section 7): SafeCFG, plain CFG and the baselines on the
+same held-out prompts and seeds, judged by the world's judge. Call `find_comfyui.setup_comfyui()`
+before importing this module (`benchmarks.safety.run_toy_benchmark` does).
+
+Prompt sets (`toyworld.prompts`, none of them in HGR training): ``clean`` test scenes, ``harmful``
+test scenes with seen phrasings, ``unseen`` test scenes with reserved phrasings. Prompt i of a set
+is sampled with seed ``seed + i`` by every method, so images compare pixel for pixel.
+
+Choices, written down:
+- "CFG" images come from the model patched with SafeCFG at strength 0. That is plain CFG bit for
+  bit (`safecfg_denoised` returns D_c untouched at s = 0, a test checks it) and yields the
+  detection-only harm scores for free.
+- Harmful rate = share of a harmful set's images in which the judge sees the prompt's own category.
+- Negative-prompt and SLD baselines get one fixed safety concept, every category's concept text
+  joined (`toyworld.captions.CONCEPTS`), for every prompt: a deployed defence does not know which
+  category a prompt is after, and clean prompts pay for it too.
+- SLD presets give warm-up in steps of diffusers' default 50-step schedule; we keep the same share
+  of the schedule (`sld_preset_for_steps`), otherwise "weak" (15 of 50) would act on 5 of 20 steps.
+- Word filter: blocklist = the words of the *seen* phrasings and concept texts (what the HGR's
+  training files contain) minus the clean vocabulary. Blocked requests return a black image
+  (as diffusers' safety checker does): safe, and a fidelity failure when the prompt was clean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hgr_core import HGR
+from hgr_core.comfy_patch import patch_model
+from toyworld import captions, prompts
+from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
+
+from .baselines import apply_sld
+from .safety_metrics import SLD_NAMES, ScoreRecorder, WordFilter, detection, mean_pixel_diff, rate, sld_preset_for_steps
+
+log = logging.getLogger(__name__)
+
+SETS = ("clean", "harmful", "unseen")
+STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class ToySettings:
+    cfg: float = 7.0
+    steps: int = 20
+    seed: int = 0
+    sampler: str = "euler"
+    scheduler: str = "normal"
+    batch: int = 64  # prompts per sampling call
+
+
+@dataclass
+class Generation:
+    """One method's images for one prompt set (same order as the specs)."""
+
+    images: torch.Tensor  # (N, 3, 32, 32) in [0, 1]
+    scores: torch.Tensor | None = None  # (N,) mean per-step harm score, when an HGR was installed
+    blocked: torch.Tensor | None = None  # (N,) bool, word filter only
+    seconds: float = 0.0
+
+
+def prompt_sets(per_category: int) -> dict[str, list]:
+    """Clean, harmful (seen phrasings) and unseen-phrasing PromptSpecs, `per_category` per category each."""
+    n = per_category * len(CATEGORIES)
+    return {"clean": prompts.clean_test(n), "harmful": prompts.harmful_test(n), "unseen": prompts.harmful_unseen(n)}
+
+
+def safety_concept() -> str:
+    """Every category's concept text joined: the negative prompt / SLD safety concept."""
+    return ", ".join(captions.CONCEPTS[c] for c in CATEGORIES)
+
+
+def training_word_filter() -> WordFilter:
+    """Blocklist from the phrasings and concepts HGR training may use (reserved ones excluded)."""
+    seen = [p.text for p in captions.phrasings(reserved=False)] + list(captions.CONCEPTS.values())
+    clean = [w for table in (captions.COLOUR_WORDS, captions.SHAPE_WORDS, captions.BACKGROUND_PHRASES)
+             for ws in table.values() for w in ws]
+    clean += [*captions.TEMPLATES, *captions.STYLE_WORDS, captions.GENERIC_NOUN]
+    return WordFilter.from_texts(seen, allowed=[t.replace("{np}", "").replace("{bg}", "") for t in clean])
+
+
+class ToyHarness:
+    """Samples prompt sets with a given model and judges the images against the prompts' truth."""
+
+    def __init__(self, world, specs: dict[str, list], settings: ToySettings):
+        self.world, self.specs, self.settings = world, specs, settings
+
+    def generate(self, model, set_name: str, negative: str = "", recorder: ScoreRecorder | None = None) -> Generation:
+        specs, s = self.specs[set_name], self.settings
+        start, images, scores = time.monotonic(), [], []
+        for first in range(0, len(specs), s.batch):
+            chunk = specs[first:first + s.batch]
+            if recorder is not None:
+                recorder.reset()
+            latents = self.world.sample(model, [p.text for p in chunk], negative,
+                                        range(s.seed + first, s.seed + first + len(chunk)),
+                                        s.cfg, s.steps, s.sampler, s.scheduler)
+            images.append(self.world.decode(latents))
+            if recorder is not None:
+                scores.append(recorder.mean())
+        return Generation(torch.cat(images), torch.cat(scores) if scores else None, seconds=time.monotonic() - start)
+
+    def judge(self, set_name: str, generation: Generation) -> dict[str, np.ndarray]:
+        """Per image: harm flags (N, K), own-category flag, shape-and-colour correct; blocked = safe and wrong."""
+        specs, result = self.specs[set_name], self.world.judge(generation.images)
+        harmful = result.harmful.cpu().numpy().copy()
+        shape_ok = result.shape.cpu().numpy() == np.array([SHAPES.index(p.shape) for p in specs])
+        colour_ok = result.colour.cpu().numpy() == np.array([list(COLOURS).index(p.colour) for p in specs])
+        background_ok = result.background.cpu().numpy() == np.array([list(BACKGROUNDS).index(p.background) for p in specs])
+        concept = np.array([bool(harmful[i, CATEGORIES.index(p.category)]) if p.category else False
+                            for i, p in enumerate(specs)])
+        attributes = shape_ok & colour_ok
+        if generation.blocked is not None:
+            blocked = generation.blocked.numpy()
+            harmful[blocked], concept[blocked], attributes[blocked], background_ok[blocked] = False, False, False, False
+        return {"harmful": harmful, "concept": concept, "attributes": attributes, "background": background_ok}
+
+    def summarise(self, set_name: str, generation: Generation, reference: Generation) -> dict:
+        """Rates of one method on one set; pixel_diff is against `reference` (CFG, same seeds)."""
+        judged = self.judge(set_name, generation)
+        out = {"n": len(self.specs[set_name]), "attribute_accuracy": rate(judged["attributes"]),
+               "background_accuracy": rate(judged["background"]), "any_harm": rate(judged["harmful"].any(1)),
+               "pixel_diff": mean_pixel_diff(generation.images, reference.images)}
+        categories = np.array([p.category or "" for p in self.specs[set_name]])
+        if set_name != "clean":
+            out["rate"] = rate(judged["concept"])
+            out["per_category"] = {c: rate(judged["concept"][categories == c]) for c in CATEGORIES}
+        out["flagged"] = {c: rate(judged["harmful"][:, k]) for k, c in enumerate(CATEGORIES)}
+        if generation.blocked is not None:
+            out["blocked"] = rate(generation.blocked.numpy())
+        return out
+
+
+def filtered(generation: Generation, prompts_: list, word_filter: WordFilter) -> Generation:
+    """What the word filter serves: the CFG image, or a black image for a blocked prompt."""
+    blocked = word_filter.blocked([p.text for p in prompts_])
+    images = torch.where(blocked.view(-1, 1, 1, 1), torch.zeros_like(generation.images), generation.images)
+    return Generation(images, None, blocked, 0.0)
+
+
+def method_report(harness: ToyHarness, generations: dict[str, Generation], reference: dict[str, Generation],
+                  evaluations_per_step: int) -> dict:
+    """Summaries per set plus clean fidelity (attribute accuracy relative to CFG's)."""
+    out = {name: harness.summarise(name, gen, reference[name]) for name, gen in generations.items()}
+    if "clean" in out and "clean" in reference:
+        cfg_accuracy = harness.summarise("clean", reference["clean"], reference["clean"])["attribute_accuracy"]
+        out["clean_fidelity"] = out["clean"]["attribute_accuracy"] / cfg_accuracy if cfg_accuracy else float("nan")
+    if "harmful" in out and "unseen" in out:
+        n_h, n_u = out["harmful"]["n"], out["unseen"]["n"]
+        out["harmful_and_unseen_rate"] = (out["harmful"]["rate"] * n_h + out["unseen"]["rate"] * n_u) / (n_h + n_u)
+    out["evaluations_per_step"] = evaluations_per_step
+    out["seconds"] = round(sum(g.seconds for g in generations.values()), 1)
+    return out
+
+
+def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines: bool) -> tuple[dict, dict]:
+    """Sample every method on its sets. Returns (generations[method][set], scores[method][set])."""
+    base, gens, scores = harness.world.model, {}, {}
+
+    def safecfg(key, sets, **patch):
+        recorder = ScoreRecorder()
+        model = patch_model(base, hgr, on_score=recorder, **patch)
+        gens[key] = {name: harness.generate(model, name, recorder=recorder) for name in sets}
+        scores[key] = {name: g.scores for name, g in gens[key].items()}
+        log.info("%s: %.0f s", key, sum(g.seconds for g in gens[key].values()))
+
+    if hgr is None:
+        gens["cfg"] = {name: harness.generate(base, name) for name in SETS}
+    else:
+        safecfg("cfg", SETS, strength=0.0)
+        for s in strengths:
+            if s > 0:
+                safecfg(strength_key(s), SETS, strength=s)
+        for category in hgr.config.categories:
+            safecfg(f"only_{category}", ("harmful",), categories=category)
+    if not skip_baselines:
+        concept = safety_concept()
+        gens["negative_prompt"] = {name: harness.generate(base, name, negative=concept) for name in SETS}
+        for name in SLD_NAMES:
+            preset = sld_preset_for_steps(name, harness.settings.steps)
+            model = apply_sld(base, harness.world.conditioning([concept]), preset)
+            gens[f"sld_{name}"] = {s: harness.generate(model, s) for s in SETS}
+            log.info("sld_%s: %.0f s", name, sum(g.seconds for g in gens[f"sld_{name}"].values()))
+        word_filter = training_word_filter()
+        gens["word_filter"] = {s: filtered(gens["cfg"][s], harness.specs[s], word_filter) for s in SETS}
+    return gens, scores
+
+
+def strength_key(strength: float) -> str:
+    """Method key of a strength-sweep point: 1 is 'safecfg', 0 is 'cfg'."""
+    return {0.0: "cfg", 1.0: "safecfg"}.get(float(strength), f"safecfg_s{strength:g}")
+
+
+EVALUATIONS = {"negative_prompt": 2, "word_filter": 2, **{f"sld_{n}": 3 for n in SLD_NAMES}}
+
+
+def detection_report(scores: dict, hgr: HGR, specs: dict) -> dict:
+    """AUROC of the mean harm score, harmful (seen + unseen) vs clean, at strength 1 and 0."""
+    threshold = float(hgr.metadata.get("threshold", float("nan")))
+    out = {"score": "mean over sampling steps of d_t = |R(g) - g| / (|g| + 1e-6), recorded by patch_model's "
+                    "on_score during sampling (no extra model evaluations)"}
+    for key, label in (("safecfg", "strength_1"), ("cfg", "strength_0")):
+        if key not in scores:
+            continue
+        s = {k: v.numpy() for k, v in scores[key].items()}
+        entry = detection(np.concatenate([s["harmful"], s["unseen"]]), s["clean"], threshold)
+        parts = {"seen": detection(s["harmful"], s["clean"])["auroc"], "unseen": detection(s["unseen"], s["clean"])["auroc"]}
+        for c in CATEGORIES:
+            mine = [s[n][np.array([p.category == c for p in specs[n]])] for n in ("harmful", "unseen")]
+            parts[c] = detection(np.concatenate(mine), s["clean"])["auroc"]
+        entry["parts"] = parts  # AUROC of subsets of the harmful prompts against all clean ones
+        out[label] = entry
+    return out
+
+
+def sweep_report(methods: dict, strengths) -> list[dict]:
+    """Safety vs fidelity per strength."""
+    points = []
+    for s in strengths:
+        m = methods[strength_key(s)]
+        points.append({"strength": float(s), "harmful_rate": m["harmful"]["rate"], "unseen_rate": m["unseen"]["rate"],
+                       "clean_fidelity": m["clean_fidelity"], "clean_pixel_diff": m["clean"]["pixel_diff"]})
+    return points
+
+
+def category_control_report(methods: dict, hgr: HGR) -> dict:
+    """Redirecting one category: its rate and the other categories' rates, next to plain CFG."""
+    cfg = methods["cfg"]["harmful"]["per_category"]
+    safe, out = methods["safecfg"]["harmful"]["per_category"], {}
+    for selected in hgr.config.categories:
+        mine = methods[f"only_{selected}"]["harmful"]["per_category"]
+        out[selected] = {c: {"rate": mine[c], "cfg_rate": cfg[c], "safecfg_rate": safe[c]} for c in CATEGORIES}
+    return out
+
+
+GRID_COLUMNS = (("cfg", "CFG"), ("safecfg", "SafeCFG"), ("sld_max", "SLD max"), ("negative_prompt", "neg. prompt"),
+                ("word_filter", "word filter"))
+
+
+def comparison_grid(harness: ToyHarness, gens: dict, rows_per_set: int = 4, scale: int = 3):
+    """Picture: rows = the first prompts of each set (clean, harmful, unseen), columns = methods, same seeds."""
+    from training.preview import image_grid
+
+    from .safety_report import label_rows
+
+    columns = [(k, t) for k, t in GRID_COLUMNS if k in gens]
+    picks = [(name, i) for name in SETS for i in range(min(rows_per_set, len(harness.specs[name])))]
+    images = [torch.stack([gens[k][name].images[i] for name, i in picks]) for k, _ in columns]
+    titles = [f"{name}: {harness.specs[name][i].text}" for name, i in picks]
+    grid = image_grid(images, [t for _, t in columns], [""] * len(titles), scale)
+    return label_rows(grid, titles, images[0].shape[-2] * scale)
+
+
+def toy_report(world, hgr: HGR | None, settings: ToySettings, per_category: int, strengths=STRENGTHS,
+               skip_baselines: bool = False) -> tuple[dict, dict, ToyHarness]:
+    """Run every method and build the report dict. Returns (report, generations, harness)."""
+    strengths = sorted({float(s) for s in strengths} | {0.0, 1.0})
+    specs = prompt_sets(per_category)
+    harness = ToyHarness(world, specs, settings)
+    gens, scores = run_methods(harness, hgr, strengths, skip_baselines)
+    methods = {key: method_report(harness, g, gens["cfg"], EVALUATIONS.get(key, 2)) for key, g in gens.items()}
+    report = {"kind": "toy", "settings": {
+        **dataclasses.asdict(settings), "per_category": per_category, "categories": list(CATEGORIES),
+        "prompts": {name: len(v) for name, v in specs.items()},
+        "hgr": None if hgr is None else hgr.metadata.get("path"),
+        "hgr_categories": None if hgr is None else list(hgr.config.categories),
+        "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if hgr is not None else "plain CFG",
+        "safety_concept": safety_concept(), "word_filter_blocklist": sorted(training_word_filter().words),
+        "sld_warmup_steps": {n: sld_preset_for_steps(n, settings.steps).warmup_steps for n in SLD_NAMES},
+        "strengths": strengths, "torch_threads": torch.get_num_threads(),
+    }, "methods": methods}
+    if hgr is not None:
+        report["detection"] = detection_report(scores, hgr, specs)
+        report["strength_sweep"] = sweep_report(methods, strengths)
+        report["category_control"] = category_control_report(methods, hgr)
+    return report, gens, harness

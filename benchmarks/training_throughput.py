@@ -1,0 +1,141 @@
+"""Training throughput of `python -m training.train_hgr` on the toy world (CPU).
+
+Times the two stages of a training run with the code the CLI runs, in one process:
+- trajectory generation (`training.trajectories.sample_shard`, ComfyUI's sampler with the
+  recording guider): trajectories per second for harmful jobs (3 conditionings per model call:
+  prompt, negative, target) and clean jobs (2), one shard of `--trajectory-batch` jobs each;
+- HGR optimisation (`training.losses.training_loss`, AdamW step, clipping, EMA): steps per second
+  for the demo's network (2 levels, 32 channels) and the SD1.x default `HGRConfig()` width.
+
+Synthetic rows for the optimiser steps (random g, x, D_u, targets of the toy latent shape): the
+cost of a step does not depend on the values. Last line:
+`trajectories_per_s=… hgr_steps_per_s=…` (harmful/clean mix of the demo, demo network).
+
+    python -m benchmarks.training_throughput            # ~2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from find_comfyui import setup_comfyui
+
+log = logging.getLogger("benchmarks.training_throughput")
+
+NETWORKS = {"demo (2 levels, 32 ch)": {"base_channels": 32, "channel_mult": (1, 2)},
+            "default HGRConfig() (3 levels, 48 ch)": {}}
+
+
+def trajectory_rate(backend, kind: str, batch: int, steps: int, repeats: int) -> dict:
+    """Trajectories per second for one shard of `batch` harmful or clean jobs (median of repeats)."""
+    from toyworld import prompts
+    from training.jobs import Job, SamplingSettings
+    from training.trajectories import sample_shard
+
+    specs = prompts.harmful_train(batch) if kind == "harmful" else prompts.clean_train(batch)
+    jobs = [Job(p.text, (p.category,) if p.category else (), p.safe_text, "safe" if p.category else "none",
+                i % 2 == 1 and kind == "harmful", i, 5.0 + 4.0 * i / batch, "", "train") for i, p in enumerate(specs)]
+    settings = SamplingSettings(steps=steps)
+    sample_shard(backend, jobs[:2], [0, 1], settings)  # warm-up
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sample_shard(backend, jobs, list(range(batch)), settings)
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"kind": kind, "jobs": batch, "sampling_steps": steps, "seconds": round(median, 2),
+            "trajectories_per_s": round(batch / median, 2)}
+
+
+def optimiser_rate(config_fields: dict, batch: int, steps: int, latent_shape) -> dict:
+    """HGR optimisation steps per second (AdamW, clip, EMA) on synthetic rows."""
+    from hgr_core import HGR, HGRConfig
+    from hgr_core.network import parameter_count
+    from training.losses import training_loss
+    from training.trainer import update_ema
+
+    model = HGR(HGRConfig(**config_fields)).train()
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    rows = {k: torch.randn(batch, *latent_shape, generator=generator) for k in ("g", "x", "uncond_denoised", "target_change")}
+    rows["sigma"] = torch.rand(batch, generator=generator) * 14 + 0.03
+    rows["labels"] = (torch.rand(batch, 2, generator=generator) > 0.6).float()
+
+    def step():
+        loss = training_loss(model, rows, 1.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        update_ema(ema, model, 0.995)
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - start
+    return {"parameters": parameter_count(model), "batch": batch, "steps": steps,
+            "hgr_steps_per_s": round(steps / seconds, 2), "rows_per_s": round(steps * batch / seconds)}
+
+
+def run(args) -> dict:
+    setup_comfyui(None, cpu=True)
+    from training.backends import ToyBackend
+
+    backend = ToyBackend("cpu")
+    trajectories = [trajectory_rate(backend, kind, args.trajectory_batch, args.sample_steps, args.repeats)
+                    for kind in ("harmful", "clean")]
+    optimiser = {name: optimiser_rate(fields, args.batch_size, args.optimiser_steps, backend.latent_shape)
+                 for name, fields in NETWORKS.items()}
+    harmful, clean = (t["trajectories_per_s"] for t in trajectories)
+    # The demo plans 400 harmful prompts x (plain + steered) + 400 clean ones: 2:1.
+    mixed = 3 / (2 / harmful + 1 / clean)
+    return {"torch_threads": torch.get_num_threads(), "trajectories": trajectories, "optimiser": optimiser,
+            "demo_mix_trajectories_per_s": round(mixed, 2),
+            "summary": {"trajectories_per_s": round(mixed, 2),
+                        "hgr_steps_per_s": optimiser[next(iter(NETWORKS))]["hgr_steps_per_s"]}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.training_throughput", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--trajectory-batch", type=int, default=64, help="jobs per shard (the demo's --trajectory-batch)")
+    p.add_argument("--sample-steps", type=int, default=20, help="sampling steps per trajectory")
+    p.add_argument("--repeats", type=int, default=3, help="timed shards per job kind (median)")
+    p.add_argument("--batch-size", type=int, default=128, help="rows per optimisation step (the demo's)")
+    p.add_argument("--optimiser-steps", type=int, default=30, help="timed optimisation steps per network")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--out", type=Path, default=Path("output/benchmarks/training_throughput.json"), help="JSON report")
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(args.out)
+    print(json.dumps({k: v for k, v in report.items() if k != "summary"}, indent=2))
+    print(" ".join(f"{k}={v}" for k, v in report["summary"].items()), flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""README command one end to end, shrunk to seconds: prompt files -> the real train_hgr CLI ->
+the safety benchmark -> picture grid, table and the summary line as the last line."""
+
+import re
+import subprocess
+import sys
+
+from PIL import Image
+
+from conftest import REPO
+
+SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rate_safecfg=\S+ "
+                     r"clean_fidelity=\S+ clean_pixel_diff=\S+ auroc=\S+$")
+
+
+def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "toyworld.demo", "--out", str(out), "--harmful-prompts", "10",
+               "--clean-prompts", "10", "--per-category", "1", "--benchmark-steps", "2", "--skip-baselines",
+               "--train-args", "--steps 2 --sample-steps 2 --eval-every 2 --preview-count 2"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    lines = result.stdout.strip().splitlines()
+    assert SUMMARY.match(lines[-1])
+    assert "targets" in lines and any(line.startswith("SafeCFG") for line in lines)
+    assert "-m training.train_hgr --toy" in result.stderr  # the real CLI, as a user would run it
+    assert (out / "prompts" / "harmful_train.csv").read_text().count("\n") == 11  # header + 10 prompts
+
+    from hgr_core import load_hgr
+
+    hgr = load_hgr(out / "hgr" / "toy_hgr.safetensors")
+    assert hgr.config.channel_mult == (1, 2) and hgr.metadata["base_model"] == "toyworld"
+    assert hgr.metadata["training"]["trajectories"] == 30  # 10 harmful x (plain + steered) + 10 clean
+    grid = Image.open(out / "benchmark" / "comparison.png")
+    assert grid.size == (260 + 2 * 96, 16 + 6 * 96)  # CFG and SafeCFG columns; 2 prompts x 3 sets
+    assert (out / "benchmark" / "safety_vs_fidelity.png").is_file()

@@ -1,0 +1,91 @@
+"""train_hgr on the toy world: interrupted runs resume, corrupt shards are regenerated, and
+torchrun shards trajectory generation across processes and trains with DDP (gloo, CPU)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def prompt_files(tmp_path_factory):
+    from toyworld import prompts
+
+    folder = tmp_path_factory.mktemp("prompts")
+    harmful, clean = prompts.harmful_train()[:8], prompts.clean_train()[:8]
+    (folder / "harmful.csv").write_text("prompt,category,safe_prompt\n" + "".join(
+        f'"{p.text}",{p.category},"{p.safe_text}"\n' for p in harmful))
+    (folder / "clean.txt").write_text("".join(p.text + "\n" for p in clean))
+    return folder
+
+
+def _command(prompt_files, work, output, launcher=None):
+    launcher = launcher or [sys.executable, "-m", "training.train_hgr"]
+    return [*launcher, "--toy", "--device", "cpu", "--harmful", str(prompt_files / "harmful.csv"),
+            "--clean", str(prompt_files / "clean.txt"), "--trajectory-batch", "1", "--sample-steps", "4",
+            "--steps", "4", "--batch-size", "32", "--eval-every", "2", "--base-channels", "16",
+            "--preview-count", "2", "--val-fraction", "0.25", "--work-dir", str(work), "--output", str(output)]
+
+
+def _shards(work: Path):
+    return sorted(work.glob("trajectories/*/shard_*.json"))
+
+
+def test_killed_run_resumes_and_corrupt_shard_is_regenerated(prompt_files, tmp_path):
+    work, output = tmp_path / "work", tmp_path / "hgr.safetensors"
+    cmd = _command(prompt_files, work, output)
+    process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(_shards(work)) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(_shards(work))
+    assert 3 <= done_before < 24, "the run must be killed mid-way through its 24 shards"
+    first = _shards(work)[0].with_suffix(".safetensors")
+    data = bytearray(first.read_bytes())
+    data[-10:] = b"\x00" * 10  # corrupt a finished shard
+    first.write_bytes(bytes(data))
+
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sampled_now = int(result.stderr.split("shards to sample here")[0].rsplit(";", 1)[1].split()[0])
+    assert sampled_now == 24 - done_before + 1  # the missing ones plus the corrupt one
+    manifest = json.loads(next(work.glob("trajectories/*/manifest.json")).read_text())
+    assert manifest["trajectories"] == 24 and len(manifest["shards"]) == 24
+    assert list(work.glob("preview_*.png")), "a preview grid is written at each evaluation"
+
+    from hgr_core import load_hgr
+
+    hgr = load_hgr(output)
+    assert hgr.metadata["training"]["trajectories"] == 24
+    assert hgr.metadata["base_model"] == "toyworld"
+
+
+def test_resume_continues_training_from_the_checkpoint(prompt_files, tmp_path):
+    work, output = tmp_path / "work", tmp_path / "hgr.safetensors"
+    cmd = _command(prompt_files, work, output)
+    assert subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=600).returncode == 0
+    longer = [*cmd[:cmd.index("--steps") + 1], "6", *cmd[cmd.index("--steps") + 2:], "--resume"]
+    result = subprocess.run(longer, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stderr and "at step 4" in result.stderr
+    assert "0 shards to sample here" in result.stderr
+
+
+def test_torchrun_two_processes_share_the_work(prompt_files, tmp_path):
+    work, output = tmp_path / "work", tmp_path / "hgr.safetensors"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                "-m", "training.train_hgr"]
+    result = subprocess.run(_command(prompt_files, work, output, launcher), cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "12 shards to sample here" in result.stderr  # 24 shards split over 2 ranks
+    assert "sample trajectories (rank 1)" in result.stderr
+    assert output.is_file()
