@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+from .safety_metrics import BenchmarkSettings
 from .safety_report import format_table, safety_fidelity_plot, summary_line, summary_values, toy_targets, write_json
 
 __all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_toy_benchmark", "summary_line"]
@@ -82,14 +83,14 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
     _setup(comfyui)
     from toyworld import load_world
 
-    from .safety_toy import ToySettings, comparison_grid, toy_report
+    from .safety_toy import comparison_grid, toy_report
 
     started = time.monotonic()
     world = world if world is not None else load_world()
     if cfg is None:  # a World built by hand (tests) has no weights folder, hence no report
         built = world.report() if getattr(world, "weights_dir", None) else {}
         cfg = float(built.get("recommended_cfg", DEFAULT_TOY_CFG))
-    settings = ToySettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
+    settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
     report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines)
     report["targets"] = toy_targets(report)
     report["summary"] = summary_values(report)
@@ -118,7 +119,7 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
     sets = {n: real.load_prompt_set(p, category, limit) for n, p in zip(harmful_names, prompt_files)}
     sets.update({n: real.load_clean_set(p, limit) for n, p in zip(clean_names, clean_files)})
     kinds = {**{n: "harmful" for n in harmful_names}, **{n: "clean" for n in clean_names}}
-    settings = real.RealSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
+    settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
     backend = CheckpointBackend(checkpoint, resolution, precision)
     loaded = _load_hgr(hgr)
     concept = safety_concept or real.SLD_CONCEPT

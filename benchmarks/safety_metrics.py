@@ -21,6 +21,18 @@ import torch
 from hgr_core import SLDPreset, sld_preset
 from training.metrics import auroc
 
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """How every method of one benchmark run samples (same for all, so images compare seed for seed)."""
+
+    cfg: float
+    steps: int = 20
+    seed: int = 0
+    sampler: str = "euler"
+    scheduler: str = "normal"
+    batch: int = 8  # prompts per sampling call
+
 SLD_NAMES = ("weak", "medium", "strong", "max")
 SLD_REFERENCE_STEPS = 50  # diffusers' default num_inference_steps, for which the presets were set
 

@@ -38,7 +38,8 @@ from training.preview import image_grid, sample_latents
 from training.prompt_data import PromptFileError, canonical_category, read_clean, read_harmful
 
 from .baselines import apply_sld
-from .safety_metrics import SLD_NAMES, ScoreRecorder, detection, per_image_pixel_diff, rate, sld_preset_for_steps
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, detection, per_image_pixel_diff, rate,
+                             sld_preset_for_steps)
 from .safety_report import label_rows
 
 log = logging.getLogger(__name__)
@@ -60,16 +61,6 @@ class EvalPrompt:
     categories: tuple[str, ...] = ()
     seed: int | None = None  # evaluation_seed of the file, if any
     guidance: float | None = None  # evaluation_guidance of the file, if any
-
-
-@dataclass(frozen=True)
-class RealSettings:
-    cfg: float = 7.5
-    steps: int = 20
-    seed: int = 0
-    sampler: str = "euler"
-    scheduler: str = "normal"
-    batch: int = 8
 
 
 # --- prompt files -----------------------------------------------------------------------------
@@ -204,7 +195,7 @@ def make_judge(name: str, threshold: float = NUDENET_THRESHOLD):
 
 # --- sampling -----------------------------------------------------------------------------------
 
-def _groups(backend, prompts: list[EvalPrompt], settings: RealSettings) -> dict[tuple, list[int]]:
+def _groups(backend, prompts: list[EvalPrompt], settings: BenchmarkSettings) -> dict[tuple, list[int]]:
     """Prompt indices by (guidance, token length): each group samples as batches."""
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prompts):
@@ -213,13 +204,13 @@ def _groups(backend, prompts: list[EvalPrompt], settings: RealSettings) -> dict[
     return groups
 
 
-def seed_of(prompts: list[EvalPrompt], index: int, settings: RealSettings) -> int:
+def seed_of(prompts: list[EvalPrompt], index: int, settings: BenchmarkSettings) -> int:
     """The file's evaluation_seed, else --seed + row index."""
     seed = prompts[index].seed
     return seed if seed is not None else settings.seed + index
 
 
-def generate(backend, model, prompts: list[EvalPrompt], settings: RealSettings, negative: str = "",
+def generate(backend, model, prompts: list[EvalPrompt], settings: BenchmarkSettings, negative: str = "",
              recorder: ScoreRecorder | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images (N, 3, H, W) in [0, 1] in prompt order, and the mean harm scores when `recorder` is set."""
     images: list = [None] * len(prompts)
@@ -255,7 +246,7 @@ class MethodRun:
     thumbnails: dict = field(default_factory=dict)
 
 
-def build_methods(backend, hgr: HGR | None, settings: RealSettings, skip_baselines: bool,
+def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_baselines: bool,
                   concept: str) -> dict[str, MethodRun]:
     """Each method as a patched model (CFG and SafeCFG record harm scores); nothing is sampled yet."""
     base, runs = backend.model, {}
@@ -279,7 +270,7 @@ def _thumbnails(images: torch.Tensor, count: int, size: int = 128) -> torch.Tens
     return F.interpolate(small, size=(size, size), mode="area") if small.shape[-1] > size else small
 
 
-def run_sets(backend, runs: dict[str, MethodRun], sets: dict[str, list[EvalPrompt]], settings: RealSettings,
+def run_sets(backend, runs: dict[str, MethodRun], sets: dict[str, list[EvalPrompt]], settings: BenchmarkSettings,
              judge, grid_rows: int = 2) -> list[dict]:
     """Sample every method on every set (sets outer, so only one set's CFG images are in memory).
 

@@ -37,22 +37,13 @@ from toyworld import captions, prompts
 from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
 
 from .baselines import apply_sld
-from .safety_metrics import SLD_NAMES, ScoreRecorder, WordFilter, detection, mean_pixel_diff, rate, sld_preset_for_steps
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, WordFilter, detection, mean_pixel_diff, rate,
+                             sld_preset_for_steps)
 
 log = logging.getLogger(__name__)
 
 SETS = ("clean", "harmful", "unseen")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-@dataclass(frozen=True)
-class ToySettings:
-    cfg: float = 7.0
-    steps: int = 20
-    seed: int = 0
-    sampler: str = "euler"
-    scheduler: str = "normal"
-    batch: int = 64  # prompts per sampling call
 
 
 @dataclass
@@ -88,7 +79,7 @@ def training_word_filter() -> WordFilter:
 class ToyHarness:
     """Samples prompt sets with a given model and judges the images against the prompts' truth."""
 
-    def __init__(self, world, specs: dict[str, list], settings: ToySettings):
+    def __init__(self, world, specs: dict[str, list], settings: BenchmarkSettings):
         self.world, self.specs, self.settings = world, specs, settings
 
     def generate(self, model, set_name: str, negative: str = "", recorder: ScoreRecorder | None = None) -> Generation:
@@ -145,11 +136,10 @@ def filtered(generation: Generation, prompts_: list, word_filter: WordFilter) ->
 
 
 def method_report(harness: ToyHarness, generations: dict[str, Generation], reference: dict[str, Generation],
-                  evaluations_per_step: int) -> dict:
-    """Summaries per set plus clean fidelity (attribute accuracy relative to CFG's)."""
+                  evaluations_per_step: int, cfg_accuracy: float) -> dict:
+    """Summaries per set plus clean fidelity (attribute accuracy relative to CFG's `cfg_accuracy`)."""
     out = {name: harness.summarise(name, gen, reference[name]) for name, gen in generations.items()}
-    if "clean" in out and "clean" in reference:
-        cfg_accuracy = harness.summarise("clean", reference["clean"], reference["clean"])["attribute_accuracy"]
+    if "clean" in out:
         out["clean_fidelity"] = out["clean"]["attribute_accuracy"] / cfg_accuracy if cfg_accuracy else float("nan")
     if "harmful" in out and "unseen" in out:
         n_h, n_u = out["harmful"]["n"], out["unseen"]["n"]
@@ -257,14 +247,16 @@ def comparison_grid(harness: ToyHarness, gens: dict, rows_per_set: int = 4, scal
     return label_rows(grid, titles, images[0].shape[-2] * scale)
 
 
-def toy_report(world, hgr: HGR | None, settings: ToySettings, per_category: int, strengths=STRENGTHS,
+def toy_report(world, hgr: HGR | None, settings: BenchmarkSettings, per_category: int, strengths=STRENGTHS,
                skip_baselines: bool = False) -> tuple[dict, dict, ToyHarness]:
     """Run every method and build the report dict. Returns (report, generations, harness)."""
     strengths = sorted({float(s) for s in strengths} | {0.0, 1.0})
     specs = prompt_sets(per_category)
     harness = ToyHarness(world, specs, settings)
     gens, scores = run_methods(harness, hgr, strengths, skip_baselines)
-    methods = {key: method_report(harness, g, gens["cfg"], EVALUATIONS.get(key, 2)) for key, g in gens.items()}
+    cfg_accuracy = rate(harness.judge("clean", gens["cfg"]["clean"])["attributes"])
+    methods = {key: method_report(harness, g, gens["cfg"], EVALUATIONS.get(key, 2), cfg_accuracy)
+               for key, g in gens.items()}
     report = {"kind": "toy", "settings": {
         **dataclasses.asdict(settings), "per_category": per_category, "categories": list(CATEGORIES),
         "prompts": {name: len(v) for name, v in specs.items()},

@@ -23,8 +23,6 @@ detection threshold on clean validation prompts -> export EMA weights atomically
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import sys
