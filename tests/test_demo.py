@@ -31,7 +31,28 @@ def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):
 
     hgr = load_hgr(out / "hgr" / "toy_hgr.safetensors")
     assert hgr.config.channel_mult == (1, 2) and hgr.metadata["base_model"] == "toyworld"
-    assert hgr.metadata["training"]["trajectories"] == 30  # 10 harmful x (plain + steered) + 10 clean
+    assert hgr.metadata["training"]["trajectories"] == 60  # 2 seeds x (10 harmful x (plain + steered) + 10 clean)
     grid = Image.open(out / "benchmark" / "comparison.png")
     assert grid.size == (260 + 2 * 96, 16 + 6 * 96)  # CFG and SafeCFG columns; 2 prompts x 3 sets
     assert (out / "benchmark" / "safety_vs_fidelity.png").is_file()
+
+
+def _train_hgr_args(flags):
+    from training.cli import build_parser
+
+    return build_parser().parse_args(["--toy", "--harmful", "h.csv", "--clean", "c.txt", "--output", "o.safetensors", *flags])
+
+
+def test_thorough_demo_samples_4_seeds_benchmarks_64_prompts_and_user_flags_win():
+    from toyworld import demo
+
+    out, extra, per_category = demo.resolve(demo.build_parser().parse_args(["--thorough"]))
+    assert out.as_posix() == "runs/demo-thorough" and per_category == 32
+    train_args = _train_hgr_args(demo.TOY_TRAINING + extra)
+    assert train_args.seeds_per_prompt == 4 and train_args.sample_steps == 10
+    assert _train_hgr_args(demo.TOY_TRAINING).seeds_per_prompt == 2
+
+    out, extra, per_category = demo.resolve(demo.build_parser().parse_args(
+        ["--thorough", "--out", "x", "--per-category", "4", "--train-args", "--seeds-per-prompt 1"]))
+    assert out.as_posix() == "x" and per_category == 4 and _train_hgr_args(demo.TOY_TRAINING + extra).seeds_per_prompt == 1
+    assert demo.resolve(demo.build_parser().parse_args([])) == (demo.Path("runs/demo"), [], None)

@@ -27,9 +27,8 @@ def barrier(world: int) -> None:
 
 def generate(backend, jobs, settings, args, rank: int, world: int) -> dict:
     """Sample every missing shard (this rank's share: shard i % world == rank), then read all shards."""
-    from tqdm import tqdm
-
     from . import trajectories as tj
+    from .progress import progress
 
     shards = tj.shard_jobs(jobs, args.trajectory_batch)
     model_id = f"{backend.base_model}:{args.checkpoint or 'toy'}:{args.resolution if args.checkpoint else ''}"
@@ -37,7 +36,7 @@ def generate(backend, jobs, settings, args, rank: int, world: int) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     mine = [i for i in range(len(shards)) if i % world == rank and not tj.shard_is_valid(cache, i)]
     log.info("trajectories: %d jobs in %d shards at %s; %d shards to sample here", len(jobs), len(shards), cache, len(mine))
-    for i in tqdm(mine, desc=f"sample trajectories (rank {rank})", disable=not mine):
+    for i in progress(mine, desc=f"sample trajectories (rank {rank})", disable=not mine):
         tj.write_shard(cache, i, tj.sample_shard(backend, [jobs[j] for j in shards[i]], shards[i], settings))
     barrier(world)
     if rank == 0:

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from hgr_core import HGR, combine_redirections, harm_score
 
 from .losses import NORM_EPS, training_loss
 from .metrics import auroc
+from .progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def lr_factor(step: int, config: OptimConfig) -> float:
     """Linear warm-up then cosine decay to 10% of the peak."""
     if step < config.warmup:
         return (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    done_fraction = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, done_fraction)))
 
 
 @torch.no_grad()
@@ -129,7 +129,7 @@ def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig,
         log.info("resumed from %s at step %d", checkpoint, start)
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
-    bar = tqdm(range(start, config.steps), desc="train HGR", disable=rank != 0, initial=start, total=config.steps)
+    bar = progress(range(start, config.steps), desc="train HGR", disable=rank != 0, initial=start, total=config.steps)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(step, config)
@@ -140,7 +140,7 @@ def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig,
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         update_ema(ema, model, config.ema_decay)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # refresh=True would redraw every step
         done = step + 1
         if rank == 0 and (done % config.eval_every == 0 or done == config.steps):
             save_checkpoint(checkpoint, model, ema, optimizer, done)
