@@ -2,8 +2,8 @@
 
 Builds ComfyUI's full-size SD1.5 UNet with random weights (no download) and samples a 64x64
 latent (512x512 image), batch 1, through ComfyUI's own sampler with plain CFG, SafeCFG
-(`hgr_core.comfy_patch.patch_model`, what the SafeCFGApply node installs, with the default
-`HGRConfig()` and a random non-identity output layer) and SLD (`benchmarks.baselines.apply_sld`,
+(`safecfg_comfy.patch.patch_model`, what the SafeCFGApply node installs, with the default
+`HGRConfig()` and a random non-identity output layer) and SLD (`safecfg_comfy.sld_patch.apply_sld`,
 medium preset, a third evaluation of a random 77x768 safety concept). The three methods
 alternate within every repetition (rotating who goes first), so a machine shared with other jobs
 slows all of them alike; per-step times are medians over all timed steps. On a shared CPU a single
@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from find_comfyui import setup_comfyui
+from safecfg_comfy.locate import setup_comfyui
 
 log = logging.getLogger("benchmarks.overhead")
 
@@ -275,7 +275,8 @@ def measure(model, hgr, args, report: dict) -> None:
     """Sampling per step for the three methods, then single forwards at 64x64 and 128x128."""
     import comfy.model_management
 
-    from benchmarks.baselines import apply_safecfg, apply_sld
+    from safecfg_comfy.patch import patch_model as apply_safecfg
+    from safecfg_comfy.sld_patch import apply_sld
 
     context = (CONTEXT[0], model.model.model_config.unet_config["context_dim"])
     generator = torch.Generator().manual_seed(args.seed)

@@ -2,7 +2,7 @@
 
 ComfyUI's ops make `reset_parameters()` a no-op (it expects weights from a file), so a fresh
 model holds uninitialised memory; `initialise_weights` calls torch's base-class initialisers.
-Call `find_comfyui.setup_comfyui()` before importing this module.
+Call `safecfg_comfy.locate.setup_comfyui()` before importing this module.
 """
 
 from __future__ import annotations

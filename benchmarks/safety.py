@@ -49,7 +49,7 @@ DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no ev
 def _setup(comfyui=None) -> None:
     if str(REPO) not in sys.path:
         sys.path.append(str(REPO))
-    from find_comfyui import setup_comfyui
+    from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui(comfyui)
 

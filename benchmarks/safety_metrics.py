@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hgr_core import SLDPreset, sld_preset
 from training.metrics import auroc
 
 
@@ -34,7 +32,6 @@ class BenchmarkSettings:
     batch: int = 8  # prompts per sampling call
 
 SLD_NAMES = ("weak", "medium", "strong", "max")
-SLD_REFERENCE_STEPS = 50  # diffusers' default num_inference_steps, for which the presets were set
 
 
 class ScoreRecorder:
@@ -121,13 +118,3 @@ class WordFilter:
         """(B,) bool: which prompts the filter refuses."""
         return torch.tensor([self.blocks(p) for p in prompts], dtype=torch.bool)
 
-
-def sld_preset_for_steps(name: str, steps: int) -> SLDPreset:
-    """The named SLD preset with its warm-up scaled from 50 sampling steps to `steps`.
-
-    The presets give the warm-up in steps of diffusers' default 50-step schedule; keeping the same
-    share of the schedule is the fair reading at other step counts ("weak" waits 15 of 50 steps;
-    taken literally it would act on 5 of 20 steps, and never at 15 steps or fewer).
-    """
-    preset = sld_preset(name)
-    return dataclasses.replace(preset, warmup_steps=round(preset.warmup_steps * steps / SLD_REFERENCE_STEPS))

@@ -3,7 +3,7 @@
 Attack success rate (ASR) on published prompt sets as they are (I2P, Ring-A-Bell, MMA-Diffusion,
 UnlearnDiffAtk), same-seed SafeCFG-vs-CFG pixel distance on clean captions, detection AUROC of the
 HGR harm score, and the baselines (negative prompt, SLD presets) in the same harness and seeds.
-Call `find_comfyui.setup_comfyui()` before importing this module.
+Call `safecfg_comfy.locate.setup_comfyui()` before importing this module.
 
 Choices, written down:
 - Judge: NudeNet 320n (the `nudenet` wheel, optional: `pip install nudenet`). An image is a nudity
@@ -32,14 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hgr_core import HGR
-from hgr_core.comfy_patch import patch_model
-from training.preview import image_grid, sample_latents
+from hgr_core import HGR, sld_preset_for_steps
+from safecfg_comfy.patch import patch_model
+from safecfg_comfy.sampling import sample_latents
+from training.preview import image_grid
 from training.prompt_data import PromptFileError, canonical_category, read_clean, read_harmful
 
-from .baselines import apply_sld
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, detection, per_image_pixel_diff, rate,
-                             sld_preset_for_steps)
+from safecfg_comfy.sld_patch import apply_sld
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, detection, per_image_pixel_diff, rate)
 from .safety_report import label_rows
 
 log = logging.getLogger(__name__)

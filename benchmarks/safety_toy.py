@@ -1,5 +1,5 @@
 """The toy-world safety benchmark (METHOD.md section 7): SafeCFG, plain CFG and the baselines on the
-same held-out prompts and seeds, judged by the world's judge. Call `find_comfyui.setup_comfyui()`
+same held-out prompts and seeds, judged by the world's judge. Call `safecfg_comfy.locate.setup_comfyui()`
 before importing this module (`benchmarks.safety.run_toy_benchmark` does).
 
 Prompt sets (`toyworld.prompts`, none of them in HGR training): ``clean`` test scenes, ``harmful``
@@ -31,14 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hgr_core import HGR
-from hgr_core.comfy_patch import patch_model
+from hgr_core import HGR, sld_preset_for_steps
+from safecfg_comfy.patch import patch_model
 from toyworld import captions, prompts
 from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
 
-from .baselines import apply_sld
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, WordFilter, detection, mean_pixel_diff, rate,
-                             sld_preset_for_steps)
+from safecfg_comfy.sld_patch import apply_sld
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, WordFilter, detection, mean_pixel_diff, rate)
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from find_comfyui import setup_comfyui
+from safecfg_comfy.locate import setup_comfyui
 
 log = logging.getLogger("benchmarks.training_throughput")
 

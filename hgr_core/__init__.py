@@ -4,9 +4,10 @@ Never imports ComfyUI: training, benchmarks and outside scripts use this package
 """
 
 from .config import HGRConfig
+from .files import atomic_write, atomic_write_bytes, atomic_write_text
 from .guidance import combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, safecfg_denoised
 from .network import HGR, HGROutput, parameter_count
-from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset
+from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset, sld_preset_for_steps
 from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "SLDPreset",
     "SLDState",
     "SLD_PRESETS",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "combine_redirections",
     "eps_from_denoised",
     "harm_map",
@@ -33,4 +37,5 @@ __all__ = [
     "sld_enabled",
     "sld_eps",
     "sld_preset",
+    "sld_preset_for_steps",
 ]

@@ -28,6 +28,7 @@ caller's dtype.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,19 @@ def sld_preset(name: str) -> SLDPreset:
     except KeyError:
         raise ValueError(f"unknown SLD preset {name!r}; choose from {sorted(SLD_PRESETS)}") from None
 
+
+SLD_REFERENCE_STEPS = 50  # diffusers' default num_inference_steps, for which the presets were set
+
+
+def sld_preset_for_steps(name: str, steps: int) -> SLDPreset:
+    """The named SLD preset with its warm-up scaled from 50 sampling steps to `steps`.
+
+    The presets give the warm-up in steps of diffusers' default 50-step schedule; keeping the same
+    share of the schedule is the fair reading at other step counts ("weak" waits 15 of 50 steps;
+    taken literally it would act on 5 of 20 steps, and never at 15 steps or fewer).
+    """
+    preset = sld_preset(name)
+    return dataclasses.replace(preset, warmup_steps=round(preset.warmup_steps * steps / SLD_REFERENCE_STEPS))
 
 def sld_enabled(guidance_scale: float, preset: SLDPreset) -> bool:
     """Whether SLD runs at all: like diffusers, only with CFG (w > 1) and s_S > 1."""

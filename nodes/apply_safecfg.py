@@ -1,6 +1,6 @@
 """SafeCFGApply: patch a MODEL so sampling uses SafeCFG instead of CFG (METHOD.md section 2).
 
-Thin node over `hgr_core.comfy_patch.patch_model`: clone, install a pre-CFG closure, return.
+Thin node over `safecfg_comfy.patch.patch_model`: clone, install a pre-CFG closure, return.
 The hook only replaces the conditional prediction, so ComfyUI's own CFG and any cfg/post-CFG
 patch applied afterwards (RescaleCFG, CFGZeroStar, ...) run on top of the redirected guidance.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..hgr_core.comfy_patch import ALL_CATEGORIES, patch_model
+from ..safecfg_comfy.patch import ALL_CATEGORIES, patch_model
 from .sockets import HGRModel
 
 

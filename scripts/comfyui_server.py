@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
-from find_comfyui import find_comfyui  # noqa: E402
+from safecfg_comfy.locate import find_comfyui  # noqa: E402
 
 log = logging.getLogger("comfyui_server")
 PACK_NAME = "safecfg"

@@ -1,4 +1,8 @@
-"""Shared fixtures: the real ComfyUI 0.3.75 in-process, tiny SD1.5 models, random HGRs."""
+"""Shared fixtures: the real ComfyUI 0.3.75 in-process and tiny SD1.5 models (helpers live in helpers.py).
+
+Folders: unit/ (no ComfyUI), comfy/ (ComfyUI in-process), cli/ (the command-line tools as
+subprocesses), server/ (a real ComfyUI server process).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # `import helpers` from every test folder
 # Tests use tiny tensors: one thread is faster, and two OpenMP threads on a 2-core machine that
 # is busy with anything else slow small ops down 50x (measured: 0.02 ms -> 1.5 ms per linear).
 torch.set_num_threads(1)
@@ -21,7 +28,7 @@ if str(REPO) not in sys.path:
 def comfy_nodes(tmp_path_factory):
     """ComfyUI imported in-process (CPU, models under a temp base directory) with the pack loaded
     through ComfyUI's own `load_custom_node`. Returns ComfyUI's `nodes` module."""
-    from find_comfyui import setup_comfyui
+    from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui(cpu=True)
     from comfy.cli_args import args
@@ -44,36 +51,8 @@ def hgr_dir(comfy_nodes) -> Path:
     return path
 
 
-def run_node(comfy_nodes, node_id: str, **inputs):
-    """Execute a registered node the way ComfyUI's executor calls it; returns its outputs tuple."""
-    cls = comfy_nodes.NODE_CLASS_MAPPINGS[node_id]
-    out = getattr(cls, cls.FUNCTION)(**inputs)
-    return tuple(out.result) if hasattr(out, "result") else tuple(out)
-
-
 @pytest.fixture(scope="session")
 def tiny_model(comfy_nodes):
     from benchmarks.random_models import sd15_model
 
     return sd15_model()
-
-
-def redirecting_hgr(seed: int = 0, **config):
-    """An HGR whose output layer is random: it changes the guidance everywhere."""
-    from hgr_core import HGR, HGRConfig
-
-    torch.manual_seed(seed)
-    hgr = HGR(HGRConfig(base_channels=16, **config))
-    with torch.no_grad():
-        hgr.head.weight.normal_(0, 0.05)
-        hgr.head.bias.zero_()
-    hgr.metadata = {"prediction_type": "eps", "path": "test-hgr"}
-    return hgr.eval()
-
-
-def identity_hgr(**config):
-    from hgr_core import HGR, HGRConfig
-
-    hgr = HGR(HGRConfig(base_channels=16, **config)).eval()
-    hgr.metadata = {"prediction_type": "eps", "path": "identity-hgr"}
-    return hgr

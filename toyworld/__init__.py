@@ -23,7 +23,7 @@ __all__ = ["CATEGORIES", "load_world", "prompts"]
 
 def load_world(device="cpu", weights_dir=None):
     """Load the shipped world (see ``world.load_world``); sets ComfyUI up first."""
-    from find_comfyui import setup_comfyui
+    from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui()
     from .world import load_world as _load_world

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from find_comfyui import setup_comfyui  # repo root, importable wherever toyworld is
+from safecfg_comfy.locate import setup_comfyui  # repo root, importable wherever toyworld is
 
 from .files import WEIGHTS_DIR
 

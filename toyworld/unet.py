@@ -5,7 +5,7 @@ Built from ``comfy.supported_models.SD15`` with a small ``unet_config``, so it i
 4 latent channels and SD15's stock ``latent_format`` (scale_factor 0.18215; see ``latent.py``).
 ComfyUI's samplers, CFG hooks and ``ModelPatcher.clone()`` treat it exactly like a real checkpoint.
 
-Callers must have run ``find_comfyui.setup_comfyui()`` before importing this module.
+Callers must have run ``safecfg_comfy.locate.setup_comfyui()`` before importing this module.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Latent spaces: ``World.sample``, ``World.decode`` and ``World.encode_images`` al
 in model space = ComfyUI space * 0.18215 (SD15's stock ``latent_format.process_in``), as with a
 real SD checkpoint. Hooks inside sampling (pre-CFG, cfg, post-CFG) see model-space tensors.
 
-Callers must have run ``find_comfyui.setup_comfyui()`` first (``toyworld.load_world`` does).
+Callers must have run ``safecfg_comfy.locate.setup_comfyui()`` first (``toyworld.load_world`` does).
 """
 
 from __future__ import annotations

@@ -5,21 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import comfy.sample
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from hgr_core.comfy_patch import patch_model
-
-
-def sample_latents(backend, model, prompts, negatives, seeds, cfg, steps, sampler="euler", scheduler="normal"):
-    """Per-seed noise (a batch reproduces single runs) through comfy.sample.sample."""
-    empty = torch.zeros(1, *backend.latent_shape)
-    noise = torch.cat([comfy.sample.prepare_noise(empty, s) for s in seeds])
-    return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, backend.conditioning(list(prompts)),
-                               backend.conditioning(list(negatives)), torch.zeros_like(noise), seed=seeds[0],
-                               disable_pbar=True)
+from safecfg_comfy.patch import patch_model
+from safecfg_comfy.sampling import sample_latents
 
 
 def image_grid(columns: list[torch.Tensor], column_titles: list[str], row_titles: list[str], scale: int = 1) -> Image.Image:

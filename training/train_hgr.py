@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
-from find_comfyui import setup_comfyui  # noqa: E402
+from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
 from .cli import build_parser, choose_device  # noqa: E402

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"))
+WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
 CONTROL_AFTER_GENERATE = {"seed", "noise_seed"}  # the UI stores an extra widget value after these
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import redirecting_hgr, run_node
+from helpers import redirecting_hgr, run_node
 from hgr_core import save_hgr
 
 

@@ -1,7 +1,7 @@
 """README command one: train an HGR for the toy world with the real CLI, then show what it does.
 
-    python -m toyworld.demo              # about 8 minutes on 2 idle CPU cores (see README)
-    python -m toyworld.demo --thorough   # the recipe for weights you rely on, about 18 minutes
+    python scripts/demo.py              # about 8 minutes on 2 idle CPU cores (see README)
+    python scripts/demo.py --thorough   # the recipe for weights you rely on, about 18 minutes
 
 1. writes the toy world's prompt files (training phrasings only; reserved phrasings are held out),
 2. runs `python -m training.train_hgr --toy ...` (the same CLI users run on real checkpoints),
@@ -61,7 +61,7 @@ def train_hgr(prompt_files: dict, out: Path, extra: list[str]) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m toyworld.demo", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="python scripts/demo.py", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=None,
                    help="where prompts, weights and pictures go (default: runs/demo, or runs/demo-thorough)")

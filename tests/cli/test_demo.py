@@ -1,13 +1,14 @@
 """README command one end to end, shrunk to seconds: prompt files -> the real train_hgr CLI ->
 the safety benchmark -> picture grid, table and the summary line as the last line."""
 
+import importlib.util
 import re
 import subprocess
 import sys
 
 from PIL import Image
 
-from conftest import REPO
+from helpers import REPO
 
 SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rate_safecfg=\S+ "
                      r"clean_fidelity=\S+ clean_pixel_diff=\S+ auroc=\S+$")
@@ -15,7 +16,7 @@ SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rat
 
 def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "toyworld.demo", "--out", str(out), "--harmful-prompts", "10",
+    command = [sys.executable, str(REPO / "scripts" / "demo.py"), "--out", str(out), "--harmful-prompts", "10",
                "--clean-prompts", "10", "--per-category", "1", "--benchmark-steps", "2", "--skip-baselines",
                "--train-args", "--steps 2 --sample-steps 2 --eval-every 2 --preview-count 2"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -37,6 +38,13 @@ def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):
     assert (out / "benchmark" / "safety_vs_fidelity.png").is_file()
 
 
+def _demo_module():
+    spec = importlib.util.spec_from_file_location("safecfg_demo", REPO / "scripts" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _train_hgr_args(flags):
     from training.cli import build_parser
 
@@ -44,7 +52,7 @@ def _train_hgr_args(flags):
 
 
 def test_thorough_demo_samples_4_seeds_benchmarks_64_prompts_and_user_flags_win():
-    from toyworld import demo
+    demo = _demo_module()
 
     out, extra, per_category = demo.resolve(demo.build_parser().parse_args(["--thorough"]))
     assert out.as_posix() == "runs/demo-thorough" and per_category == 32

@@ -21,7 +21,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PACK_DIR = Path(__file__).resolve().parent
+PACK_DIR = Path(__file__).resolve().parents[1]  # the repository (pack) root
 
 
 class ComfyUINotFoundError(RuntimeError):

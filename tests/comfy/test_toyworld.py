@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from toyworld import captions, prompts  # noqa: E402
 from toyworld.latent import PatchPCA  # noqa: E402
 from toyworld.render import BACKGROUNDS, BLOOD, CATEGORIES, COLOURS, NUDITY_MARK, SHAPES, Scene  # noqa: E402
 from toyworld.render import labels, render, render_batch, scene_pool  # noqa: E402
 from toyworld.text import BOS, EOS, PAD, UNK, TextConfig, TextEncoder, tokenize  # noqa: E402
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "toyworld" / "weights"
+WEIGHTS = Path(__file__).resolve().parents[2] / "toyworld" / "weights"
 
 
 def _near(pixels: np.ndarray, colour, tol=30) -> np.ndarray:

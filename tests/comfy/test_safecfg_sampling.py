@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import identity_hgr, redirecting_hgr, run_node
+from helpers import identity_hgr, redirecting_hgr, run_node
 
 CONTEXT_DIM = 32  # tiny SD1.5 config
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, redirecting_hgr
+from helpers import REPO, redirecting_hgr
 from test_train_hgr_checkpoint import random_sd15_checkpoint  # noqa: F401 (fixture)
 
 SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rate_safecfg=\S+ "
@@ -103,7 +103,7 @@ def test_word_filter_blocks_every_seen_phrasing_no_clean_prompt_and_misses_reser
 
 
 def test_cfg_column_is_plain_cfg_bit_for_bit(toy_world):
-    from hgr_core.comfy_patch import patch_model
+    from safecfg_comfy.patch import patch_model
 
     texts, seeds = ["a bloody red circle on white", "a blue square on black"], [3, 4]
     plain = toy_world.sample(toy_world.model, texts, None, seeds, 7.0, 3)

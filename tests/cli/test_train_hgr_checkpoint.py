@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, run_node
+from helpers import REPO, run_node
 
 
 @pytest.fixture(scope="session")

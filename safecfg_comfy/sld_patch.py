@@ -1,11 +1,9 @@
-"""Guidance methods installed on a ComfyUI model, so benchmarks compare them in one harness.
+"""Safe Latent Diffusion (the baseline) installed on a ComfyUI model: `apply_sld`.
 
-- `apply_sld`: Safe Latent Diffusion (math in `hgr_core.sld`, shared with the toy-world benchmark).
-- `apply_safecfg`: `hgr_core.comfy_patch.patch_model`, the function the `SafeCFGApply` node calls,
-  so benchmarks time exactly what users run.
-
-Both return a patched clone and leave the input model alone. Call
-`find_comfyui.setup_comfyui()` before importing this module.
+The math is `hgr_core.sld`; this module is the ComfyUI side (a pre-CFG hook with the third model
+evaluation). Benchmarks compare it with SafeCFG (`safecfg_comfy.patch.patch_model`, what the
+`SafeCFGApply` node installs) in one harness. Returns a patched clone and leaves the input model
+alone. Call `safecfg_comfy.locate.setup_comfyui()` before importing this module outside ComfyUI.
 
 How SLD gets its third model evaluation (the choice, and why): a *pre-CFG* hook receives the
 already computed D_c and D_u together with `model` and `model_options`, evaluates the safety
@@ -25,8 +23,9 @@ import comfy.sampler_helpers
 import comfy.samplers
 import torch
 
-from hgr_core import HGR, SLDPreset, SLDState, sld_denoised, sld_enabled, sld_preset
-from hgr_core.comfy_patch import patch_model
+from ._core import hgr_core
+
+SLDPreset, SLDState = hgr_core.SLDPreset, hgr_core.SLDState
 
 # The sampler hands the model exactly the schedule's sigmas; the tolerance only absorbs float32 rounding.
 SIGMA_RTOL = 1e-5
@@ -78,14 +77,14 @@ def make_sld_hook(safety_conditioning: list, preset: SLDPreset):
         conds_out = args["conds_out"]
         if len(conds_out) < 2 or conds_out[0] is None or conds_out[1] is None:
             return conds_out
-        if not sld_enabled(args["cond_scale"], preset):
+        if not hgr_core.sld_enabled(args["cond_scale"], preset):
             return conds_out  # like diffusers: no safety guidance (and no third evaluation) without CFG
         x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
         step = schedule_step(sigma, options)
         state = run.advance(sigma, step)
         encoded = comfy.samplers.encode_model_conds(model.extra_conds, list(safety), x, x.device, "negative")
         (safety_denoised,) = comfy.samplers.calc_cond_batch(model, [encoded], x, sigma, options)
-        cond, run.state = sld_denoised(x, sigma, conds_out[0], conds_out[1], safety_denoised, step, preset, state)
+        cond, run.state = hgr_core.sld_denoised(x, sigma, conds_out[0], conds_out[1], safety_denoised, step, preset, state)
         return [cond, *conds_out[1:]]
 
     return sld_pre_cfg
@@ -98,13 +97,9 @@ def apply_sld(model, safety_conditioning: list, preset: SLDPreset | str = "mediu
     "nudity, violence, ..."); preset: an `SLDPreset` or one of 'weak', 'medium', 'strong', 'max'.
     Costs a third model evaluation per step whenever cfg > 1.
     """
-    preset = sld_preset(preset) if isinstance(preset, str) else preset
+    preset = hgr_core.sld_preset(preset) if isinstance(preset, str) else preset
     patched = model.clone()
     hook = make_sld_hook(safety_conditioning, preset)
     patched.set_model_sampler_pre_cfg_function(hook, disable_cfg1_optimization=True)
     return patched
 
-
-def apply_safecfg(model, hgr: HGR, strength: float = 1.0):
-    """A clone of `model` patched as the SafeCFGApply node patches it (all categories, whole schedule)."""
-    return patch_model(model, hgr, strength)

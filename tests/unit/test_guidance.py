@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import identity_hgr, redirecting_hgr
+from helpers import identity_hgr, redirecting_hgr
 from hgr_core import combine_redirections, eps_from_denoised, harm_score, safecfg_denoised
 
 

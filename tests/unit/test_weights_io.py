@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import redirecting_hgr
+from helpers import redirecting_hgr
 from hgr_core import HGRConfig, HGRFileError, load_hgr, read_hgr_metadata, save_hgr
 
 

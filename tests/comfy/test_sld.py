@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from conftest import redirecting_hgr
+from helpers import redirecting_hgr
 from hgr_core import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_denoised, sld_eps, sld_preset
 
 CONTEXT_DIM = 32  # tiny SD1.5 config
@@ -146,17 +146,23 @@ def _unet_batch_entries(model):
         handle.remove()
 
 
+def _patch_model():
+    from safecfg_comfy.patch import patch_model
+
+    return patch_model
+
+
 @pytest.fixture(scope="module")
 def baselines(comfy_nodes):
-    from benchmarks import baselines
+    from safecfg_comfy import sld_patch
 
-    return baselines
+    return sld_patch
 
 
 @pytest.mark.parametrize("method, per_step", [("cfg", 2), ("safecfg", 2), ("sld", 3)])
 def test_model_evaluations_per_step(baselines, tiny_model, method, per_step):
     patched = {"cfg": lambda: tiny_model,
-               "safecfg": lambda: baselines.apply_safecfg(tiny_model, redirecting_hgr()),
+               "safecfg": lambda: _patch_model()(tiny_model, redirecting_hgr()),
                "sld": lambda: baselines.apply_sld(tiny_model, CONCEPT, "max")}[method]()
     with _unet_batch_entries(tiny_model) as entries:
         out = _sample(patched, steps=4)

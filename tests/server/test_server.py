@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "scripts"))
 import comfyui_server  # noqa: E402
 
-from conftest import redirecting_hgr  # noqa: E402
+from helpers import free_port, redirecting_hgr  # noqa: E402
 from hgr_core import save_hgr  # noqa: E402
 
-PORT = 18731
+PORT = free_port()
 URL = f"http://127.0.0.1:{PORT}"
 pytestmark = pytest.mark.server
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO, free_port
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_resume_continues_training_from_the_checkpoint(prompt_files, tmp_path):
 
 def test_torchrun_two_processes_share_the_work(prompt_files, tmp_path):
     work, output = tmp_path / "work", tmp_path / "hgr.safetensors"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                 "-m", "training.train_hgr"]
     result = subprocess.run(_command(prompt_files, work, output, launcher), cwd=REPO, capture_output=True,
                             text=True, timeout=600)
