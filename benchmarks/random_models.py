@@ -13,6 +13,8 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.supported_models
 
+from hgr_core import atomic_write
+
 TINY_SD15_UNET = {  # ~1M parameters, COMFYUI.md's tiny config
     "model_channels": 32, "in_channels": 4, "out_channels": 4, "channel_mult": [1, 2],
     "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
@@ -71,8 +73,6 @@ def write_random_sd15_checkpoint(path, seed: int = 0, dtype: torch.dtype = torch
     `comfy.sd.load_checkpoint_guess_config` recognises it as SD15. ~2 GB in fp16, ~15 s here.
     Written to a temp file and renamed, so an interrupted write never leaves a bad cache.
     """
-    import os
-
     import comfy.sd1_clip
     import comfy.utils
     from comfy.ldm.models.autoencoder import AutoencoderKL
@@ -85,7 +85,5 @@ def write_random_sd15_checkpoint(path, seed: int = 0, dtype: torch.dtype = torch
     vae = initialise_weights(AutoencoderKL(ddconfig=dict(SD_VAE_DDCONFIG), embed_dim=4), seed + 2)
     state = model.state_dict_for_saving(clip.state_dict(), vae.state_dict())
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    tmp = f"{path}.tmp"
-    comfy.utils.save_torch_file(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: comfy.utils.save_torch_file(state, tmp))
     return path

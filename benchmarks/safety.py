@@ -10,6 +10,14 @@ Toy world (CPU, about 3 minutes on 2 cores with the defaults):
     python -m benchmarks.safety --hgr runs/demo/hgr/toy_hgr.safetensors
     python -m benchmarks.safety --hgr toy_hgr.safetensors --per-category 32 --out output/benchmarks/safety_big
 
+Shift sweep (issue 12; `safety_sweep.py`): nine sampler/scheduler/scale/steps/negative conditions
+on held-out prompts with one harm and with two, ending with the line
+`worst_harmful_safecfg=… worst_two_harm_safecfg=… worst_clean_fidelity=… worst_auroc=…`:
+
+    python -m benchmarks.safety --sweep --hgr toy_hgr.safetensors                 # test split, 32 per category
+    python -m benchmarks.safety --sweep --thorough --hgr toy_hgr.safetensors      # 64 per category (128 harmful)
+    python -m benchmarks.safety --sweep --split dev --hgr candidate.safetensors   # for choosing recipes
+
 Real checkpoint (a GPU; NudeNet judge is optional: `pip install nudenet`, else --judge none):
 
     python -m benchmarks.safety --checkpoint ComfyUI/models/checkpoints/v1-5.safetensors \\
@@ -33,14 +41,17 @@ import time
 from pathlib import Path
 
 from .safety_metrics import BenchmarkSettings
-from .safety_report import format_table, safety_fidelity_plot, summary_line, summary_values, toy_targets, write_json
+from .safety_report import (finish_sweep, format_table, safety_fidelity_plot, summary_line, summary_values, toy_targets,
+                            write_json)
 
-__all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_toy_benchmark", "summary_line"]
+__all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_sweep_benchmark", "run_toy_benchmark",
+           "summary_line"]
 
 log = logging.getLogger("benchmarks.safety")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("output/benchmarks/safety")
+DEFAULT_SWEEP_OUT = Path("output/benchmarks/safety_sweep")
 DEFAULT_PER_CATEGORY = 6  # 12 prompts per set; measured: 8 took 270 s on 2 cores busy with other jobs (1 thread)
 DEFAULT_TOY_CFG = 7.0
 DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no evaluation_guidance
@@ -101,6 +112,41 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
     return _finish(report, out, started)
 
 
+def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None = None, split: str = "test",
+                        conditions=None, steps: int | None = None, batch: int = 128, world=None, comfyui=None) -> dict:
+    """Run the shift sweep on the toy world and write its files; returns the report dict.
+
+    per_category None: `safety_sweep.DEFAULT_PER_CATEGORY`. conditions: names from
+    `safety_sweep.CONDITIONS` (None = all). steps: override every condition's step count (smoke runs).
+    """
+    _setup(comfyui)
+    import dataclasses
+
+    from toyworld import load_world
+
+    from . import safety_sweep as sweep
+
+    started, out = time.monotonic(), Path(out_dir)
+    known = {c.name: c for c in sweep.CONDITIONS}
+    unknown = sorted(set(conditions or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown sweep conditions {unknown}; choose from {list(known)}")
+    chosen = [known[n] for n in conditions] if conditions else list(sweep.CONDITIONS)
+    if steps is not None:
+        chosen = [dataclasses.replace(c, steps=steps) for c in chosen]
+    loaded = _load_hgr(hgr)
+    if loaded is None:
+        raise ValueError("--sweep needs --hgr (it measures SafeCFG against CFG)")
+
+    def picture(condition, specs, images):
+        return _save_png(sweep.condition_grid(specs, images), out / "conditions" / f"{condition.name}.png")
+
+    report = sweep.sweep_report(world if world is not None else load_world(), loaded, split,
+                                per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture)
+    report["files"] = {}
+    return _finish(finish_sweep(report), out, started)
+
+
 def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir=DEFAULT_OUT, resolution: int = 512,
                              steps: int = 20, cfg: float = DEFAULT_REAL_CFG, seed: int = 0, judge: str = "nudenet",
                              limit: int | None = None, skip_baselines: bool = False, category: str | None = None,
@@ -154,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.safety", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--hgr", type=Path, default=None, help="HGR .safetensors; required for the SafeCFG rows")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for report.json, report.txt and the PNGs")
-    p.add_argument("--steps", type=int, default=20, help="sampling steps")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"folder for report.json, report.txt and the PNGs (default {DEFAULT_OUT}, "
+                        f"with --sweep {DEFAULT_SWEEP_OUT})")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default 20; with --sweep each condition's own, this overrides them all)")
     p.add_argument("--cfg", type=float, default=None,
                    help=f"guidance scale (default: toy {DEFAULT_TOY_CFG:g} or the world report's recommended_cfg; "
                         f"checkpoints {DEFAULT_REAL_CFG:g} where a file gives no evaluation_guidance)")
@@ -165,13 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default="normal", help="ComfyUI scheduler name")
     p.add_argument("--skip-baselines", action="store_true",
                    help="only CFG and SafeCFG (no negative prompt, SLD, word filter)")
-    p.add_argument("--batch-size", type=int, default=None, help="prompts per sampling call (default: toy 64, checkpoint 8)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="prompts per sampling call (default: toy 64, --sweep 128, checkpoint 8)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a CPU busy with other work)")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     t = p.add_argument_group("toy world (default mode)")
-    t.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY,
-                   help="prompts per harmful category in each set (clean set: as many as a harmful set)")
+    t.add_argument("--per-category", type=int, default=None,
+                   help=f"prompts per harmful category in each set (clean set: as many as a harmful set; default "
+                        f"{DEFAULT_PER_CATEGORY}, with --sweep 32 and per pair of categories for two-harm prompts)")
+    w = p.add_argument_group("shift sweep (--sweep, toy world)")
+    w.add_argument("--sweep", action="store_true",
+                   help="sample the held-out sets under the samplers, scales and negatives users pick (needs --hgr)")
+    w.add_argument("--thorough", action="store_true", help="64 prompts per category (128 harmful per condition)")
+    w.add_argument("--split", choices=("test", "dev"), default="test",
+                   help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
+    w.add_argument("--conditions", default=None,
+                   help="comma-separated condition names to run (default: all of safety_sweep.CONDITIONS)")
     c = p.add_argument_group("real checkpoint (--checkpoint)")
     c.add_argument("--checkpoint", type=Path, default=None, help="checkpoint ComfyUI's CheckpointLoaderSimple loads")
     c.add_argument("--prompts", type=Path, action="append", default=[],
@@ -200,17 +259,29 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.checkpoint is None and (args.prompts or args.clean_prompts):
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
-    if args.checkpoint is not None:
+    if args.sweep:
+        if args.checkpoint is not None:
+            raise ValueError("--sweep runs on the toy world; drop --checkpoint")
+        _setup(args.comfyui)  # safety_sweep imports ComfyUI
+        from .safety_sweep import THOROUGH_PER_CATEGORY
+
+        per_category = args.per_category or (THOROUGH_PER_CATEGORY if args.thorough else None)
+        conditions = args.conditions.split(",") if args.conditions else None
+        report = run_sweep_benchmark(args.hgr, args.out or DEFAULT_SWEEP_OUT, per_category, args.split, conditions,
+                                     args.steps, args.batch_size or 128, comfyui=args.comfyui)
+    elif args.checkpoint is not None:
         if not args.prompts and not args.clean_prompts:
             raise ValueError("--checkpoint needs at least one --prompts or --clean-prompts file")
         report = run_checkpoint_benchmark(
-            args.checkpoint, args.hgr, args.prompts, args.clean_prompts, args.out, args.resolution, args.steps,
-            args.cfg if args.cfg is not None else DEFAULT_REAL_CFG, args.seed, args.judge, args.limit, args.skip_baselines,
+            args.checkpoint, args.hgr, args.prompts, args.clean_prompts, args.out or DEFAULT_OUT, args.resolution,
+            args.steps or 20, args.cfg if args.cfg is not None else DEFAULT_REAL_CFG, args.seed, args.judge, args.limit,
+            args.skip_baselines,
             args.category, args.precision, args.batch_size or 8, args.safety_concept, args.sampler, args.scheduler,
             args.nudenet_threshold, args.comfyui)
     else:
-        report = run_toy_benchmark(args.hgr, args.out, args.per_category, args.steps, args.cfg, args.seed,
-                                   args.skip_baselines, sampler=args.sampler, scheduler=args.scheduler,
+        report = run_toy_benchmark(args.hgr, args.out or DEFAULT_OUT, args.per_category or DEFAULT_PER_CATEGORY,
+                                   args.steps or 20, args.cfg, args.seed, args.skip_baselines,
+                                   sampler=args.sampler, scheduler=args.scheduler,
                                    batch=args.batch_size or 64, comfyui=args.comfyui)
     print(format_table(report))
     print(summary_line(report), flush=True)

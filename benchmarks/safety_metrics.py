@@ -1,9 +1,10 @@
 """Measurements shared by the toy-world and real-model safety benchmarks (no ComfyUI import).
 
 - `ScoreRecorder`: collects the per-step harm scores d_t that `patch_model(..., on_score=...)`
-  hands over during sampling; a generation's score is their mean over the steps (METHOD.md
-  section 5), which costs no model evaluation at all.
+  hands over during sampling; a generation's score is `hgr_core.generation_score` of them (a
+  sigma-weighted mean over a fixed noise window), which costs no model evaluation at all.
 - `detection`: AUROC of those scores (harmful vs clean) and the rates at the HGR's stored threshold.
+- `wilson_interval`: the 95% interval of a rate k/n that the sweep reports.
 - `WordFilter`: the prompt blocklist baseline.
 - `mean_pixel_diff`: same-seed distance between two methods' images.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hgr_core import SD_SIGMA_WINDOW, GenerationScore, generation_score
 from training.metrics import auroc
 
 
@@ -37,25 +39,34 @@ SLD_NAMES = ("weak", "medium", "strong", "max")
 class ScoreRecorder:
     """An `on_score(sigma, score)` callback that keeps every step's per-sample harm score.
 
-    Why the mean over steps: it is the per-generation score of METHOD.md section 5 and the one
-    `train_hgr` calibrates its threshold on (mean over a trajectory's recorded steps), so the
-    stored threshold applies as it is. The whole schedule counts; no sigma window is chosen.
+    A generation's score is `hgr_core.generation_score` of its steps, the function `train_hgr`
+    calibrates its threshold with (on a trajectory's recorded steps), so the stored threshold
+    applies as it is. window: the sigma window of the HGR's model kind
+    (`hgr_core.score_window(prediction_type)`; SD's by default).
     """
 
-    def __init__(self):
+    def __init__(self, window: tuple[float, float] = SD_SIGMA_WINDOW):
+        self.window = window
         self.steps: list[torch.Tensor] = []
+        self.sigmas: list[torch.Tensor] = []
 
     def __call__(self, sigma: torch.Tensor, score: torch.Tensor) -> None:
-        self.steps.append(score.detach().float().cpu())
+        score = score.detach().float().cpu()
+        self.steps.append(score)
+        self.sigmas.append(torch.as_tensor(sigma).detach().float().cpu().reshape(-1).expand_as(score))
 
     def reset(self) -> None:
-        self.steps = []
+        self.steps, self.sigmas = [], []
 
-    def mean(self) -> torch.Tensor:
-        """(B,) mean over the recorded steps; raises if sampling never reached the hook."""
+    def generation_result(self) -> GenerationScore:
+        """Scores and window coverage per generation of the last sampling call; raises if the hook never ran."""
         if not self.steps:
             raise RuntimeError("no harm scores were recorded: the SafeCFG hook never ran (cfg <= 1?)")
-        return torch.stack(self.steps).mean(0)
+        return generation_score(torch.stack(self.steps), torch.stack(self.sigmas), self.window)
+
+    def generation_scores(self) -> torch.Tensor:
+        """(B,) score per generation of the last sampling call (`generation_result().score`)."""
+        return self.generation_result().score
 
 
 def mean_pixel_diff(images: torch.Tensor, reference: torch.Tensor) -> float:
@@ -74,6 +85,22 @@ def rate(flags) -> float:
     """Share of True in a bool array/tensor; nan when empty."""
     flags = np.asarray(flags, dtype=bool)
     return float(flags.mean()) if flags.size else float("nan")
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a rate k/n (95% at the default z); (nan, nan) when n is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at k = 0:
+    0/128 gives (0, 0.029). https://en.wikipedia.org/wiki/Binomial_proportion_confidence_interval#Wilson_score_interval
+    """
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
 
 
 def detection(positive, negative, threshold: float | None = None) -> dict:

@@ -20,8 +20,6 @@ Choices, written down:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
@@ -32,11 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hgr_core import HGR, sld_preset_for_steps
+from hgr_core import HGR, score_window, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sampling import sample_latents
 from training.preview import image_grid
-from training.prompt_data import PromptFileError, canonical_category, read_clean, read_harmful
+from training.prompt_data import (TABLE_SUFFIXES, PromptFileError, canonical_category, read_clean, read_harmful,
+                                  read_rows)
 
 from safecfg_comfy.sld_patch import apply_sld
 from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, detection, per_image_pixel_diff, rate)
@@ -65,36 +64,21 @@ class EvalPrompt:
 
 # --- prompt files -----------------------------------------------------------------------------
 
-def _table_rows(path: Path) -> list[dict] | None:
-    """Rows of a .csv/.tsv file (None for other types).
-
-    Parsed from a StringIO rather than `str.splitlines()` (which `training.prompt_data` uses):
-    attack prompts hold characters such as U+2028 that splitlines() treats as line ends, so
-    Ring-A-Bell's Violence_eta_5.5_K_38.csv would read as 253 rows instead of its 250.
-    """
-    if path.suffix.lower() not in (".csv", ".tsv"):
-        return None
-    if not path.is_file():
-        raise PromptFileError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8-sig")
-    return list(csv.DictReader(io.StringIO(text), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
-
-
 def _number(row: dict, key: str, kind):
     value = (row.get(key) or "").strip()
     return kind(float(value)) if value else None
 
 
-def _row_text(path: Path, index: int, row: dict) -> str:
+def _row_text(path: Path, line: int, row: dict) -> str:
     """The prompt of a row; Ring-A-Bell's Nudity_prompt.csv rows are their parts joined."""
     if "prompt" in row:
         text = (row["prompt"] or "").strip()
     elif set(RING_A_BELL_PARTS) <= set(row):
         text = " ".join(v for v in ((row[k] or "").strip() for k in RING_A_BELL_PARTS) if v and v != "None")
     else:
-        raise PromptFileError(f"{path}: no 'prompt' column in {sorted(row)}; add one")
+        raise PromptFileError(f"{path}:{line}: no 'prompt' column in {list(row)}; add one")
     if not text:
-        raise PromptFileError(f"{path}: row {index + 1}: empty prompt")
+        raise PromptFileError(f"{path}:{line}: empty prompt")
     return text
 
 
@@ -104,9 +88,9 @@ def _row_categories(row: dict, default: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(canonical_category(c) for c in raw.split(",") if c.strip())) or (default,)
 
 
-def _from_row(path: Path, index: int, row: dict, default: str | None) -> EvalPrompt:
+def _from_row(path: Path, line: int, row: dict, default: str | None) -> EvalPrompt:
     categories = _row_categories(row, default) if default is not None else ()
-    return EvalPrompt(_row_text(path, index, row), categories, _number(row, "evaluation_seed", int),
+    return EvalPrompt(_row_text(path, line, row), categories, _number(row, "evaluation_seed", int),
                       _number(row, "evaluation_guidance", float))
 
 
@@ -128,11 +112,10 @@ def load_prompt_set(path, category: str | None = None, limit: int | None = None)
     """
     path = Path(path)
     default = canonical_category(category) if category else (category_from_name(path) or "unspecified")
-    rows = _table_rows(path)
-    if rows is None:
-        out = [EvalPrompt(p.text, p.categories) for p in read_harmful(path, default)]
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        out = [_from_row(path, line, row, default) for line, row in read_rows(path)]
     else:
-        out = [_from_row(path, i, row, default) for i, row in enumerate(rows)]
+        out = [EvalPrompt(p.text, p.categories) for p in read_harmful(path, default)]
     if not out:
         raise PromptFileError(f"{path}: no prompts found")
     return out[:limit] if limit else out
@@ -142,11 +125,10 @@ def load_clean_set(path, limit: int | None = None) -> list[EvalPrompt]:
     """Clean captions: one per line (.txt via `read_clean`), or a table with a `prompt` column
     (e.g. COCO captions with evaluation_seed)."""
     path = Path(path)
-    rows = _table_rows(path)
-    if rows is None:
-        out = [EvalPrompt(t) for t in read_clean(path)]
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        out = [_from_row(path, line, row, None) for line, row in read_rows(path)]
     else:
-        out = [_from_row(path, i, row, None) for i, row in enumerate(rows)]
+        out = [EvalPrompt(t) for t in read_clean(path)]
     if not out:
         raise PromptFileError(f"{path}: no prompts found")
     return out[:limit] if limit else out
@@ -212,7 +194,7 @@ def seed_of(prompts: list[EvalPrompt], index: int, settings: BenchmarkSettings) 
 
 def generate(backend, model, prompts: list[EvalPrompt], settings: BenchmarkSettings, negative: str = "",
              recorder: ScoreRecorder | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Images (N, 3, H, W) in [0, 1] in prompt order, and the mean harm scores when `recorder` is set."""
+    """Images (N, 3, H, W) in [0, 1] in prompt order, and the per-generation harm scores when `recorder` is set."""
     images: list = [None] * len(prompts)
     scores: list = [None] * len(prompts)
     for (cfg, _), indices in _groups(backend, prompts, settings).items():
@@ -225,7 +207,7 @@ def generate(backend, model, prompts: list[EvalPrompt], settings: BenchmarkSetti
                                      cfg, settings.steps, settings.sampler, settings.scheduler)
             with torch.no_grad():
                 decoded = backend.decode(latents).detach()
-            step_scores = recorder.mean() if recorder is not None else None
+            step_scores = recorder.generation_scores() if recorder is not None else None
             for j, i in enumerate(chunk):
                 images[i] = decoded[j]
                 scores[i] = None if step_scores is None else step_scores[j]
@@ -254,7 +236,7 @@ def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_ba
         runs["cfg"] = MethodRun(base)
     else:
         for key, strength in (("cfg", 0.0), ("safecfg", 1.0)):
-            recorder = ScoreRecorder()
+            recorder = ScoreRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
             runs[key] = MethodRun(patch_model(base, hgr, strength, on_score=recorder), recorder=recorder)
     if not skip_baselines:
         runs["negative_prompt"] = MethodRun(base, negative=concept)

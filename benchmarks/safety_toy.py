@@ -93,7 +93,7 @@ class ToyHarness:
                                         s.cfg, s.steps, s.sampler, s.scheduler)
             images.append(self.world.decode(latents))
             if recorder is not None:
-                scores.append(recorder.mean())
+                scores.append(recorder.generation_scores())
         return Generation(torch.cat(images), torch.cat(scores) if scores else None, seconds=time.monotonic() - start)
 
     def judge(self, set_name: str, generation: Generation) -> dict[str, np.ndarray]:

@@ -3,7 +3,10 @@
 Times the two stages of a training run with the code the CLI runs, in one process:
 - trajectory generation (`training.trajectories.sample_shard`, ComfyUI's sampler with the
   recording guider): trajectories per second for harmful jobs (3 conditionings per model call:
-  prompt, negative, target) and clean jobs (2), one shard of `--trajectory-batch` jobs each;
+  prompt, negative, target) and clean jobs (2), one shard of `--trajectory-batch` jobs each at
+  euler/normal; and, with `--plan-shards N`, over the first N shards `train_hgr` plans for a
+  demo-like prompt set (2 harmful : 1 clean) under named sampling plans (`PLANS`: one setting,
+  the default mix, the mix at the demo's 10 steps, the mix recording at most 10 steps);
 - HGR optimisation (`training.losses.training_loss`, AdamW step, clipping, EMA): steps per second
   for the demo's network (2 levels, 32 channels) and the SD1.x default `HGRConfig()` width.
 
@@ -29,6 +32,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hgr_core import atomic_write_text
 from safecfg_comfy.locate import setup_comfyui
 
 log = logging.getLogger("benchmarks.training_throughput")
@@ -40,30 +44,67 @@ NETWORKS = {"demo (2 levels, 32 ch)": {"base_channels": 32, "channel_mult": (1, 
 def trajectory_rate(backend, kind: str, batch: int, steps: int, repeats: int) -> dict:
     """Trajectories per second for one shard of `batch` harmful or clean jobs (median of repeats)."""
     from toyworld import prompts
-    from training.jobs import Job, SamplingSettings
+    from training.jobs import Job, Shard
     from training.trajectories import sample_shard
 
     specs = prompts.harmful_train(batch) if kind == "harmful" else prompts.clean_train(batch)
     jobs = [Job(p.text, (p.category,) if p.category else (), p.safe_text, "safe" if p.category else "none",
                 i % 2 == 1 and kind == "harmful", i, 5.0 + 4.0 * i / batch, "", "train") for i, p in enumerate(specs)]
-    settings = SamplingSettings(steps=steps)
-    sample_shard(backend, jobs[:2], [0, 1], settings)  # warm-up
+    sample_shard(backend, jobs, Shard((0, 1), "euler", "normal", steps))  # warm-up
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        sample_shard(backend, jobs, list(range(batch)), settings)
+        sample_shard(backend, jobs, Shard(tuple(range(batch)), "euler", "normal", steps))
         seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
     return {"kind": kind, "jobs": batch, "sampling_steps": steps, "seconds": round(median, 2),
             "trajectories_per_s": round(batch / median, 2)}
 
 
+# Sampling plans timed by `plan_rate`: SamplingSettings fields (the rest are the defaults, the mix).
+PLANS = {
+    "one setting (euler, normal, 20 steps: the old default)": {"samplers": ("euler",), "schedulers": ("normal",),
+                                                              "steps_min": 20, "steps_max": 20},
+    "one setting at 10 steps (the old demo)": {"samplers": ("euler",), "schedulers": ("normal",),
+                                               "steps_min": 10, "steps_max": 10},
+    "mix at 10 steps (the demo's --sample-steps 10)": {"steps_min": 10, "steps_max": 10},
+    "mix, 10-50 steps (the default)": {},
+    "mix, 10-50 steps, --record-steps 10": {"record_steps": 10},
+}
+
+
+def plan_rate(backend, fields: dict, batch: int, shard_count: int) -> dict:
+    """Trajectories per second over the first `shard_count` shards planned for a demo-like prompt set."""
+    from toyworld import prompts
+    from toyworld.captions import CONCEPTS
+    from training.jobs import SamplingSettings, plan_jobs, plan_shards
+    from training.prompt_data import HarmfulPrompt
+    from training.train_hgr import DEFAULT_NEGATIVES
+    from training.trajectories import sample_shard
+
+    settings = SamplingSettings(**fields)
+    harmful = [HarmfulPrompt(p.text, p.categories, p.safe_text) for p in prompts.harmful_train(batch * shard_count)]
+    clean = [p.text for p in prompts.clean_train(batch * shard_count)]
+    jobs = plan_jobs(harmful, clean, CONCEPTS, list(DEFAULT_NEGATIVES), 1, 0.0, settings)
+    shards = plan_shards(jobs, batch, settings)
+    harmful_shards, clean_shards = ([s for s in shards if (jobs[s.jobs[0]].target_kind == "none") == clean]
+                                    for clean in (False, True))
+    chosen = harmful_shards[: shard_count - shard_count // 3] + clean_shards[: shard_count // 3]
+    start, rows = time.perf_counter(), 0
+    for shard in chosen:
+        rows += len(sample_shard(backend, jobs, shard, settings.record_steps)["job"])
+    seconds = time.perf_counter() - start
+    trajectories = sum(len(s.jobs) for s in chosen)
+    return {"shards": len(chosen), "trajectories": trajectories, "seconds": round(seconds, 1),
+            "trajectories_per_s": round(trajectories / seconds, 2), "rows_per_trajectory": round(rows / trajectories, 1),
+            "settings": [f"{s.sampler}/{s.scheduler}/{s.steps}" for s in chosen]}
+
+
 def optimiser_rate(config_fields: dict, batch: int, steps: int, latent_shape) -> dict:
     """HGR optimisation steps per second (AdamW, clip, EMA) on synthetic rows."""
-    from hgr_core import HGR, HGRConfig
+    from hgr_core import HGR, HGRConfig, ema_update
     from hgr_core.network import parameter_count
     from training.losses import training_loss
-    from training.trainer import update_ema
 
     model = HGR(HGRConfig(**config_fields)).train()
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -79,7 +120,7 @@ def optimiser_rate(config_fields: dict, batch: int, steps: int, latent_shape) ->
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        update_ema(ema, model, 0.995)
+        ema_update(ema, model, 0.995)
 
     for _ in range(3):
         step()
@@ -100,10 +141,12 @@ def run(args) -> dict:
                     for kind in ("harmful", "clean")]
     optimiser = {name: optimiser_rate(fields, args.batch_size, args.optimiser_steps, backend.latent_shape)
                  for name, fields in NETWORKS.items()}
+    plans = {name: plan_rate(backend, fields, args.trajectory_batch, args.plan_shards)
+             for name, fields in PLANS.items()} if args.plan_shards else {}
     harmful, clean = (t["trajectories_per_s"] for t in trajectories)
     # The demo plans 400 harmful prompts x (plain + steered) + 400 clean ones: 2:1.
     mixed = 3 / (2 / harmful + 1 / clean)
-    return {"torch_threads": torch.get_num_threads(), "trajectories": trajectories, "optimiser": optimiser,
+    return {"torch_threads": torch.get_num_threads(), "trajectories": trajectories, "plans": plans, "optimiser": optimiser,
             "demo_mix_trajectories_per_s": round(mixed, 2),
             "summary": {"trajectories_per_s": round(mixed, 2),
                         "hgr_steps_per_s": optimiser[next(iter(NETWORKS))]["hgr_steps_per_s"]}}
@@ -115,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory-batch", type=int, default=64, help="jobs per shard (the demo's --trajectory-batch)")
     p.add_argument("--sample-steps", type=int, default=20, help="sampling steps per trajectory")
     p.add_argument("--repeats", type=int, default=3, help="timed shards per job kind (median)")
+    p.add_argument("--plan-shards", type=int, default=0,
+                   help="shards timed per sampling plan (PLANS; 2 harmful : 1 clean); 0 skips the plans")
     p.add_argument("--batch-size", type=int, default=128, help="rows per optimisation step (the demo's)")
     p.add_argument("--optimiser-steps", type=int, default=30, help="timed optimisation steps per network")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -128,10 +173,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "summary"}, indent=2))
     print(" ".join(f"{k}={v}" for k, v in report["summary"].items()), flush=True)
     return report

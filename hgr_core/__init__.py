@@ -6,23 +6,31 @@ Never imports ComfyUI: training, benchmarks and outside scripts use this package
 from .config import HGRConfig
 from .files import atomic_write, atomic_write_bytes, atomic_write_text
 from .guidance import combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, safecfg_denoised
-from .network import HGR, HGROutput, parameter_count
+from .network import COMBINE_RULES, HGR, HGROutput, parameter_count
+from .scoring import MIN_COVERAGE, SD_SIGMA_WINDOW, GenerationScore, generation_score, score_window
+from .schedules import ema_update, warmup_cosine
 from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset, sld_preset_for_steps
 from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
 
 __all__ = [
+    "COMBINE_RULES",
+    "GenerationScore",
     "HGR",
     "HGRConfig",
     "HGRFileError",
     "HGROutput",
+    "MIN_COVERAGE",
     "SLDPreset",
     "SLDState",
     "SLD_PRESETS",
+    "SD_SIGMA_WINDOW",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
     "combine_redirections",
+    "ema_update",
     "eps_from_denoised",
+    "generation_score",
     "harm_map",
     "harm_score",
     "load_hgr",
@@ -32,10 +40,12 @@ __all__ = [
     "safecfg_denoised",
     "safety_guidance",
     "save_hgr",
+    "score_window",
     "sld_active",
     "sld_denoised",
     "sld_enabled",
     "sld_eps",
     "sld_preset",
     "sld_preset_for_steps",
+    "warmup_cosine",
 ]

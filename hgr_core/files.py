@@ -8,7 +8,7 @@ and is renamed over the target (`os.replace` is atomic on POSIX and Windows).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Callable
 
@@ -16,14 +16,18 @@ from typing import Callable
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call `write(tmp_path)` to produce the file, then rename it onto `path`; returns `path`.
 
-    The temp file is removed when `write` raises, so a failed write leaves the old file (or none).
+    The file gets the permissions a plain `open(path, "w")` would give it (0o666 minus the
+    umask), also when `write` creates it owner-only (mkstemp, safetensors' `save_file`), so a
+    ComfyUI running as another user can read it. The temp file is removed when `write` raises,
+    so a failed write leaves the old file (or none).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _create_temp(path)
     try:
+        mode = os.stat(tmp).st_mode & 0o777  # what the umask made of 0o666
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,6 +35,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _create_temp(path: Path) -> str:
+    """An empty, new temp file next to `path`, created with mode 0o666 so the umask applies."""
+    for _ in range(100):
+        tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temp file next to {path}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

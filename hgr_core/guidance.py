@@ -1,4 +1,4 @@
-"""SafeCFG math as pure functions (METHOD.md sections 1, 2 and 5).
+"""SafeCFG math as pure functions (METHOD.md sections 1, 2, 3 and 5; per-generation scores: `scoring`).
 
 ComfyUI's CFG hooks hand over denoised predictions D; the HGR works in eps space, where
 eps = (x - D) / sigma has unit scale at every noise level. Every function takes and returns
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .network import EPS, HGR
+from .network import COMBINE_RULES, EPS, HGR
 
 SCORE_EPS = 1e-6  # METHOD.md section 5: d_t = |R(g) - g| / (|g| + 1e-6)
 
@@ -27,20 +27,38 @@ def eps_from_denoised(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tens
     return (x.float() - denoised.float()) / _per_sample(sigma, x).clamp_min(EPS)
 
 
-def combine_redirections(delta: torch.Tensor, gate: torch.Tensor, category_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """R(g) - g from per-category targets and gates.
+def combine_redirections(
+    delta: torch.Tensor, gate: torch.Tensor, category_mask: torch.Tensor | None = None, rule: str = "sum"
+) -> torch.Tensor:
+    """R(g) - g from per-category changes delta_k = r_k - g and gates h_k (METHOD.md section 3).
 
-    delta: (B, K, C, H, W) r_k - g; gate: (B, K, H, W) in [0, 1]; category_mask: (K,) of 0/1
-    selects which categories are redirected (None = all). The pixel gate is the union
-    1 - prod_k(1 - h_k) and the target the gate-weighted mean of the selected r_k, so one active
-    category gives exactly h_k * delta_k and the result never overshoots any single target.
-    Returns (B, C, H, W).
+    delta: (B, K, C, H, W); gate: (B, K, H, W) in [0, 1]; category_mask: (K,) of 0/1 m_k selects the
+    redirected categories (None = all). Returns (B, C, H, W). Both rules give exactly 0 where every
+    selected gate is 0 (or nothing is selected); with only category k selected "sum" gives exactly
+    h_k * delta_k and "mean" the same up to its epsilon.
+
+    rule="sum" (every HGR trained since the rule is recorded):  sum_k m_k h_k delta_k.
+      Why: guidance is additive in its harms, g = g_clean + a_1 + a_2 for a prompt with two of
+      them, and each category's change is trained (on single-harm rows) to cancel its own
+      contribution, h_k delta_k ~ -a_k. Summing removes both; a mean of two active changes
+      removes about half of each (measured with the mean: in two-harm toy images nudity stayed in
+      81% and violence in 69%). Risk: two gates firing on the same content would remove it
+      twice and overshoot; what prevents it is the training loss's "leave alone" term |R_j|^2
+      for every category j a row is not labelled with, so category j's change stays ~0 on
+      content that is only k's.
+    rule="mean" (files without a recorded rule):  (1 - prod_k(1 - h_k)) x gate-weighted mean of
+      delta_k. The union gate never overshoots any single target, at the cost of halving each of
+      two active targets.
     """
     if category_mask is not None:
         gate = gate * category_mask.to(gate).view(1, -1, 1, 1)
-    union = 1 - torch.prod(1 - gate, dim=1)
-    mean_delta = (gate[:, :, None] * delta).sum(dim=1) / (gate.sum(dim=1)[:, None] + EPS)
-    return union[:, None] * mean_delta
+    if rule == "sum":
+        return (gate[:, :, None] * delta).sum(dim=1)
+    if rule == "mean":
+        union = 1 - torch.prod(1 - gate, dim=1)
+        mean_delta = (gate[:, :, None] * delta).sum(dim=1) / (gate.sum(dim=1)[:, None] + EPS)
+        return union[:, None] * mean_delta
+    raise ValueError(f"rule must be one of {COMBINE_RULES}, got {rule!r}")
 
 
 def harm_map(gate: torch.Tensor, category_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,9 +76,9 @@ def redirection(
     uncond_denoised: torch.Tensor,
     category_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """R(g) - g for eps-space guidance g (B, C, H, W); float32, same shape."""
+    """R(g) - g for eps-space guidance g (B, C, H, W), combined by `hgr.combine_rule`; float32, same shape."""
     out = hgr(g.float(), _per_sample(sigma, g).view(-1), x.float(), uncond_denoised.float())
-    return combine_redirections(out.delta, out.gate, category_mask)
+    return combine_redirections(out.delta, out.gate, category_mask, hgr.combine_rule)
 
 
 def harm_score(g: torch.Tensor, change: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,9 @@ Gated-residual form of METHOD.md section 3, one gate and one target per harm cat
 
     r_k = g + delta_k,   h_k = sigmoid(gate_logit_k) in [0, 1] per pixel
 
-`guidance.combine_redirections` turns (delta, h) into R(g) - g. The output layer is
-zero-initialised, so delta = 0 and a fresh network is exactly the identity R(g) = g.
+`guidance.combine_redirections` turns (delta, h) into R(g) - g by the network's
+`combine_rule`. The output layer is zero-initialised, so delta = 0 and a fresh network is exactly
+the identity R(g) = g.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from torch import nn
 from .config import HGRConfig
 
 EPS = 1e-6
+# How per-category changes combine (`guidance.combine_redirections`): "sum" removes every active
+# category fully, "mean" (the gate-weighted mean) is what HGRs exported before the rule was recorded use.
+COMBINE_RULES = ("mean", "sum")
 
 
 @dataclass
@@ -74,11 +78,19 @@ class ResBlock(nn.Module):
 
 
 class HGR(nn.Module):
-    """Harmful Guidance Redirector. Fully convolutional: any H, W and batch size; C fixed by config."""
+    """Harmful Guidance Redirector. Fully convolutional: any H, W and batch size; C fixed by config.
 
-    def __init__(self, config: HGRConfig = HGRConfig()):
+    combine_rule is not architecture (the same weights load under either rule) but the rule the
+    weights were trained with, so it travels in the weights file's metadata, not in HGRConfig. A new
+    network trains with "sum"; `load_hgr` sets the rule the file records ("mean" when it records none).
+    """
+
+    def __init__(self, config: HGRConfig = HGRConfig(), combine_rule: str = "sum"):
         super().__init__()
+        if combine_rule not in COMBINE_RULES:
+            raise ValueError(f"combine_rule must be one of {COMBINE_RULES}, got {combine_rule!r}")
         self.config = config
+        self.combine_rule = combine_rule
         self.metadata: dict = {}  # filled by load_hgr: prediction type, threshold, training summary
         c, k = config.latent_channels, config.num_categories
         widths = [config.base_channels * m for m in config.channel_mult]

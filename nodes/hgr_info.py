@@ -7,18 +7,33 @@ import json
 from comfy_api.latest import io, ui
 
 from ..hgr_core import HGR, parameter_count
-from .sockets import HGRModel
+from ..safecfg_comfy.compat import hgr_file_name
+from .sockets import CATEGORY, DISPLAY_PREFIX, HGRModel
+
+
+def _rule_text(hgr: HGR) -> str:
+    rule = getattr(hgr, "combine_rule", "mean")
+    return "each active category's change is added" if rule == "sum" else "gate-weighted mean of the active categories"
+
+
+def _calibration_text(calibration: dict | None) -> str:
+    """What the threshold means, when the file says how it was calibrated."""
+    if not calibration:
+        return " (file has no calibration record)"
+    return (f" (the {calibration.get('percentile', '?')}th percentile of harm scores of "
+            f"{calibration.get('clean_trajectories', '?')} clean validation generations, "
+            f"false-positive target {calibration.get('false_positive_target', '?')})")
 
 
 def describe_hgr(hgr: HGR) -> str:
     """A short human-readable summary of an HGR's metadata."""
     meta = hgr.metadata
     lines = [
-        f"file: {meta.get('path', '?')}",
-        f"base model: {meta.get('base_model', '?')} ({hgr.config.latent_channels}-channel latents, "
-        f"{meta.get('prediction_type', '?')}-prediction)",
-        f"categories: {', '.join(hgr.config.categories)}",
-        f"detection threshold: {meta.get('threshold', '?')}",
+        f"file: {hgr_file_name(hgr)}",  # the name only: hosted services forward this text to clients
+        f"base model: {meta.get('base_model', '?')} ({meta.get('latent_format') or 'unrecorded'} latent space, "
+        f"{hgr.config.latent_channels}-channel latents, {meta.get('prediction_type', '?')}-prediction)",
+        f"categories: {', '.join(hgr.config.categories)} (several at once: {_rule_text(hgr)})",
+        f"detection threshold: {meta.get('threshold', '?')}{_calibration_text(meta.get('calibration'))}",
         f"parameters: {parameter_count(hgr):,}",
     ]
     if meta.get("training"):
@@ -31,11 +46,14 @@ class SafeCFGHGRInfo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SafeCFGHGRInfo",
-            display_name="HGR Info",
-            category="sampling/safecfg",
-            description="Shows the base model, categories and detection threshold an HGR was trained with.",
-            inputs=[HGRModel.Input("hgr")],
-            outputs=[io.String.Output(display_name="info")],
+            display_name=f"{DISPLAY_PREFIX}HGR Info",
+            category=CATEGORY,
+            description="Shows the base model, categories and detection threshold an HGR was trained with. "
+            "Connect the text to a Preview as Text node to read it on the canvas.",
+            inputs=[HGRModel.Input("hgr", tooltip="The redirector to describe (from SafeCFG: Load HGR).")],
+            outputs=[io.String.Output(display_name="info",
+                                      tooltip="File name, base model, latent channels, prediction type, categories, "
+                                              "detection threshold, parameter count and training summary.")],
             is_output_node=True,
         )
 

@@ -3,15 +3,18 @@
 The node `SafeCFGApply`, the training previews and the benchmarks all call `patch_model`.
 It clones the ModelPatcher and installs a stateless pre-CFG closure around `safecfg_denoised`
 that replaces the conditional prediction; ComfyUI's own CFG (and any cfg/post-CFG patch applied
-afterwards) then yields eps_u + w * R_s(g).
+afterwards) then yields eps_u + w * R_s(g). `guards.install` adds the checks that refuse, with
+an error naming the node to change, the guidance paths on which that hook cannot act.
 """
 
 from __future__ import annotations
 
 import torch
 
+from . import guards
 from ._core import hgr_core
 from .compat import ALL_CATEGORIES, category_mask, check_compatible
+from .hgr_patcher import attach_hgr
 
 HGR = hgr_core.HGR
 safecfg_denoised = hgr_core.safecfg_denoised
@@ -23,18 +26,22 @@ def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: 
     """A stateless closure for set_model_sampler_pre_cfg_function (clone deep-copies it cheaply).
 
     on_score(sigma, score) is called with the per-sample harm score of each redirected step.
+    Every call is reported to the guards (`guards.record_hook_call`), inside the sigma window or
+    not; inside it a skipped branch (zeros) is refused, never redirected against. At strength 0
+    with no on_score nothing reads R(g), so the HGR forward is skipped.
     """
+    skip_network = strength == 0 and on_score is None
 
     def safecfg_pre_cfg(args):
+        guards.record_hook_call(args["model_options"])
         conds_out = args["conds_out"]
-        if len(conds_out) < 2 or conds_out[0] is None or conds_out[1] is None:
-            return conds_out
         sigma, x = args["sigma"], args["input"]
         active = (sigma <= sigma_start) & (sigma >= sigma_end)
         if not bool(active.any()):
             return conds_out
-        if next(hgr.parameters()).device != x.device:
-            hgr.to(x.device)
+        guards.check_conds(args["conds"], conds_out, sigma, active)
+        if skip_network:
+            return conds_out
         with torch.no_grad():
             cond, score = safecfg_denoised(hgr, x, sigma, conds_out[0], conds_out[1], strength, mask.to(x.device))
         if on_score is not None:
@@ -42,7 +49,7 @@ def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: 
         cond = torch.where(active.view(-1, *([1] * (cond.ndim - 1))).to(x.device), cond, conds_out[0])
         return [cond, *conds_out[1:]]
 
-    return safecfg_pre_cfg
+    return guards.mark_hook(safecfg_pre_cfg)
 
 
 def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
@@ -62,4 +69,6 @@ def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0
     )
     patched = model.clone()
     patched.set_model_sampler_pre_cfg_function(hook, disable_cfg1_optimization=True)
+    guards.install(patched, hook, hgr)  # refuse guidance paths on which the hook cannot act
+    attach_hgr(patched, hgr)  # ComfyUI loads, counts and offloads the HGR with the UNet; the hook never moves it
     return patched

@@ -1,13 +1,16 @@
 """README command one: train an HGR for the toy world with the real CLI, then show what it does.
 
-    python scripts/demo.py              # about 8 minutes on 2 idle CPU cores (see README)
+    python scripts/demo.py              # about 8 minutes on 2 idle CPU cores (see README), +2 for the sweep
     python scripts/demo.py --thorough   # the recipe for weights you rely on, about 18 minutes
 
 1. writes the toy world's prompt files (training phrasings only; reserved phrasings are held out),
 2. runs `python -m training.train_hgr --toy ...` (the same CLI users run on real checkpoints),
 3. runs the safety benchmark (`benchmarks.safety.run_toy_benchmark`): a picture grid
    (rows: clean prompts, harmful prompts, unseen phrasings; columns: CFG, SafeCFG, baselines;
-   same seeds), the safety-vs-fidelity plot and the metrics table, printed at the end.
+   same seeds), the safety-vs-fidelity plot and the metrics table, printed at the end,
+4. runs a small shift sweep (`benchmarks.safety.run_sweep_benchmark`, test split: every sampler,
+   scale and negative condition with a few prompts each) and prints its worst condition per
+   quantity and its targets; `python -m benchmarks.safety --sweep --thorough` is the full one.
 Everything lands in --out (default runs/demo or runs/demo-thorough). Rerunning reuses the trajectory cache.
 """
 
@@ -46,6 +49,10 @@ TOY_TRAINING = ["--base-channels", "32", "--channel-mult", "1,2", "--sample-step
 # --thorough: 4 seeds per prompt (2x the trajectories) and a 64-prompt benchmark with every baseline.
 THOROUGH_TRAINING = ["--seeds-per-prompt", "4"]
 THOROUGH_PER_CATEGORY = 32
+# Shift sweep in the demo: all nine conditions, 4 prompts per category (8 clean + 8 harmful +
+# 4 two-harm prompts per condition, 72 harmful images pooled): 125 s measured with 1 torch thread on
+# this 2-core CPU while other jobs ran (load 3); sampling calls, not prompts, dominate at this size.
+DEMO_SWEEP_PER_CATEGORY = 4
 
 
 def train_hgr(prompt_files: dict, out: Path, extra: list[str]) -> Path:
@@ -69,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="4 seeds per prompt (4000 trajectories) and 64 benchmark prompts per set (~18 min instead of ~8)")
     p.add_argument("--per-category", type=int, default=None,
                    help=f"benchmark prompts per category (default: the benchmark's, {THOROUGH_PER_CATEGORY} with --thorough)")
-    p.add_argument("--benchmark-steps", type=int, default=20, help="sampling steps in the benchmark")
+    p.add_argument("--benchmark-steps", type=int, default=None,
+                   help="sampling steps in the benchmark (default 20) and, when given, in every sweep condition")
+    p.add_argument("--sweep-per-category", type=int, default=DEMO_SWEEP_PER_CATEGORY,
+                   help="shift sweep prompts per category and condition (0: no sweep)")
     p.add_argument("--skip-baselines", action="store_true", help="benchmark CFG and SafeCFG only (faster)")
     p.add_argument("--harmful-prompts", type=int, default=400, help="harmful training prompts (half per category)")
     p.add_argument("--clean-prompts", type=int, default=200, help="clean training prompts")
@@ -94,13 +104,21 @@ def main(argv=None) -> None:
     out, train_extra, per_category = resolve(args)
     files = prompts.write_prompt_files(out / "prompts", args.harmful_prompts, args.clean_prompts)
     hgr_path = train_hgr(files, out, train_extra)
-    from benchmarks.safety import run_toy_benchmark
-    from benchmarks.safety_report import format_table, summary_line
+    from benchmarks.safety import run_sweep_benchmark, run_toy_benchmark
+    from benchmarks.safety_report import format_sweep_worst, format_table, summary_line
 
     options = {} if per_category is None else {"per_category": per_category}
-    report = run_toy_benchmark(hgr_path, out / "benchmark", steps=args.benchmark_steps,
+    report = run_toy_benchmark(hgr_path, out / "benchmark", steps=args.benchmark_steps or 20,
                                skip_baselines=args.skip_baselines, **options)
+    sweep = None
+    if args.sweep_per_category > 0:
+        sweep = run_sweep_benchmark(hgr_path, out / "sweep", args.sweep_per_category, steps=args.benchmark_steps)
     print(format_table(report))
+    if sweep is not None:
+        n = sweep["settings"]["prompts"]
+        print(f"\nshift sweep, {len(sweep['conditions'])} conditions x ({n['clean']} clean, {n['harmful']} harmful, "
+              f"{n['two_harm']} two-harm prompts), test split, {sweep['seconds']:.0f} s; full table: "
+              f"{sweep['files']['table']}\n{format_sweep_worst(sweep)}\n{summary_line(sweep)}")
     print(f"\npictures: {report['files']['grid']}" + (f" and {report['files']['plot']}" if "plot" in report["files"] else ""))
     print(f"HGR weights: {hgr_path} (copy to ComfyUI/models/hgr to use them in the nodes)")
     print(f"demo took {time.monotonic() - started:.0f} s")

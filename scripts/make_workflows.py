@@ -9,13 +9,17 @@ out in the UI format (nodes, links, version 0.4). Run it after changing a graph.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import sys
 from pathlib import Path
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "workflows"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))
+from hgr_core.files import atomic_write_text  # noqa: E402
 
-# node id -> (type, widget values, {input name: (source node id, source slot, type)}, [(output name, type)])
+OUT_DIR = REPO / "workflows"
+
+# node id -> (type, widget values, {input name: (source node id, source slot, link type[, socket type])},
+#             [(output name, type)]). The socket type defaults to the link type; Preview as Text's is "*".
 SD15_SAFECFG = {
     1: ("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"], {}, [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
     2: ("CLIPTextEncode", ["a photo of a lighthouse on a cliff at sunset"], {"clip": (1, 1, "CLIP")}, [("CONDITIONING", "CONDITIONING")]),
@@ -29,6 +33,8 @@ SD15_SAFECFG = {
     8: ("VAEDecode", [], {"samples": (7, 0, "LATENT"), "vae": (1, 2, "VAE")}, [("IMAGE", "IMAGE")]),
     9: ("SaveImage", ["SafeCFG"], {"images": (8, 0, "IMAGE")}, []),
     10: ("SafeCFGHGRInfo", [], {"hgr": (4, 0, "HGR_MODEL")}, [("info", "STRING")]),
+    # Core's Preview as Text: the frontend draws its text on the canvas (the HGR Info node shows none).
+    11: ("PreviewAny", [], {"source": (10, 0, "STRING", "*")}, []),
 }
 
 
@@ -37,7 +43,7 @@ def to_ui_format(graph: dict) -> dict:
     links, nodes = [], []
     outgoing: dict[tuple[int, int], list[int]] = {}
     for target, (_, _, inputs, _) in graph.items():
-        for slot, (source, source_slot, kind) in enumerate(inputs.values()):
+        for slot, (source, source_slot, kind, *_) in enumerate(inputs.values()):
             link_id = len(links) + 1
             links.append([link_id, source, source_slot, target, slot, kind])
             outgoing.setdefault((source, source_slot), []).append(link_id)
@@ -46,7 +52,8 @@ def to_ui_format(graph: dict) -> dict:
         nodes.append({
             "id": node_id, "type": kind, "pos": [60 + 330 * (order % 4), 60 + 260 * (order // 4)],
             "size": [300, 200], "flags": {}, "order": order, "mode": 0,
-            "inputs": [{"name": name, "type": link[5], "link": link[0]} for name, link in zip(inputs, input_links)],
+            "inputs": [{"name": name, "type": spec[-1], "link": link[0]}  # socket type (or link type)
+                       for (name, spec), link in zip(inputs.items(), input_links)],
             "outputs": [{"name": name, "type": kind_out, "links": outgoing.get((node_id, slot), []), "slot_index": slot}
                         for slot, (name, kind_out) in enumerate(outputs)],
             "properties": {"Node name for S&R": kind}, "widgets_values": widgets,
@@ -56,15 +63,10 @@ def to_ui_format(graph: dict) -> dict:
 
 
 def write_json(data: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def main() -> None:
-    OUT_DIR.mkdir(exist_ok=True)
     write_json(to_ui_format(SD15_SAFECFG), OUT_DIR / "safecfg_sd15_txt2img.json")
 
 

@@ -7,6 +7,7 @@ subprocesses), server/ (a real ComfyUI server process).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -56,3 +57,32 @@ def tiny_model(comfy_nodes):
     from benchmarks.random_models import sd15_model
 
     return sd15_model()
+
+
+@pytest.fixture(scope="session")
+def toy_graph(comfy_nodes):
+    """The toy-world node set (toyworld/comfyui_nodes: ToyWorldModel, ToyWorldTextEncode,
+    ToyWorldVAEDecode, ToyWorldVAEEncode) loaded through ComfyUI's `load_custom_node`, so graphs run
+    with `graph.run_prompt` can use it. Returns the World those nodes share (loaded once)."""
+    if "ToyWorldModel" not in comfy_nodes.NODE_CLASS_MAPPINGS:
+        assert asyncio.run(comfy_nodes.load_custom_node(str(REPO / "toyworld" / "comfyui_nodes")))
+    from toyworld.comfyui_nodes.toy_nodes import shared_world
+
+    return shared_world()
+
+
+@pytest.fixture(scope="session")
+def random_sd15_checkpoint(request) -> Path:
+    """A full-size SD1.5 checkpoint with random weights (2.3 GB fp16) that CheckpointLoaderSimple
+    recognises, written once by `benchmarks.random_models.write_random_sd15_checkpoint` into
+    ~/.cache/safecfg (or $SAFECFG_CACHE): about a minute the first time, then only a path (ComfyUI
+    is imported in-process only to write it)."""
+    cache = Path(os.environ.get("SAFECFG_CACHE", Path.home() / ".cache" / "safecfg"))
+    path = cache / "random_sd15_v1.safetensors"
+    if not path.is_file():
+        request.getfixturevalue("comfy_nodes")
+        from benchmarks.random_models import write_random_sd15_checkpoint
+
+        cache.mkdir(parents=True, exist_ok=True)
+        write_random_sd15_checkpoint(path)
+    return path

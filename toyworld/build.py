@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
 import time
 from dataclasses import asdict
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from hgr_core import atomic_write_text
 from safecfg_comfy.locate import setup_comfyui  # repo root, importable wherever toyworld is
 
 from .files import WEIGHTS_DIR
@@ -123,9 +123,7 @@ def train_all(args, out: Path) -> dict:
 
 
 def write_report(report: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
 
 
 def main(argv=None) -> None:

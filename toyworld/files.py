@@ -9,17 +9,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from hgr_core import atomic_write
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REBUILD_HINT = "rebuild the toy world with `python -m toyworld.build`"
 
 
 def save_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Write to ``<path>.tmp`` then rename, so a crash never leaves a half-written weights file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    tmp.chmod(0o644)  # safetensors creates files readable by the owner only
-    os.replace(tmp, path)
+    """Write through `hgr_core.atomic_write`, so a crash never leaves a half-written weights file."""
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_checked(path: str | os.PathLike, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

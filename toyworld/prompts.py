@@ -3,18 +3,23 @@
 Scenes (shape, colour, background) are split once: 16 of the 64 combinations are test scenes
 (``background index == (shape index + colour index) mod 4``, so every shape, colour and background
 occurs on both sides) and never appear in a training file. Harmful training/test prompts use
-seen phrasings only; ``harmful_unseen`` uses reserved phrasings on test scenes.
+seen phrasings only; ``harmful_unseen`` uses reserved phrasings on test scenes. ``harmful_two_harm``
+gives prompts with two harms ("a naked bloody green triangle under a clear sky") whose safe
+counterpart leaves out both; ``write_prompt_files`` puts a share of them (train scenes, seen
+phrasings) into the harmful training file, with categories "nudity,violence".
 
 Example::
 
     from toyworld import prompts
     paths = prompts.write_prompt_files("runs/prompts")
     specs = prompts.harmful_unseen()          # list[PromptSpec] with ground-truth attributes
+    two = prompts.harmful_two_harm(64)        # test scenes; two.categories == ("nudity", "violence")
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import logging
 import os
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from hgr_core import atomic_write
 
 from .captions import BACKGROUND_PHRASES, COLOUR_WORDS, CONCEPTS, SHAPE_WORDS, TEMPLATES, compose, phrasings
 from .captions import attributes_for  # noqa: F401  (re-exported: prompt text -> ground-truth attributes)
@@ -32,15 +39,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """A prompt with its ground truth; ``safe_text`` is the same caption without the harmful phrase."""
+    """A prompt with its ground truth; ``safe_text`` is the same caption without its harmful phrases."""
 
     text: str
-    category: str | None  # one of CATEGORIES, None for clean prompts
+    category: str | None  # one of CATEGORIES (a multi-harm prompt's first), None for clean prompts
     safe_text: str | None  # None for clean prompts
     shape: str
     colour: str
     background: str
     reserved: bool = False  # uses a reserved (never-in-HGR-training) phrasing
+    more_categories: tuple[str, ...] = ()  # the further harms of a multi-harm prompt
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every harm the prompt asks for, in CATEGORIES order; () for clean prompts."""
+        present = {self.category, *self.more_categories} - {None}
+        return tuple(c for c in CATEGORIES if c in present)
 
 
 def scene_split(split: str) -> list[tuple[str, str, str]]:
@@ -60,8 +74,8 @@ def _pick(rng, options):
     return options[rng.integers(len(options))]
 
 
-def _make_prompts(split: str, n: int, seed: int, category_cycle, reserved: bool) -> list[PromptSpec]:
-    """n distinct prompts; ``category_cycle`` gives the category of prompt i (None = clean)."""
+def _make_prompts(split: str, n: int, seed: int, categories_of, reserved: bool) -> list[PromptSpec]:
+    """n distinct prompts; ``categories_of(i)`` gives the harms of prompt i (() = clean)."""
     rng = np.random.default_rng(seed)
     scenes = scene_split(split)
     specs, seen = [], set()
@@ -75,29 +89,44 @@ def _make_prompts(split: str, n: int, seed: int, category_cycle, reserved: bool)
             _pick(rng, BACKGROUND_PHRASES[background]),
         )
         template = _pick(rng, TEMPLATES)
-        category = category_cycle(len(specs))
-        harm = [_pick(rng, phrasings(category, reserved))] if category else []
+        harms = categories_of(len(specs))
+        harm = [_pick(rng, phrasings(c, reserved)) for c in harms]
+        if len(harm) > 1:
+            harm = [harm[i] for i in rng.permutation(len(harm))]  # either harm may come first
         text = compose(*words, harm, template)
         if text in seen:
             continue
         seen.add(text)
-        safe = compose(*words, (), template) if category else None
-        specs.append(PromptSpec(text, category, safe, shape, colour, background, reserved))
+        safe = compose(*words, (), template) if harms else None
+        specs.append(PromptSpec(text, harms[0] if harms else None, safe, shape, colour, background, reserved,
+                                tuple(harms[1:])))
     if len(specs) < n:
         raise ValueError(f"only {len(specs)} distinct prompts exist for split={split!r}, asked for {n}")
     return specs
 
 
-def _alternate(i: int) -> str:
-    return CATEGORIES[i % len(CATEGORIES)]
+def _alternate(i: int) -> tuple[str]:
+    return (CATEGORIES[i % len(CATEGORIES)],)
+
+
+def _clean(i: int) -> tuple:
+    return ()
+
+
+# Every pair of categories, cycled through by two-harm prompts (the toy world has one pair).
+PAIRS = tuple(itertools.combinations(CATEGORIES, 2))
+
+
+def _pairs(i: int) -> tuple[str, str]:
+    return PAIRS[i % len(PAIRS)]
 
 
 def clean_train(n: int = 400, seed: int = 10) -> list[PromptSpec]:
-    return _make_prompts("train", n, seed, lambda i: None, False)
+    return _make_prompts("train", n, seed, _clean, False)
 
 
 def clean_test(n: int = 128, seed: int = 11) -> list[PromptSpec]:
-    return _make_prompts("test", n, seed, lambda i: None, False)
+    return _make_prompts("test", n, seed, _clean, False)
 
 
 def harmful_train(n: int = 400, seed: int = 12) -> list[PromptSpec]:
@@ -115,18 +144,32 @@ def harmful_unseen(n: int = 128, seed: int = 14) -> list[PromptSpec]:
     return _make_prompts("test", n, seed, _alternate, True)
 
 
+def harmful_two_harm(n: int = 128, seed: int = 15, split: str = "test", reserved: bool = False) -> list[PromptSpec]:
+    """Prompts with two harms (one phrasing per category, either first) whose ``safe_text`` has neither.
+
+    split "test": test scenes, for benchmarks; "train": train scenes (``write_prompt_files`` uses
+    them with another seed). reserved: reserved phrasings (test only: they never reach training).
+    """
+    if reserved and split != "test":
+        raise ValueError("reserved phrasings are for test prompts only; they never appear in training files")
+    return _make_prompts(split, n, seed, _pairs, reserved)
+
+
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        write(f)
-    os.replace(tmp, path)
+    """`write(f)` to a text file opened as the csv module wants it (utf-8, no newline translation)."""
+
+    def to_file(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            write(f)
+
+    atomic_write(path, to_file)
 
 
 def _write_csv(path: Path, specs: list[PromptSpec]) -> None:
     def write(f):
         out = csv.writer(f)
         out.writerow(["prompt", "category", "safe_prompt"])
-        out.writerows([s.text, s.category, s.safe_text] for s in specs)
+        out.writerows([s.text, ",".join(s.categories), s.safe_text] for s in specs)
 
     _atomic_write(path, write)
 
@@ -136,20 +179,28 @@ def _write_lines(path: Path, specs: list[PromptSpec]) -> None:
 
 
 def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 400,
-                       clean_train_count: int = 400) -> dict[str, Path]:
+                       clean_train_count: int = 400, two_harm_share: float = 0.2) -> dict[str, Path]:
     """Write the five prompt files and concepts.json into ``out_dir``; returns name -> path.
 
-    The counts size the training files only; the test sets keep their size.
+    The counts size the training files only; the test sets keep their size. ``two_harm_share`` of
+    the harmful training prompts carry two harms (train scenes, seen phrasings, category column
+    "nudity,violence"); the rest alternate between single categories.
     """
+    if not 0.0 <= two_harm_share <= 1.0:
+        raise ValueError(f"two_harm_share must be in [0, 1], got {two_harm_share}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.txt", "clean_test.txt")
     paths = {name: out / name for name in (*names, "concepts.json")}
-    _write_csv(paths["harmful_train.csv"], harmful_train(harmful_train_count))
+    two_harm = round(two_harm_share * harmful_train_count)
+    train = harmful_train(harmful_train_count - two_harm)
+    train += harmful_two_harm(two_harm, seed=16, split="train") if two_harm else []
+    _write_csv(paths["harmful_train.csv"], train)
     _write_csv(paths["harmful_test.csv"], harmful_test())
     _write_csv(paths["harmful_unseen.csv"], harmful_unseen())
     _write_lines(paths["clean_train.txt"], clean_train(clean_train_count))
     _write_lines(paths["clean_test.txt"], clean_test())
     _atomic_write(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
-    log.info("wrote prompt files to %s", out)
+    log.info("wrote prompt files to %s (%d of %d harmful training prompts with two harms)", out, two_harm,
+             harmful_train_count)
     return paths

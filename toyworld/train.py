@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 from einops import reduce
+
+from hgr_core import ema_update, warmup_cosine
 
 from .captions import training_caption
 from .text import SPECIALS, UNK, TextEncoder, tokenize
@@ -41,19 +41,6 @@ class DiffusionTrainConfig:
     min_snr_gamma: float = 5.0  # Min-SNR-gamma loss weight, min(1, gamma * sigma^2); 0 = plain MSE
     text_lr_mult: float = 3.0  # text encoder lr = lr * this: each word is in few captions
     seed: int = 0
-
-
-def _lr_factor(step: int, cfg: DiffusionTrainConfig) -> float:
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@torch.no_grad()
-def _ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), live.parameters()):
-        e.lerp_(p, 1 - decay)
 
 
 def _caption_ids(text_encoder: TextEncoder, scenes, rng, cfg: DiffusionTrainConfig) -> torch.Tensor:
@@ -101,7 +88,7 @@ def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, sce
     groups = [{"params": list(unet.parameters())},
               {"params": list(text_encoder.parameters()), "lr": cfg.lr * cfg.text_lr_mult}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup, cfg.lr_min_ratio))
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     start, running = time.time(), None
     for step in range(cfg.steps):
@@ -114,8 +101,8 @@ def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, sce
         opt.step()
         sched.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short memory early on
-        _ema_update(ema_unet, unet, decay)
-        _ema_update(ema_text, text_encoder, decay)
+        ema_update(ema_unet, unet, decay)
+        ema_update(ema_text, text_encoder, decay)
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % 100 == 0 or step == cfg.steps - 1:
             log.info("diffusion step %d/%d loss %.4f (%.0f s)", step, cfg.steps, running, time.time() - start)

@@ -10,7 +10,7 @@ import torch
 from hgr_core import HGRConfig
 
 from .trainer import OptimConfig
-from .jobs import SamplingSettings
+from .jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, SamplingSettings
 
 
 def _positive_int(text: str) -> int:
@@ -32,6 +32,20 @@ def _int_list(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4, got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names like euler,heun, got {text!r}")
+    return names
+
+
+def _int_range(text: str) -> tuple[int, int]:
+    values = _int_list(text)
+    if len(values) != 2 or not 1 <= values[0] <= values[1]:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX with 1 <= MIN <= MAX like 10,50, got {text!r}")
+    return values
 
 
 def _output(text: str) -> Path:
@@ -66,11 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of prompts held out for validation")
     s = p.add_argument_group("trajectories")
     s.add_argument("--seeds-per-prompt", type=_positive_int, default=1, help="trajectories per prompt (per mode)")
-    s.add_argument("--sample-steps", type=_positive_int, default=20, help="sampling steps per trajectory")
-    s.add_argument("--sampler", default="euler", help="ComfyUI sampler name")
-    s.add_argument("--scheduler", default="normal", help="ComfyUI scheduler name")
-    s.add_argument("--cfg-min", type=float, default=5.0, help="lowest guidance scale drawn")
-    s.add_argument("--cfg-max", type=float, default=9.0, help="highest guidance scale drawn")
+    samplers = s.add_mutually_exclusive_group()
+    samplers.add_argument("--samplers", type=_name_list, default=",".join(DEFAULT_SAMPLERS), metavar="A,B,...",
+                          help="ComfyUI samplers; each shard draws one")
+    samplers.add_argument("--sampler", default=None, help="one ComfyUI sampler for every shard (overrides --samplers)")
+    schedulers = s.add_mutually_exclusive_group()
+    schedulers.add_argument("--schedulers", type=_name_list, default=",".join(DEFAULT_SCHEDULERS), metavar="A,B,...",
+                            help="ComfyUI schedulers; each shard draws one")
+    schedulers.add_argument("--scheduler", default=None, help="one ComfyUI scheduler for every shard (overrides --schedulers)")
+    steps = s.add_mutually_exclusive_group()
+    steps.add_argument("--steps-range", type=_int_range, default=f"{SamplingSettings.steps_min},{SamplingSettings.steps_max}",
+                       metavar="MIN,MAX", help="sampling steps per trajectory; each shard draws one in [MIN, MAX]")
+    steps.add_argument("--sample-steps", type=_positive_int, default=None,
+                       help="sampling steps for every shard (overrides --steps-range)")
+    s.add_argument("--cfg-min", type=float, default=SamplingSettings.cfg_min, help="lowest guidance scale drawn (per job)")
+    s.add_argument("--cfg-max", type=float, default=SamplingSettings.cfg_max, help="highest guidance scale drawn (per job)")
+    s.add_argument("--record-steps", type=_positive_int, default=None,
+                   help="record at most this many steps per trajectory, spread over its schedule; unset: every model call")
     s.add_argument("--trajectory-batch", type=_positive_int, default=16, help="jobs sampled together (one shard)")
     n = p.add_argument_group("network")
     n.add_argument("--base-channels", type=_positive_int, default=HGRConfig.base_channels, help="HGR width (multiple of 8)")
@@ -117,6 +143,11 @@ def optim_config_from_args(args) -> OptimConfig:
 
 
 def sampling_from_args(args) -> SamplingSettings:
+    """The sampling mix; single-value flags (--sampler, --scheduler, --sample-steps) fix one part of it."""
     if args.cfg_min > args.cfg_max:
         raise ValueError(f"--cfg-min ({args.cfg_min}) must not exceed --cfg-max ({args.cfg_max})")
-    return SamplingSettings(args.sample_steps, args.sampler, args.scheduler, args.cfg_min, args.cfg_max)
+    steps_min, steps_max = (args.sample_steps, args.sample_steps) if args.sample_steps else args.steps_range
+    return SamplingSettings(samplers=(args.sampler,) if args.sampler else tuple(args.samplers),
+                            schedulers=(args.scheduler,) if args.scheduler else tuple(args.schedulers),
+                            steps_min=steps_min, steps_max=steps_max, cfg_min=args.cfg_min, cfg_max=args.cfg_max,
+                            record_steps=args.record_steps)

@@ -1,9 +1,21 @@
-"""Trajectory jobs: what to sample for HGR training, planned deterministically (no ComfyUI import)."""
+"""Trajectory jobs and shards: what to sample for HGR training, planned deterministically (no ComfyUI import).
+
+A *job* is one trajectory (prompt, noise seed, guidance scale, negative prompt, target). A *shard*
+is what one batched sampler call samples: jobs of one target kind whose conditionings encode to the
+same shapes, with the sampler, scheduler and step count the shard drew from the run's mix. Users
+sample with many samplers, schedules, step counts and scales, and an HGR trained on one of them
+leaks under the others (METHOD.md section 4), so every shard draws its own.
+"""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+# What ComfyUI users pick (ComfyUI 0.3.75 names): first- and second-order, multistep, ancestral and
+# SDE samplers; "ddim" is ComfyUI's name for Euler with DDIM's noise handling and pairs with any schedule.
+DEFAULT_SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "ddim", "heun")
+DEFAULT_SCHEDULERS = ("normal", "karras", "simple", "sgm_uniform")
 
 
 @dataclass(frozen=True)
@@ -17,19 +29,53 @@ class Job:
     cfg: float
     negative: str
     split: str  # "train" | "val", by prompt
+    # The sampling of the job's shard (`with_shard_sampling`); None until shards are planned.
+    sampler: str | None = None
+    scheduler: str | None = None
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    steps: int = 20
-    sampler: str = "euler"
-    scheduler: str = "normal"
-    cfg_min: float = 5.0
-    cfg_max: float = 9.0
+    """The mix trajectories are sampled from: each shard draws a sampler, a scheduler and a step
+    count (uniformly, inclusive range), each job a guidance scale in [cfg_min, cfg_max]."""
+
+    samplers: tuple[str, ...] = DEFAULT_SAMPLERS
+    schedulers: tuple[str, ...] = DEFAULT_SCHEDULERS
+    steps_min: int = 10
+    steps_max: int = 50
+    cfg_min: float = 3.0
+    cfg_max: float = 12.0
+    record_steps: int | None = None  # at most this many recorded steps per trajectory; None: every model call
+
+    def __post_init__(self):
+        if not self.samplers or not self.schedulers:
+            raise ValueError(f"need at least one sampler and one scheduler, got {self.samplers} and {self.schedulers}")
+        if not 1 <= self.steps_min <= self.steps_max:
+            raise ValueError(f"steps range must satisfy 1 <= min <= max, got {self.steps_min},{self.steps_max}")
+        if self.cfg_min > self.cfg_max:
+            raise ValueError(f"cfg_min ({self.cfg_min}) must not exceed cfg_max ({self.cfg_max})")
+        if self.record_steps is not None and self.record_steps < 1:
+            raise ValueError(f"record_steps must be >= 1 or None, got {self.record_steps}")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Jobs (indices into the plan) sampled together, and the sampling they share."""
+
+    jobs: tuple[int, ...]
+    sampler: str
+    scheduler: str
+    steps: int
 
 
 def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fraction, settings, seed=0) -> list[Job]:
-    """Every (prompt, seed) job of a run, in a fixed order; validation prompts chosen by prompt."""
+    """Every (prompt, seed) job of a run, in a fixed order; validation prompts chosen by prompt.
+
+    A harmful prompt's target is its safe counterpart when it has one (for a prompt with several
+    harms, the prompt without any of them), else every one of its categories' concept texts joined,
+    so the target removes all of its harms at once.
+    """
     rng = random.Random(seed)
     prompts = sorted({p.text for p in harmful} | set(clean))
     val = set(rng.sample(prompts, max(1, round(val_fraction * len(prompts))))) if val_fraction > 0 else set()
@@ -48,3 +94,52 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
                             round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
                             "val" if text in val else "train"))
     return jobs
+
+
+def plan_shards(jobs: list[Job], batch_size: int, settings: SamplingSettings, seed: int = 0,
+                shapes: list | None = None) -> list[Shard]:
+    """Split jobs into shards of at most `batch_size` that one sampler call can batch.
+
+    A shard holds jobs of one target kind (clean, harmful with a safe counterpart, harmful with a
+    concept: each needs its own target arithmetic) and one conditioning shape (`shapes[i]`, any
+    hashable, e.g. the token lengths of job i's prompt, negative and target: a checkpoint's CLIP
+    encodes in 77-token chunks and only equal lengths concatenate). Jobs are shuffled within a group
+    so a prompt's seeds land in different shards, i.e. under different samplers. Deterministic in `seed`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    shapes = shapes if shapes is not None else [None] * len(jobs)
+    if len(shapes) != len(jobs):
+        raise ValueError(f"{len(jobs)} jobs need as many shapes, got {len(shapes)}")
+    groups: dict = {}  # insertion order: deterministic without sorting mixed-type keys
+    for i, (job, shape) in enumerate(zip(jobs, shapes)):
+        groups.setdefault((job.target_kind, shape), []).append(i)
+    rng = random.Random(f"shards/{seed}")
+    shards = []
+    for indices in groups.values():
+        rng.shuffle(indices)
+        for start in range(0, len(indices), batch_size):
+            shards.append(Shard(tuple(indices[start:start + batch_size]), rng.choice(settings.samplers),
+                                rng.choice(settings.schedulers), rng.randint(settings.steps_min, settings.steps_max)))
+    return shards
+
+
+def with_shard_sampling(jobs: list[Job], shards: list[Shard]) -> list[Job]:
+    """The jobs, each carrying the sampler, scheduler and step count of its shard."""
+    out = list(jobs)
+    for shard in shards:
+        for i in shard.jobs:
+            out[i] = replace(jobs[i], sampler=shard.sampler, scheduler=shard.scheduler, steps=shard.steps)
+    return out
+
+
+def recorded_steps(steps: int, limit: int | None, seed: int) -> tuple[int, ...]:
+    """The steps of a `steps`-step trajectory that are recorded: all of them, or at most `limit`,
+    one drawn from each of `limit` equal stretches of the schedule so every noise level is sampled
+    (deterministic in `seed`, the job's seed)."""
+    if limit is None or limit >= steps:
+        return tuple(range(steps))
+    rng = random.Random(f"record/{seed}")
+    edges = [round(k * steps / limit) for k in range(limit + 1)]  # strictly increasing: steps > limit
+    return tuple(rng.randrange(edges[k], edges[k + 1]) for k in range(limit))
+

@@ -7,6 +7,15 @@ change T = g* - g (0 for clean prompts):
   user who selects only k still gets the full redirection;
 - |R_j|^2 for every category j the row is not labelled with: other categories keep their hands
   off (this is what makes per-category control work; for clean rows it covers every category).
+
+Rows with several harms (e.g. nudity and violence; the target is the prompt without any of them,
+or every present category's concept) get the first and the last kind of term only. Guidance is
+about additive in its harms, g = g_clean + a_1 + a_2, and the single-harm rows train category k's
+change to cancel its own contribution, h_k delta_k ~ -a_k. Under the "sum" combination rule R_all
+is the sum of the per-category changes, so the all-categories term on a two-harm row asks exactly
+for -a_1 - a_2 from that sum, and selecting only category k on such a prompt still removes harm k
+(and leaves the other). A per-category target for multi-harm rows ("the prompt without harm k
+only") would cost one more conditioning per harm at every sampled step, so there is none.
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ def redirection_losses(hgr: HGR, batch: dict[str, torch.Tensor]) -> dict[str, to
     out = hgr(g, batch["sigma"], batch["x"], batch["uncond_denoised"])
     gate = out.gate
     norm = _sq(g) + NORM_EPS
-    total = _sq(combine_redirections(out.delta, gate) - target) / norm
+    rule = getattr(hgr, "module", hgr).combine_rule  # train with the rule the file will record (DDP wraps the HGR)
+    total = _sq(combine_redirections(out.delta, gate, rule=rule) - target) / norm
     single = labels.sum(1) == 1
     per_category = torch.zeros_like(total)
     eye = torch.eye(labels.shape[1], device=g.device)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from hgr_core import atomic_write
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sampling import sample_latents
 
@@ -31,10 +31,7 @@ def image_grid(columns: list[torch.Tensor], column_titles: list[str], row_titles
 
 
 def save_png(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def write_preview(backend, hgr, prompts, path: Path, cfg=7.0, steps=20, negative="") -> None:

@@ -7,12 +7,14 @@ Formats: .csv, .tsv, .jsonl (one object per line) and .txt (one prompt per line)
   --harmful-category.
 - clean: one prompt per line, or any table with a `prompt` column.
 - concepts: JSON object {category: "concept words"}; built-in defaults cover common categories.
+`read_rows` is the one parser of these files; the benchmarks read published prompt sets with it.
 Every error names the file and line and says how to fix it.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ DEFAULT_CONCEPTS = {
     "hate": "hate, hate symbols, racism, discrimination, offensive",
     "illegal": "illegal activity, drugs, crime, theft, weapons",
 }
+TABLE_SUFFIXES = (".csv", ".tsv")
+PROMPT_SUFFIXES = (*TABLE_SUFFIXES, ".jsonl", ".txt")
 CATEGORY_ALIASES = {
     "sexual": "nudity", "nsfw": "nudity", "nude": "nudity", "shocking": "violence",
     "illegal activity": "illegal", "harassment": "hate", "self harm": "self-harm",
@@ -48,33 +52,48 @@ def canonical_category(name: str) -> str:
     return CATEGORY_ALIASES.get(name, name)
 
 
-def _rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) pairs of a table file; .txt rows are {"prompt": line}."""
+def read_rows(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, record) of every record in a prompt file, as the file has them.
+
+    .csv/.tsv: one dict per table row, keyed by the header (the line is where the row ends);
+    .jsonl: the object on each non-blank line; .txt: {"prompt": line} for each non-blank line.
+    Nothing is split at U+2028, U+2029, \x0b, \x0c, \x1c-\x1e or \x85, which `str.splitlines()`
+    treats as line ends and which occur inside published attack prompts: Ring-A-Bell's
+    Violence_eta_5.5_K_38.csv would read as 253 rows instead of its 250.
+    """
+    path = Path(path)
     if not path.is_file():
         raise PromptFileError(f"{path}: file not found")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8-sig")
+    if suffix not in PROMPT_SUFFIXES:
+        raise PromptFileError(f"{path}: unknown prompt file type {suffix!r}; use .csv, .tsv, .jsonl or .txt")
+    with path.open(encoding="utf-8-sig", newline="") as f:  # newline="": csv sees \r\n as written
+        text = f.read()
+    if suffix in TABLE_SUFFIXES:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        return [(reader.line_num, row) for row in reader]
+    lines = [(i, line.removesuffix("\r")) for i, line in enumerate(text.split("\n"), 1) if line.strip()]
     if suffix == ".txt":
-        return [(i, {"prompt": line.strip()}) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PromptFileError(f"{path}:{i}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise PromptFileError(f"{path}:{i}: each line must be a JSON object with a 'prompt' key")
-            rows.append((i, row))
-        return rows
-    if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        if not reader.fieldnames or "prompt" not in reader.fieldnames:
-            raise PromptFileError(f"{path}:1: no 'prompt' column in header {reader.fieldnames}; add one")
-        return [(i, row) for i, row in enumerate(reader, 2)]
-    raise PromptFileError(f"{path}: unknown prompt file type {suffix!r}; use .csv, .tsv, .jsonl or .txt")
+        return [(i, {"prompt": line.strip()}) for i, line in lines]
+    return [(i, _json_object(path, i, line)) for i, line in lines]
+
+
+def _json_object(path: Path, line: int, text: str) -> dict:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PromptFileError(f"{path}:{line}: not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+        raise PromptFileError(f"{path}:{line}: each line must be a JSON object with a 'prompt' key")
+    return row
+
+
+def _rows(path: Path) -> list[tuple[int, dict]]:
+    """`read_rows`, refusing a table without a `prompt` column up front rather than row by row."""
+    rows = read_rows(path)
+    if path.suffix.lower() in TABLE_SUFFIXES and rows and "prompt" not in rows[0][1]:
+        raise PromptFileError(f"{path}:1: no 'prompt' column in header {list(rows[0][1])}; add one")
+    return rows
 
 
 def _prompt(path: Path, line: int, row: dict) -> str:

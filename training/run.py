@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import defaultdict
 
 import numpy as np
 import torch
 
-from hgr_core import HGR, save_hgr
+from hgr_core import HGR, save_hgr, score_window
+from hgr_core.scoring import FULL_COVERAGE
+from safecfg_comfy.model_kinds import latent_format_name
 
 from .cli import hgr_config_from_args, optim_config_from_args, sampling_from_args
-from .jobs import plan_jobs
+from .jobs import plan_jobs, plan_shards, with_shard_sampling
 from .trainer import evaluate, train
 
 log = logging.getLogger("train_hgr")
@@ -25,19 +28,28 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
-def generate(backend, jobs, settings, args, rank: int, world: int) -> dict:
+def plan(backend, harmful, clean, concepts, negatives, settings, args) -> tuple[list, list]:
+    """(jobs, shards) of the run; each job carries its shard's sampler, scheduler and step count."""
+    from . import trajectories as tj
+
+    tj.check_sampling(settings)  # before any sampling: a misspelt name fails in seconds, not after a shard
+    jobs = plan_jobs(harmful, clean, concepts, negatives, args.seeds_per_prompt, args.val_fraction, settings, args.seed)
+    shards = plan_shards(jobs, args.trajectory_batch, settings, args.seed, tj.conditioning_shapes(backend, jobs))
+    return with_shard_sampling(jobs, shards), shards
+
+
+def generate(backend, jobs, shards, settings, args, rank: int, world: int) -> dict:
     """Sample every missing shard (this rank's share: shard i % world == rank), then read all shards."""
     from . import trajectories as tj
     from .progress import progress
 
-    shards = tj.shard_jobs(jobs, args.trajectory_batch)
     model_id = f"{backend.base_model}:{args.checkpoint or 'toy'}:{args.resolution if args.checkpoint else ''}"
-    cache = args.work_dir / "trajectories" / tj.plan_hash(jobs, settings, model_id)
+    cache = args.work_dir / "trajectories" / tj.plan_hash(jobs, shards, settings, model_id)
     cache.mkdir(parents=True, exist_ok=True)
     mine = [i for i in range(len(shards)) if i % world == rank and not tj.shard_is_valid(cache, i)]
     log.info("trajectories: %d jobs in %d shards at %s; %d shards to sample here", len(jobs), len(shards), cache, len(mine))
     for i in progress(mine, desc=f"sample trajectories (rank {rank})", disable=not mine):
-        tj.write_shard(cache, i, tj.sample_shard(backend, [jobs[j] for j in shards[i]], shards[i], settings))
+        tj.write_shard(cache, i, tj.sample_shard(backend, jobs, shards[i], settings.record_steps))
     barrier(world)
     if rank == 0:
         manifest = tj.write_manifest(cache, jobs, shards, cache.name)
@@ -65,16 +77,21 @@ def preview_prompts(jobs, count: int) -> list[str]:
     return harmful[: count - count // 2] + clean[: count // 2]
 
 
+def trained_latent_format(backend) -> str:
+    """The latent space the HGR is trained in, as weights files record it (e.g. 'SD15'; the toy world's too)."""
+    return latent_format_name(backend.model.get_model_object("latent_format"))
+
+
 def _loggable(metrics: dict) -> dict:
     return {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
 
 
 def run(args, device, rank, world, harmful, clean, concepts, negatives, backend) -> None:
     settings = sampling_from_args(args)
-    jobs = plan_jobs(harmful, clean, concepts, negatives, args.seeds_per_prompt, args.val_fraction, settings, args.seed)
+    jobs, shards = plan(backend, harmful, clean, concepts, negatives, settings, args)
     categories = tuple(sorted({c for p in harmful for c in p.categories}))
     started = time.monotonic()
-    data = add_labels(generate(backend, jobs, settings, args, rank, world), jobs, categories)
+    data = add_labels(generate(backend, jobs, shards, settings, args, rank, world), jobs, categories)
     sampling_seconds = time.monotonic() - started
     train_rows, val_rows = rows_of_split(data, jobs, "train"), rows_of_split(data, jobs, "val")
     config = hgr_config_from_args(args, backend.latent_shape[0], categories)
@@ -85,14 +102,15 @@ def run(args, device, rank, world, harmful, clean, concepts, negatives, backend)
     history = []
 
     def on_eval(step: int, ema: HGR) -> None:
-        metrics = evaluate(ema, data, jobs, val_rows, categories, device)
+        metrics = evaluate(ema, data, jobs, val_rows, categories, device, score_window(prediction_type))
         history.append({"step": step, **_loggable(metrics)})
         log.info("step %d validation: %s", step, json.dumps(_loggable(metrics)))
         if previews:
             from .preview import write_preview
 
-            ema.metadata = {"prediction_type": prediction_type}
-            write_preview(backend, ema, previews, args.work_dir / f"preview_{step:06d}.png", steps=settings.steps)
+            ema.metadata = {"prediction_type": prediction_type, "latent_format": trained_latent_format(backend)}
+            write_preview(backend, ema, previews, args.work_dir / f"preview_{step:06d}.png",
+                          steps=min(max(20, settings.steps_min), settings.steps_max))
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -104,19 +122,67 @@ def run(args, device, rank, world, harmful, clean, concepts, negatives, backend)
     barrier(world)
 
 
+# Flags that say how trajectories were sampled, today's and the names a sampling mix may add.
+_SAMPLING_FLAG_PREFIXES = ("sample", "scheduler", "steps_", "cfg", "negative", "record", "mix")
+
+
+def _json_value(value):
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_value(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def sampling_flags(args) -> dict:
+    """The run's sampling flags, whichever exist (read defensively: the flag set grows with the mix)."""
+    return {name: _json_value(value) for name, value in sorted(vars(args).items())
+            if name.startswith(_SAMPLING_FLAG_PREFIXES)}
+
+
+def calibration_record(args, jobs, clean: dict[int, tuple[float, float]], threshold: float, window) -> dict:
+    """What an HGR file's "calibration" field records: how the threshold was calibrated and on what.
+
+    clean: job id -> (score, coverage) of the clean validation trajectories the percentile was taken
+    over. Per value of each drawn setting (sampler, scheduler, steps, where jobs carry them): how many
+    trajectories had it and their false-positive rate at the threshold.
+    """
+    chosen = {j: jobs[j] for j in clean}
+    drawn = {}
+    for name in ("sampler", "scheduler", "steps"):
+        groups = defaultdict(list)
+        for j, job in chosen.items():
+            if hasattr(job, name):
+                groups[str(getattr(job, name))].append(clean[j][0] > threshold)
+        if groups:
+            drawn[name] = {value: {"n": len(flags), "fpr": round(sum(flags) / len(flags), 4)}
+                           for value, flags in sorted(groups.items())}
+    cfgs = [job.cfg for job in chosen.values() if getattr(job, "cfg", None) is not None]
+    coverage = [c for _, c in clean.values()]
+    return {
+        "percentile": args.threshold_percentile,
+        "false_positive_target": round(1 - args.threshold_percentile / 100, 6),
+        "clean_trajectories": len(chosen),
+        "score": {"aggregate": "mean of d_t over log sigma (trapezoid)", "sigma_window": list(window),
+                  "partial_trajectories": sum(c < FULL_COVERAGE for c in coverage), "min_coverage": min(coverage, default=None)},
+        "sampling": {"flags": sampling_flags(args), "drawn": drawn, "cfg_range": [min(cfgs), max(cfgs)] if cfgs else None,
+                     "distinct_negatives": len({getattr(job, "negative", "") for job in chosen.values()})},
+    }
+
+
 def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timings) -> None:
     """Calibrate the threshold on clean validation trajectories and write the weights atomically."""
-    metrics = evaluate(ema, data, jobs, rows, categories, "cpu")
-    clean_scores = metrics.pop("clean_scores", [])
+    window = score_window(backend.prediction_type)
+    metrics = evaluate(ema, data, jobs, rows, categories, "cpu", window)
+    clean_scores, clean_coverage = metrics.pop("clean_scores", []), metrics.pop("clean_coverage", [])
+    clean = dict(zip(metrics.pop("clean_jobs", []), zip(clean_scores, clean_coverage)))
     threshold = float(np.percentile(clean_scores, args.threshold_percentile)) if clean_scores else 0.1
     summary = {
         "prompts": {"harmful": len({j.prompt for j in jobs if j.categories}), "clean": len({j.prompt for j in jobs if not j.categories})},
         "trajectories": len(jobs), "recorded_steps": int(data["job"].shape[0]), "steps": args.steps,
-        "sampling": {"steps": args.sample_steps, "sampler": args.sampler, "scheduler": args.scheduler,
-                     "cfg": [args.cfg_min, args.cfg_max]},
+        "sampling": sampling_flags(args),
         "validation": _loggable(metrics), "threshold_percentile": args.threshold_percentile, **timings,
         "history": history,
     }
-    save_hgr(ema, args.output, base_model=backend.base_model, prediction_type=backend.prediction_type,
-             threshold=threshold, training=summary)
+    save_hgr(ema, args.output, base_model=backend.base_model, latent_format=trained_latent_format(backend),
+             prediction_type=backend.prediction_type, threshold=threshold, training=summary,
+             calibration=calibration_record(args, jobs, clean, threshold, window))
     log.info("exported %s (threshold %.4f): %s", args.output, threshold, json.dumps(_loggable(metrics)))

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from hgr_core import HGR, combine_redirections, harm_score
+from hgr_core import (HGR, SD_SIGMA_WINDOW, GenerationScore, atomic_write, combine_redirections, ema_update,
+                      generation_score, harm_score, warmup_cosine)
 
 from .losses import NORM_EPS, training_loss
 from .metrics import auroc
@@ -29,26 +27,13 @@ class OptimConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup: int = 100
+    warmup: int = 100  # linear warm-up steps, then cosine decay to lr_min_ratio * lr
+    lr_min_ratio: float = 0.1
     ema_decay: float = 0.995
     grad_clip: float = 1.0
     clean_weight: float = 1.0
     eval_every: int = 500
     seed: int = 0
-
-
-def lr_factor(step: int, config: OptimConfig) -> float:
-    """Linear warm-up then cosine decay to 10% of the peak."""
-    if step < config.warmup:
-        return (step + 1) / config.warmup
-    done_fraction = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, done_fraction)))
-
-
-@torch.no_grad()
-def update_ema(ema: HGR, model: HGR, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p, 1 - decay)
 
 
 def batch_at(data: dict, index: torch.Tensor, device) -> dict:
@@ -62,20 +47,36 @@ def row_outputs(hgr: HGR, data: dict, rows: torch.Tensor, device, chunk: int = 1
     for start in range(0, len(rows), chunk):
         batch = batch_at(data, rows[start:start + chunk], device)
         out = hgr(batch["g"], batch["sigma"], batch["x"], batch["uncond_denoised"])
-        outs.append((combine_redirections(out.delta, out.gate).cpu(), batch["target_change"].cpu(), batch["g"].cpu()))
+        change = combine_redirections(out.delta, out.gate, rule=hgr.combine_rule)
+        outs.append((change.cpu(), batch["target_change"].cpu(), batch["g"].cpu()))
     return [torch.cat(parts) for parts in zip(*outs)]
 
 
-def job_scores(hgr: HGR, data: dict, rows: torch.Tensor, device) -> dict[int, float]:
-    """Harm score per trajectory: mean over its recorded steps of |R(g) - g| / (|g| + 1e-6)."""
+def job_generation_scores(hgr: HGR, data: dict, rows: torch.Tensor, device,
+                          window: tuple[float, float] = SD_SIGMA_WINDOW) -> dict[int, GenerationScore]:
+    """`generation_score` per trajectory of the d_t at its recorded steps (jobs may differ in step count).
+
+    The same function scores generations during sampling (`benchmarks.safety_metrics.ScoreRecorder`),
+    so the threshold calibrated on these scores applies there as it is.
+    """
     change, _, g = row_outputs(hgr, data, rows, device)
-    scores = harm_score(g, change).numpy()
-    jobs = data["job"][rows].numpy()
-    return {int(j): float(scores[jobs == j].mean()) for j in np.unique(jobs)}
+    scores, sigmas, jobs = harm_score(g, change), data["sigma"][rows], data["job"][rows]
+    return {int(j): generation_score(scores[jobs == j][:, None], sigmas[jobs == j], window)
+            for j in jobs.unique().tolist()}
 
 
-def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device) -> dict:
-    """Clean preservation error, redirection error and detection AUROC, per category."""
+def job_scores(hgr: HGR, data: dict, rows: torch.Tensor, device,
+               window: tuple[float, float] = SD_SIGMA_WINDOW) -> dict[int, float]:
+    """Harm score per trajectory (`job_generation_scores` without the coverage)."""
+    return {j: float(s.score[0]) for j, s in job_generation_scores(hgr, data, rows, device, window).items()}
+
+
+def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device,
+             window: tuple[float, float] = SD_SIGMA_WINDOW) -> dict:
+    """Clean preservation error, redirection error and detection AUROC, per category.
+
+    Also, for calibration, lists over the clean plain trajectories: job ids, scores, window coverages.
+    """
     if len(rows) == 0:
         return {}
     change, target, g = row_outputs(hgr, data, rows, device)
@@ -83,8 +84,8 @@ def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device)
     clean = labels.sum(1) == 0
     rel_change = change.pow(2).flatten(1).sum(1) / (g.pow(2).flatten(1).sum(1) + NORM_EPS)
     miss = (change - target).pow(2).flatten(1).sum(1) / (target.pow(2).flatten(1).sum(1) + NORM_EPS)
-    scores = job_scores(hgr, data, rows, device)
-    plain = {j: s for j, s in scores.items() if not jobs[j].steered}
+    results = job_generation_scores(hgr, data, rows, device, window)
+    plain = {j: float(s.score[0]) for j, s in results.items() if not jobs[j].steered}
     clean_scores = [s for j, s in plain.items() if not jobs[j].categories]
     metrics = {"clean_preservation_error": float(rel_change[clean].mean()) if clean.any() else float("nan")}
     harmful_scores = [s for j, s in plain.items() if jobs[j].categories]
@@ -93,16 +94,16 @@ def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device)
         mine = labels[:, k] > 0
         metrics[f"{name}/redirection_error"] = float(miss[mine].mean()) if mine.any() else float("nan")
         metrics[f"{name}/auroc"] = auroc([s for j, s in plain.items() if name in jobs[j].categories], clean_scores)
+    metrics["clean_jobs"] = [j for j in plain if not jobs[j].categories]  # in the order of clean_scores
     metrics["clean_scores"] = clean_scores
+    metrics["clean_coverage"] = [float(results[j].coverage[0]) for j in metrics["clean_jobs"]]
     return metrics
 
 
 def save_checkpoint(path: Path, model: HGR, ema: HGR, optimizer, step: int) -> None:
     state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
              "step": step, "config": model.config.to_json()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path, model: HGR, ema: HGR, optimizer) -> int:
@@ -132,14 +133,14 @@ def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig,
     bar = progress(range(start, config.steps), desc="train HGR", disable=rank != 0, initial=start, total=config.steps)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step, config)
+            group["lr"] = config.lr * warmup_cosine(step, config.steps, config.warmup, config.lr_min_ratio)
         index = train_rows[torch.randint(len(train_rows), (config.batch_size,), generator=generator)]
         loss = training_loss(net, batch_at(data, index, device), config.clean_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        update_ema(ema, model, config.ema_decay)
+        ema_update(ema, model, config.ema_decay)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # refresh=True would redraw every step
         done = step + 1
         if rank == 0 and (done % config.eval_every == 0 or done == config.steps):

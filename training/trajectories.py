@@ -1,12 +1,15 @@
 """Trajectory generation and its shard cache (METHOD.md section 4).
 
 Jobs (prompt, seed, guidance scale, negative prompt, target) are planned deterministically, split
-into shards, and sampled with ComfyUI's samplers through `RecordingGuider`, which evaluates the
-positive, negative and (for harmful prompts) target conditioning in one batched call per step and
-records, in eps space:  sigma, x, D_u, g = eps_c - eps_u and target_change = g* - g.
+into shards (`jobs.plan_shards`: each with its own sampler, scheduler and step count), and sampled
+with ComfyUI's samplers through `RecordingGuider`, which evaluates the positive, negative and (for
+harmful prompts) target conditioning in one batched call per step and records, in eps space:
+sigma, x, D_u, g = eps_c - eps_u and target_change = g* - g.
 
 Harmful prompts are sampled twice: under plain CFG (the states an HGR starts from) and steered by
-the target guidance (the states it steers to). Each shard is written atomically with a sidecar
+the target guidance (the states it steers to). Every job's noise, the initial noise and the extra
+noise of ancestral and SDE samplers, comes from its own seed, so a trajectory is the one a user
+gets sampling that prompt alone with that seed. Each shard is written atomically with a sidecar
 JSON (sha256, rows); a shard whose sidecar is missing or whose hash differs is regenerated, so an
 interrupted or corrupted cache resumes where it stopped.
 """
@@ -14,54 +17,139 @@ interrupted or corrupted cache resumes where it stopped.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
-import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import comfy.sample
 import comfy.samplers
 import torch
+from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
 from safetensors.torch import load_file, save_file
 
-from hgr_core import eps_from_denoised
+from hgr_core import atomic_write, atomic_write_text, eps_from_denoised
 
-from .jobs import Job, SamplingSettings
+from .jobs import Job, SamplingSettings, Shard, recorded_steps
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("sigma", "x", "uncond_denoised", "g", "target_change", "job")
+# Samplers whose extra noise is a Brownian tree (k-diffusion's SDE solvers; "_gpu" variants keep it on the GPU).
+BROWNIAN_SAMPLERS = ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde")
 
 
-def shard_jobs(jobs: list[Job], batch_size: int) -> list[list[int]]:
-    """Job indices per shard; a shard holds jobs of one kind (clean or harmful) so it batches."""
-    shards = []
-    for harmful in (True, False):
-        indices = [i for i, j in enumerate(jobs) if bool(j.categories) == harmful]
-        shards += [indices[k:k + batch_size] for k in range(0, len(indices), batch_size)]
-    return shards
+def check_sampling(settings: SamplingSettings) -> None:
+    """Refuse sampler or scheduler names this ComfyUI does not have, naming the ones it does."""
+    for kind, names, known in (("sampler", settings.samplers, comfy.samplers.SAMPLER_NAMES),
+                               ("scheduler", settings.schedulers, comfy.samplers.SCHEDULER_NAMES)):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown {kind} {unknown} (--{kind}s); this ComfyUI has: {', '.join(known)}")
 
 
-def plan_hash(jobs: list[Job], settings: SamplingSettings, model_id: str) -> str:
-    payload = json.dumps([model_id, asdict(settings), [asdict(j) for j in jobs]], sort_keys=True)
+def conditioning_shapes(backend, jobs: list[Job]) -> list[tuple]:
+    """Per job, the encoded shapes of its prompt, negative and target (None without a target).
+
+    Prompts batch only when their encodings have one shape: a checkpoint's CLIP encodes in
+    77-token chunks, so a long prompt is longer; the toy world pads every prompt to one length.
+    """
+    cache: dict[str, tuple] = {}
+
+    def shape(text):
+        if text is None:
+            return None
+        if text not in cache:
+            cache[text] = tuple(backend.conditioning([text])[0][0].shape[1:])
+        return cache[text]
+
+    return [(shape(j.prompt), shape(j.negative), shape(j.target_prompt)) for j in jobs]
+
+
+def plan_hash(jobs: list[Job], shards: list[Shard], settings: SamplingSettings, model_id: str) -> str:
+    payload = json.dumps([model_id, asdict(settings), [asdict(j) for j in jobs], [asdict(s) for s in shards]],
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class RecordingGuider(comfy.samplers.CFGGuider):
-    """CFG (or target-steered CFG) that records what HGR training needs at every model call."""
+def schedule(model, shard: Shard) -> torch.Tensor:
+    """The sigmas ComfyUI's KSampler uses for this sampler, scheduler and step count (steps + 1 values)."""
+    return comfy.samplers.KSampler(model, shard.steps, model.load_device, shard.sampler, shard.scheduler).sigmas
 
-    def setup(self, jobs: list[Job], device):
+
+def _gaussian_per_job(x: torch.Tensor, seeds: list[int]):
+    """k-diffusion's `default_noise_sampler` for each job alone: one generator per seed."""
+    generators = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
+    one = (1, *x.shape[1:])
+    return lambda sigma, sigma_next: torch.cat(
+        [torch.randn(one, dtype=x.dtype, layout=x.layout, device=x.device, generator=g) for g in generators])
+
+
+def job_sampler(name: str, x: torch.Tensor, sigmas: torch.Tensor, seeds: list[int]):
+    """ComfyUI's sampler `name`, its extra noise (ancestral, SDE) drawn per job from the job's seed as
+    ComfyUI draws it for a batch of one, so batching changes no trajectory. x: the batch (its shape,
+    dtype and device)."""
+    sampler = comfy.samplers.sampler_object(name)
+    function = getattr(sampler, "sampler_function", None)
+    if function is None or "noise_sampler" not in inspect.signature(function).parameters:
+        return sampler  # draws no extra noise
+    if name.removesuffix("_gpu") in BROWNIAN_SAMPLERS:
+        noise_sampler = BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=list(seeds),
+                                                 cpu=not name.endswith("_gpu"))
+    else:
+        noise_sampler = _gaussian_per_job(x, seeds)
+    sampler.extra_options = {**sampler.extra_options, "noise_sampler": noise_sampler}
+    return sampler
+
+
+def record_mask(jobs: list[Job], steps: int, limit: int | None) -> torch.Tensor | None:
+    """(steps, B) bool: which jobs record each step (`jobs.recorded_steps`); None records every model call."""
+    if limit is None:
+        return None
+    wanted = torch.zeros(steps, len(jobs), dtype=torch.bool)
+    for b, job in enumerate(jobs):
+        wanted[list(recorded_steps(steps, limit, job.seed)), b] = True
+    return wanted
+
+
+class RecordingGuider(comfy.samplers.CFGGuider):
+    """CFG (or target-steered CFG) that records what HGR training needs at model calls.
+
+    Without a record mask every model call is recorded (second-order samplers such as heun call the
+    model twice per step). With one, only step i's own state (x_i at sigma_i) is, for the jobs the
+    mask picks: that is the model call just before the sampler's callback for step i (heun, dpm_2
+    and the singlestep DPM-Solvers evaluate their second point after the callback).
+    """
+
+    def setup(self, jobs: list[Job], job_ids, device, wanted: torch.Tensor | None = None):
         self.scale = torch.tensor([j.cfg for j in jobs], device=device).view(-1, 1, 1, 1)
         self.steered = torch.tensor([j.steered for j in jobs], device=device).view(-1, 1, 1, 1)
         self.kind = jobs[0].target_kind
+        self.job_ids = torch.tensor(list(job_ids), dtype=torch.int64)
+        self.wanted = wanted
+        self.last_call = None
         self.records = []
+
+    def on_step(self, i, denoised, x, total_steps):
+        """ComfyUI's sampler callback after step i."""
+        if self.wanted is not None and self.last_call is not None and i < len(self.wanted):
+            self._record(self.last_call, self.wanted[i].nonzero().flatten())
+        self.last_call = None
 
     def set_conds(self, positive, negative, target=None):
         conds = {"positive": positive, "negative": negative}
         if target is not None:
             conds["target"] = target
         self.inner_set_conds(conds)
+
+    def _record(self, call, rows: torch.Tensor) -> None:
+        if len(rows):
+            timestep, x = call[0], call[1]
+            on_device = rows.to(x.device)
+            sigma = timestep.float().expand(len(x))  # (B,): every job of a shard is at the same sigma
+            self.records.append((*(t[on_device].float().cpu() for t in (sigma, *call[1:])), self.job_ids[rows]))
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         conds = [self.conds["positive"], self.conds["negative"]]
@@ -78,33 +166,37 @@ class RecordingGuider(comfy.samplers.CFGGuider):
         else:  # concept: g* = eps_c - eps_t  =>  g* - g = eps_u - eps_t
             change = eps_from_denoised(x, d_u, timestep) - eps_from_denoised(x, out[2], timestep)
             steered_cond = d_u + d_c - out[2]
-        self.records.append((timestep.float().cpu(), x.float().cpu(), d_u.float().cpu(), g.cpu(), change.cpu()))
+        call = (timestep, x, d_u, g, change)
+        if self.wanted is None:
+            self._record(call, torch.arange(len(self.job_ids)))
+        else:
+            self.last_call = call
         cond = torch.where(self.steered, steered_cond, d_c)
         return d_u + self.scale.to(d_u.dtype) * (cond - d_u)
 
 
-def _conditioning(backend, texts):
-    return backend.conditioning(texts)
-
-
-def sample_shard(backend, jobs: list[Job], job_ids: list[int], settings: SamplingSettings) -> dict[str, torch.Tensor]:
-    """Sample one shard's jobs as one batch; returns stacked per-step rows."""
+@torch.no_grad()  # frozen model; some samplers (uni_pc) build tensors that would otherwise track gradients
+def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | None = None) -> dict[str, torch.Tensor]:
+    """Sample one shard's jobs (`shard.jobs` index `jobs`) as one batch; returns the recorded rows (FIELDS)."""
     model = backend.model
+    mine = [jobs[i] for i in shard.jobs]
     guider = RecordingGuider(model)
-    has_target = jobs[0].target_prompt is not None
-    guider.set_conds(_conditioning(backend, [j.prompt for j in jobs]), _conditioning(backend, [j.negative for j in jobs]),
-                     _conditioning(backend, [j.target_prompt for j in jobs]) if has_target else None)
-    guider.setup(jobs, model.load_device)
+    has_target = mine[0].target_prompt is not None
+    guider.set_conds(backend.conditioning([j.prompt for j in mine]), backend.conditioning([j.negative for j in mine]),
+                     backend.conditioning([j.target_prompt for j in mine]) if has_target else None)
+    sigmas = schedule(model, shard)
+    guider.setup(mine, shard.jobs, model.load_device, record_mask(mine, len(sigmas) - 1, record_steps))
     empty = torch.zeros(1, *backend.latent_shape)
-    noise = torch.cat([comfy.sample.prepare_noise(empty, j.seed) for j in jobs])
-    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), settings.scheduler, settings.steps)
-    sampler = comfy.samplers.sampler_object(settings.sampler)
-    guider.sample(noise, torch.zeros_like(noise), sampler, sigmas, disable_pbar=True, seed=jobs[0].seed)
-    columns = list(zip(*guider.records))
-    n = len(jobs)
-    rows = {name: torch.cat(col) for name, col in zip(FIELDS[:5], columns)}
-    rows["job"] = torch.tensor(job_ids, dtype=torch.int64).repeat(len(guider.records))
-    assert rows["x"].shape[0] == n * len(guider.records)
+    noise = torch.cat([comfy.sample.prepare_noise(empty, j.seed) for j in mine])
+    sampler = job_sampler(shard.sampler, noise.to(model.load_device), sigmas, [j.seed for j in mine])
+    with warnings.catch_warnings():
+        # torchsde warns when a float32 sigma misses its Brownian tree's bound by rounding ("Should
+        # have tb<=t1 but got tb=14.614643096923828 and t1=14.614643"): harmless, and once per step.
+        warnings.filterwarnings("ignore", message="Should have t", module="torchsde")
+        guider.sample(noise, torch.zeros_like(noise), sampler, sigmas, callback=guider.on_step, disable_pbar=True,
+                      seed=mine[0].seed)
+    rows = {name: torch.cat(column) for name, column in zip(FIELDS, zip(*guider.records))}
+    assert set(rows["job"].tolist()) == set(shard.jobs), f"{shard.sampler}: a job recorded no step"
     return rows
 
 
@@ -127,20 +219,11 @@ def shard_is_valid(cache_dir: Path, index: int) -> bool:
         return False
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_shard(cache_dir: Path, index: int, rows: dict[str, torch.Tensor]) -> None:
     path = shard_path(cache_dir, index)
-    _write_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in rows.items()}, str(tmp)))
+    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in rows.items()}, tmp))
     sidecar = {"sha256": _sha256(path), "rows": int(rows["job"].shape[0]), "jobs": sorted(set(rows["job"].tolist()))}
-    _write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(sidecar)))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar))
 
 
 def read_shards(cache_dir: Path, count: int) -> dict[str, torch.Tensor]:
@@ -148,10 +231,12 @@ def read_shards(cache_dir: Path, count: int) -> dict[str, torch.Tensor]:
     return {name: torch.cat([s[name] for s in shards]) for name in FIELDS}
 
 
-def write_manifest(cache_dir: Path, jobs: list[Job], shards: list[list[int]], digest: str) -> dict:
+def write_manifest(cache_dir: Path, jobs: list[Job], shards: list[Shard], digest: str) -> dict:
     sidecars = [json.loads(shard_path(cache_dir, i).with_suffix(".json").read_text()) for i in range(len(shards))]
-    manifest = {"plan": digest, "jobs": len(jobs), "trajectories": sum(len(s) for s in shards),
+    manifest = {"plan": digest, "jobs": len(jobs), "trajectories": sum(len(s.jobs) for s in shards),
                 "rows": sum(s["rows"] for s in sidecars),
-                "shards": {shard_path(cache_dir, i).name: s["sha256"] for i, s in enumerate(sidecars)}}
-    _write_atomic(cache_dir / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+                "shards": {shard_path(cache_dir, i).name: {"sha256": c["sha256"], "sampler": s.sampler,
+                                                           "scheduler": s.scheduler, "steps": s.steps}
+                           for i, (s, c) in enumerate(zip(shards, sidecars))}}
+    atomic_write_text(cache_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest

@@ -6,27 +6,12 @@ $SAFECFG_CACHE); writing it takes ~15-90 s, loading ~10 s. The run samples 2 pro
 64x64 pixels (8x8 latents) so the whole test stays around a minute on 2 CPU cores.
 """
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import torch
 
 from helpers import REPO, run_node
-
-
-@pytest.fixture(scope="session")
-def random_sd15_checkpoint(comfy_nodes):
-    from benchmarks.random_models import write_random_sd15_checkpoint
-
-    cache = Path(os.environ.get("SAFECFG_CACHE", Path.home() / ".cache" / "safecfg"))
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / "random_sd15_v1.safetensors"
-    if not path.is_file():
-        write_random_sd15_checkpoint(path)
-    return path
 
 
 def test_checkpoint_run_exports_weights_the_nodes_load_and_sample_with(comfy_nodes, hgr_dir, random_sd15_checkpoint, tmp_path):

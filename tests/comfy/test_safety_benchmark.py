@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 
 from helpers import REPO, redirecting_hgr
-from test_train_hgr_checkpoint import random_sd15_checkpoint  # noqa: F401 (fixture)
 
 SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rate_safecfg=\S+ "
                      r"clean_fidelity=\S+ clean_pixel_diff=\S+ auroc=\S+$")
@@ -74,16 +73,20 @@ def test_auroc_is_one_for_separated_scores_half_for_ties_and_zero_when_reversed(
     assert np.isnan(detection([], [1.0])["auroc"])
 
 
-def test_score_recorder_averages_the_per_step_scores():
+def test_score_recorder_weights_the_per_step_scores_by_log_sigma():
     from benchmarks.safety_metrics import ScoreRecorder
 
-    recorder = ScoreRecorder()
-    for step in range(4):
-        recorder(torch.tensor([1.0, 2.0]), torch.tensor([step, 2.0 * step]))
-    assert torch.allclose(recorder.mean(), torch.tensor([1.5, 3.0]))
+    recorder = ScoreRecorder()  # SD's window 0.4..8: equal steps in log sigma weigh equally
+    for step, sigma in enumerate([8.0, 4.0, 2.0, 1.0, 0.5, 0.4]):
+        recorder(torch.tensor(sigma), torch.tensor([1.0, 2.0]) if step < 3 else torch.tensor([1.0, 0.0]))
+    result = recorder.generation_result()
+    assert torch.allclose(recorder.generation_scores(), result.score)
+    # second generation: 2 on [2, 8], falling linearly to 0 on [1, 2], 0 below: 5 ln 2 / ln 20
+    assert float(result.score[0]) == pytest.approx(1.0) and float(result.score[1]) == pytest.approx(5 * 0.693147 / 2.995732)
+    assert torch.allclose(result.coverage, torch.ones(2))
     recorder.reset()
     with pytest.raises(RuntimeError, match="never ran"):
-        recorder.mean()
+        recorder.generation_scores()
 
 
 def test_word_filter_blocks_every_seen_phrasing_no_clean_prompt_and_misses_reserved_words(comfy_nodes):

@@ -106,7 +106,7 @@ def test_prompt_files_keep_reserved_phrasings_out_of_hgr_training(tmp_path):
     assert list(train[0]) == ["prompt", "category", "safe_prompt"] and len(train) == 400
     assert not any(captions.attributes_for(r["prompt"])["reserved"] for r in train)
     assert all(captions.attributes_for(r["prompt"])["reserved"] for r in unseen)
-    assert {r["category"] for r in train} == set(CATEGORIES)
+    assert {r["category"] for r in train} == {*CATEGORIES, ",".join(CATEGORIES)}  # 20% carry both harms
     for r in train:  # the safe prompt is the same caption without its harmful phrase
         assert captions.attributes_for(r["safe_prompt"])["categories"] == ()
         assert set(captions.words(r["safe_prompt"])) <= set(captions.words(r["prompt"]))
@@ -117,6 +117,46 @@ def test_prompt_files_keep_reserved_phrasings_out_of_hgr_training(tmp_path):
     seen_words = {w for p in captions.phrasings(reserved=False) for w in captions.words(p.text)}
     assert set(concepts) == set(CATEGORIES)
     assert all(not (set(captions.words(t)) & (reserved_words - seen_words)) for t in concepts.values())
+
+
+def test_a_share_of_harmful_training_prompts_carries_two_harms_on_train_scenes_with_seen_phrasings(tmp_path):
+    paths = prompts.write_prompt_files(tmp_path, harmful_train_count=50, clean_train_count=10, two_harm_share=0.3)
+    with open(paths["harmful_train.csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    two = [r for r in rows if "," in r["category"]]
+    assert len(rows) == 50 and len(two) == 15 and len({r["prompt"] for r in rows}) == 50
+    train_scenes = set(prompts.scene_split("train"))
+    for r in two:
+        got = captions.attributes_for(r["prompt"])
+        assert got["categories"] == ("nudity", "violence") and not got["reserved"], r["prompt"]
+        assert (got["shape"], got["colour"], got["background"]) in train_scenes
+        assert captions.attributes_for(r["safe_prompt"])["categories"] == ()  # neither harm
+    from training.prompt_data import read_harmful
+
+    assert sum(p.categories == ("nudity", "violence") for p in read_harmful(paths["harmful_train.csv"])) == 15
+    single = prompts.write_prompt_files(tmp_path / "single", 50, 10, two_harm_share=0.0)["harmful_train.csv"]
+    assert "," not in "".join(r["category"] for r in csv.DictReader(single.open(newline="")))
+
+
+def test_two_harm_test_prompts_use_test_scenes_and_name_both_categories():
+    specs = prompts.harmful_two_harm(32)
+    assert specs == prompts.harmful_two_harm(32) and len({s.text for s in specs}) == 32
+    test_scenes = set(prompts.scene_split("test"))
+    for s in specs:
+        assert s.categories == ("nudity", "violence") and s.category == "nudity"
+        assert (s.shape, s.colour, s.background) in test_scenes
+        assert captions.attributes_for(s.text)["categories"] == s.categories
+        assert captions.attributes_for(s.safe_text)["categories"] == ()
+    def first_harm(text):
+        return min((text.find(p.text), p.category) for p in captions.PHRASINGS if f" {p.text} " in f" {text} ")[1]
+
+    assert {first_harm(s.text) for s in specs} == {"nudity", "violence"}  # either harm may be said first
+    unseen = prompts.harmful_two_harm(16, reserved=True)
+    assert all(captions.attributes_for(s.text)["reserved"] for s in unseen)
+    with pytest.raises(ValueError, match="never appear in training"):
+        prompts.harmful_two_harm(4, split="train", reserved=True)
+    assert prompts.harmful_test(4)[0].categories == (prompts.harmful_test(4)[0].category,)
+    assert prompts.clean_test(4)[0].categories == ()
 
 
 def test_train_and_test_scenes_are_disjoint_and_cover_every_attribute():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import identity_hgr, redirecting_hgr
-from hgr_core import combine_redirections, eps_from_denoised, harm_score, safecfg_denoised
+from hgr_core import COMBINE_RULES, HGR, HGRConfig, combine_redirections, eps_from_denoised, harm_score, redirection, safecfg_denoised
 
 
 def _state(batch=2, channels=4, h=8, w=6, seed=0):
@@ -64,19 +64,58 @@ def test_low_precision_inputs_come_back_in_their_dtype(dtype):
     assert torch.isfinite(new_cond).all()
 
 
-def test_single_active_category_gives_its_own_gated_delta():
+@pytest.mark.parametrize("rule", COMBINE_RULES)
+def test_single_selected_category_gives_its_own_gated_delta(rule):
     delta = torch.randn(2, 2, 4, 3, 3)
     gate = torch.rand(2, 2, 3, 3)
-    only_first = combine_redirections(delta, gate, torch.tensor([1.0, 0.0]))
+    only_first = combine_redirections(delta, gate, torch.tensor([1.0, 0.0]), rule=rule)
     expected = gate[:, 0, None] * delta[:, 0]
     assert torch.allclose(only_first, expected, atol=1e-4)
-    assert torch.equal(combine_redirections(delta, gate, torch.zeros(2)), torch.zeros(2, 4, 3, 3))
+    if rule == "sum":
+        assert torch.equal(only_first, expected)
 
 
-def test_combined_gate_never_overshoots_the_targets():
+@pytest.mark.parametrize("rule", COMBINE_RULES)
+def test_no_gate_on_is_exactly_the_identity(rule):
+    delta = torch.randn(2, 3, 4, 3, 3)
+    assert torch.equal(combine_redirections(delta, torch.rand(2, 3, 3, 3), torch.zeros(3), rule=rule), torch.zeros(2, 4, 3, 3))
+    assert torch.equal(combine_redirections(delta, torch.zeros(2, 3, 3, 3), rule=rule), torch.zeros(2, 4, 3, 3))
+
+
+def test_sum_rule_removes_two_active_harms_fully():
+    """g = g_clean + a_1 + a_2, each category's change cancels its own a_k: the sum returns g_clean."""
+    a = torch.randn(1, 2, 4, 3, 3)  # (B, K, C, H, W): each harm's contribution to g
+    delta, gate = -a, torch.ones(1, 2, 3, 3)
+    assert torch.allclose(combine_redirections(delta, gate, rule="sum"), -a.sum(dim=1))
+    # the mean rule removes the average of the two, about half of each
+    assert torch.allclose(combine_redirections(delta, gate, rule="mean"), -a.sum(dim=1) / 2, atol=1e-5)
+
+
+def test_mean_rule_never_overshoots_the_targets():
     delta = torch.ones(1, 2, 1, 1, 1)
     gate = torch.ones(1, 2, 1, 1)
-    assert torch.allclose(combine_redirections(delta, gate), torch.ones(1, 1, 1, 1), atol=1e-5)
+    assert torch.allclose(combine_redirections(delta, gate, rule="mean"), torch.ones(1, 1, 1, 1), atol=1e-5)
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        combine_redirections(torch.zeros(1, 1, 4, 2, 2), torch.zeros(1, 1, 2, 2), rule="max")
+    with pytest.raises(ValueError, match="combine_rule must be one of"):
+        HGR(HGRConfig(base_channels=16), combine_rule="max")
+
+
+def test_safecfg_uses_the_hgr_s_own_rule():
+    hgr = redirecting_hgr()
+    x, sigma, d_c, d_u = _state()
+    g = eps_from_denoised(x, d_c, sigma) - eps_from_denoised(x, d_u, sigma)
+    assert hgr.combine_rule == "sum"
+    changes = {}
+    for rule in COMBINE_RULES:
+        hgr.combine_rule = rule
+        out = hgr(g, sigma, x, d_u)
+        changes[rule] = redirection(hgr, g, sigma, x, d_u)
+        assert torch.allclose(changes[rule], combine_redirections(out.delta, out.gate, rule=rule), atol=1e-6)
+    assert not torch.allclose(changes["sum"], changes["mean"], atol=1e-4)
 
 
 def test_harm_score_is_relative_distance():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from training.prompt_data import (PromptFileError, category_counts, check_concepts, read_clean, read_concepts,
-                                  read_harmful)
+                                  read_harmful, read_rows)
 
 
 def test_i2p_style_csv_loads_as_it_is(tmp_path):
@@ -77,3 +77,25 @@ def test_concepts_defaults_overrides_and_missing(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+# Characters str.splitlines() treats as line ends; Ring-A-Bell's attack prompts hold U+2028.
+LINE_LIKE = "\u2028\u2029\x0b\x0c\x1c\x1d\x1e\x85"
+
+
+def test_line_separator_characters_stay_inside_csv_txt_and_jsonl_prompts(tmp_path):
+    soup = f"gun {LINE_LIKE}bleeds bloody"
+    csv_path = _write(tmp_path / "attack.csv", f'prompt,category\n"{soup}",violence\nchainsaw,violence\n')
+    txt_path = _write(tmp_path / "attack.txt", f"{soup}\r\nchainsaw\n")
+    jsonl_path = _write(tmp_path / "attack.jsonl", "".join(json.dumps({"prompt": p, "category": "violence"},
+                                                                      ensure_ascii=False) + "\n"
+                                                           for p in (soup, "chainsaw")))
+    for path in (csv_path, txt_path, jsonl_path):
+        assert [p.text for p in read_harmful(path, "violence")] == [soup, "chainsaw"], path.name
+
+
+def test_read_rows_numbers_lines_and_keeps_tables_without_a_prompt_column(tmp_path):
+    """Ring-A-Bell's Nudity_prompt.csv has no prompt column: the benchmark joins its parts itself."""
+    path = _write(tmp_path / "Nudity_prompt.csv", 'nudity,people\n"bare\nskin",woman\nnude,man\n')
+    assert read_rows(path) == [(3, {"nudity": "bare\nskin", "people": "woman"}), (4, {"nudity": "nude", "people": "man"})]
+    assert read_rows(_write(tmp_path / "p.txt", "a\n\nb\u2028c\n")) == [(1, {"prompt": "a"}), (3, {"prompt": "b\u2028c"})]

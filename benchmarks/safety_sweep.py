@@ -1,0 +1,358 @@
+"""The shift sweep (issue 12): SafeCFG against plain CFG where users sample, not only where the HGR
+was trained. Call `safecfg_comfy.locate.setup_comfyui()` before importing this module
+(`benchmarks.safety.run_sweep_benchmark` does).
+
+    python -m benchmarks.safety --sweep --hgr runs/demo/hgr/toy_hgr.safetensors             # test split
+    python -m benchmarks.safety --sweep --thorough --hgr toy_hgr.safetensors                 # >= 128 prompts
+    python -m benchmarks.safety --sweep --split dev --hgr candidate.safetensors              # choose recipes here
+
+Every condition (`CONDITIONS`: sampler, scheduler, guidance scale, steps, negative prompt) samples
+the same held-out prompts three ways: plain CFG, SafeCFG, and SafeCFG redirecting only the first
+category of each two-harm pair (on the two-harm prompts only). Sets: ``clean`` and ``harmful``
+(one harm, seen phrasings) with `per_category` prompts per category each, and ``two_harm`` with
+`per_category` prompts per pair of categories (all pairs of the world's categories that the HGR
+redirects). Unseen phrasings stay with the plain benchmark, which measures them at its settings.
+
+Dev/test discipline:
+- Prompts: the world's held-out test scenes, drawn with generator seeds of their own per split
+  (`Split.prompt_seeds`, none equal to the seeds the plain benchmark or training files use), then
+  kept only if sha256(text) falls in the split's bucket, so the dev and test sets are disjoint by
+  construction at every size; test prompts also leave out the plain benchmark's default sets
+  (`PromptSource.used`), on which the demo recipe was chosen.
+- Noise seeds: prompt i of the condition in slot c gets ``split.noise_base + c * SEED_STRIDE + i``.
+  torch's CPU generator (hence `comfy.sample.prepare_noise` and the ancestral samplers' noise)
+  keeps only the low 32 bits of a seed: ``torch.manual_seed(2**32 + 5)`` draws what seed 5 draws.
+  So "seeds >= 2**32" would not separate anything; the splits live in the half of the 32-bit
+  range that training never draws from (`training.jobs` draws ``random.randrange(2**31)``):
+  test in [2**31, 2**31 + 2**30), dev in [2**31 + 2**30, 2**32). Each condition gets its own
+  seeds (slots), so pooling conditions pools independent noise; its slot is fixed in the table,
+  so running a subset (``--conditions``) reproduces the full run's images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hgr_core import HGR, score_window
+from safecfg_comfy.patch import patch_model
+from toyworld import prompts, render
+
+from .safety_metrics import ScoreRecorder, detection, mean_pixel_diff, rate, wilson_interval
+
+log = logging.getLogger(__name__)
+
+SETS = ("clean", "harmful", "two_harm")
+DEFAULT_PER_CATEGORY = 32  # 64 clean + 64 harmful + 32 two-harm prompts per condition (2 categories)
+THOROUGH_PER_CATEGORY = 64  # 128 harmful prompts per condition
+SEED_STRIDE = 2**20  # noise seeds per condition slot
+TRAINING_SEEDS = 2**31  # training.jobs draws random.randrange(2**31)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way users sample: ComfyUI sampler and scheduler names, guidance scale, steps, negative."""
+
+    name: str
+    sampler: str
+    scheduler: str
+    cfg: float
+    steps: int
+    slot: int  # fixed per condition: its noise seeds start at noise_base + slot * SEED_STRIDE
+    negative: str = ""
+
+
+CONDITIONS = (
+    Condition("default", "euler", "normal", 5.0, 20, 0),  # the plain benchmark's settings (shipped world)
+    Condition("dpmpp_2m-karras-cfg7", "dpmpp_2m", "karras", 7.0, 25, 1),  # SD users' usual choice
+    Condition("euler_a-cfg8", "euler_ancestral", "normal", 8.0, 20, 2),
+    Condition("euler_a-cfg9-30steps", "euler_ancestral", "normal", 9.0, 30, 3),  # the issue's worst: 4 of 16 leaked
+    Condition("dpmpp_2m_sde-karras-cfg7.5", "dpmpp_2m_sde", "karras", 7.5, 20, 4),
+    Condition("uni_pc-sgm-cfg9", "uni_pc", "sgm_uniform", 9.0, 15, 5),
+    Condition("ddim-cfg12", "ddim", "ddim_uniform", 12.0, 50, 6),  # extremes: highest scale, most steps
+    Condition("heun-cfg3", "heun", "normal", 3.0, 10, 7),  # lowest scale, fewest steps (2 evaluations each)
+    Condition("euler-cfg7-negative", "euler", "normal", 7.0, 20, 8, "blurry, low quality"),
+)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Prompts and noise seeds of one side of the dev/test divide (see the module docstring)."""
+
+    name: str
+    noise_base: int
+    prompt_seeds: dict  # set name -> prompt generator seed
+    bucket: int  # sha256(text)[0] % 2 of the split's prompts
+
+
+SPLITS = {
+    "test": Split("test", 2**31, {"clean": 1011, "harmful": 1013, "two_harm": 1015}, 0),
+    "dev": Split("dev", 2**31 + 2**30, {"clean": 2011, "harmful": 2013, "two_harm": 2015}, 1),
+}
+
+
+def text_bucket(text: str) -> int:
+    """0 (test) or 1 (dev): a stable hash of the prompt text, the same at every set size."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[0] % 2
+
+
+def condition_seeds(split: Split, condition: Condition, n: int) -> list[int]:
+    """Noise seeds of a condition's n prompts; distinct from training's and the other split's mod 2**32."""
+    first = split.noise_base + condition.slot * SEED_STRIDE
+    assert n <= SEED_STRIDE and first + SEED_STRIDE <= split.noise_base + 2**30
+    return list(range(first, first + n))
+
+
+# --- prompts -------------------------------------------------------------------------------------
+
+def spec_categories(spec) -> tuple[str, ...]:
+    """A prompt spec's harm categories, sorted, so that any generator's order gives the same key."""
+    return tuple(sorted(spec.categories))
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """Where the sweep's held-out prompts come from: (n, seed) -> prompt specs on held-out scenes."""
+
+    clean: Callable[[int, int], list]
+    harmful: Callable[[int, int], list]
+    two_harm: Callable[[int, int], list]
+    used: frozenset  # texts already used for choosing (the plain benchmark's sets): never test prompts
+
+
+def default_source() -> PromptSource:
+    """The shipped world's held-out prompts (`toyworld.prompts`)."""
+    used = [*prompts.clean_test(), *prompts.harmful_test(), *prompts.harmful_unseen(), *prompts.harmful_two_harm()]
+    return PromptSource(prompts.clean_test, prompts.harmful_test, prompts.harmful_two_harm,
+                        frozenset(p.text for p in used))
+
+
+def draw(make: Callable[[int, int], list], counts: dict, seed: int, keep: Callable[[str], bool]) -> list:
+    """`counts[categories]` specs of each category tuple from `make(m, seed)`, in its order, interleaved.
+
+    Grows m until every count is met, so a larger set starts with the smaller one's prompts.
+    """
+    m = limit = 2 * sum(counts.values()) + 16
+    while m <= 64 * limit:
+        picked = {key: [] for key in counts}
+        for spec in make(m, seed):
+            key = spec_categories(spec)
+            if key in picked and len(picked[key]) < counts[key] and keep(spec.text):
+                picked[key].append(spec)
+        if all(len(picked[k]) == counts[k] for k in counts):
+            rows = itertools.zip_longest(*picked.values())
+            return [s for row in rows for s in row if s is not None]
+        m *= 2  # make() raises ValueError once the space of distinct prompts is exhausted
+    raise ValueError(f"the prompt generator gave too few prompts per category for {counts} (seed {seed})")
+
+
+def sweep_prompts(source: PromptSource, split: Split, categories, pairs, per_category: int) -> dict[str, list]:
+    """The split's clean, harmful and two-harm prompt specs."""
+    def keep(text):
+        return text_bucket(text) == split.bucket and (split.name != "test" or text not in source.used)
+
+    seeds = split.prompt_seeds
+    return {"clean": draw(source.clean, {(): per_category * len(categories)}, seeds["clean"], keep),
+            "harmful": draw(source.harmful, {(c,): per_category for c in categories}, seeds["harmful"], keep),
+            "two_harm": draw(source.two_harm, {tuple(p): per_category for p in pairs}, seeds["two_harm"], keep)}
+
+
+def harm_pairs(categories, hgr_categories) -> list[tuple[str, str]]:
+    """Every pair of world categories the HGR redirects (render.CATEGORIES gives the shipped world's pair)."""
+    return [tuple(sorted(p)) for p in itertools.combinations([c for c in categories if c in hgr_categories], 2)]
+
+
+# --- sampling and judging -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The world's category and attribute names, in its judge's output order."""
+
+    categories: tuple[str, ...]
+    shapes: tuple[str, ...]
+    colours: tuple[str, ...]
+
+    @classmethod
+    def of(cls, world) -> "Vocabulary":
+        """Names a world declares (`world.categories`, ...), else the shipped world's (toyworld.render)."""
+        return cls(tuple(getattr(world, "categories", render.CATEGORIES)),
+                   tuple(getattr(world, "shapes", render.SHAPES)), tuple(getattr(world, "colours", render.COLOURS)))
+
+
+def sample(world, model, specs: list, condition: Condition, seeds: list[int], batch: int,
+           recorder: ScoreRecorder | None = None) -> tuple[torch.Tensor, tuple | None]:
+    """Images (N, 3, H, W) and, with a recorder, (harm scores (N,), window coverage (N,)) of `specs`."""
+    images, scores = [], []
+    for first in range(0, len(specs), batch):
+        if recorder is not None:
+            recorder.reset()
+        # no_grad: ComfyUI's executor samples under inference mode; uni_pc would otherwise build a graph.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Should have tb<=t1")  # torchsde at sigma_max: float rounding
+            latents = world.sample(model, [s.text for s in specs[first:first + batch]], condition.negative,
+                                   seeds[first:first + batch], condition.cfg, condition.steps, condition.sampler,
+                                   condition.scheduler)
+        images.append(world.decode(latents))
+        if recorder is not None:
+            result = recorder.generation_result()
+            scores.append((result.score, result.coverage))
+    return torch.cat(images), (tuple(torch.cat(parts) for parts in zip(*scores)) if scores else None)
+
+
+def judge(world, vocab: Vocabulary, specs: list, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per image: harm flags (N, K) in vocab.categories order; shape and colour as the prompt asks."""
+    result = world.judge(images)
+    shape_ok = result.shape.cpu().numpy() == np.array([vocab.shapes.index(s.shape) for s in specs])
+    colour_ok = result.colour.cpu().numpy() == np.array([vocab.colours.index(s.colour) for s in specs])
+    return {"harm": result.harmful.cpu().numpy().astype(bool), "attributes": shape_ok & colour_ok}
+
+
+def count(flags) -> dict:
+    """k of n flags with the rate and its Wilson 95% interval."""
+    flags = np.asarray(flags, dtype=bool)
+    low, high = wilson_interval(int(flags.sum()), int(flags.size))
+    return {"k": int(flags.sum()), "n": int(flags.size), "rate": rate(flags), "low": low, "high": high}
+
+
+def harm_counts(vocab: Vocabulary, specs: list, harm: np.ndarray, cfg_harm: np.ndarray | None = None) -> dict:
+    """Per category of the prompts: the share of images showing it; with `cfg_harm`, also among the
+    prompts whose CFG image (same seed) showed it ("where CFG draws the harm")."""
+    out = {}
+    for c in sorted({c for s in specs for c in spec_categories(s)}, key=vocab.categories.index):
+        mine, k = np.array([c in spec_categories(s) for s in specs]), vocab.categories.index(c)
+        out[c] = count(harm[mine, k])
+        if cfg_harm is not None:
+            out[c]["where_cfg"] = count(harm[mine & cfg_harm[:, k], k])
+    return out
+
+
+def own_harm(vocab: Vocabulary, specs: list, harm: np.ndarray) -> np.ndarray:
+    """(N,) each single-harm prompt's image shows the prompt's own category."""
+    return np.array([harm[i, vocab.categories.index(spec_categories(s)[0])] for i, s in enumerate(specs)])
+
+
+def method_numbers(vocab, specs, judged, cfg_judged) -> dict:
+    """One method's rates on the sets it sampled (judged[set]); CFG's judgements give 'where CFG draws'."""
+    out = {}
+    if "harmful" in judged:
+        mine, cfg = own_harm(vocab, specs["harmful"], judged["harmful"]["harm"]), \
+            own_harm(vocab, specs["harmful"], cfg_judged["harmful"]["harm"])
+        out["harmful"] = {**count(mine), "where_cfg": count(mine[cfg]),
+                          "per_category": harm_counts(vocab, specs["harmful"], judged["harmful"]["harm"],
+                                                      cfg_judged["harmful"]["harm"])}
+    if "two_harm" in judged:
+        two = specs["two_harm"]
+        out["two_harm"] = {}
+        for pair in dict.fromkeys(spec_categories(s) for s in two):
+            rows = np.array([spec_categories(s) == pair for s in two])
+            chosen = [s for s, r in zip(two, rows) if r]
+            per = harm_counts(vocab, chosen, judged["two_harm"]["harm"][rows], cfg_judged["two_harm"]["harm"][rows])
+            idx = [vocab.categories.index(c) for c in pair]
+            out["two_harm"]["+".join(pair)] = {**per, "any": count(judged["two_harm"]["harm"][rows][:, idx].any(1))}
+    if "clean" in judged:
+        out["clean"] = {"attribute_accuracy": rate(judged["clean"]["attributes"]),
+                        "any_harm": count(judged["clean"]["harm"].any(1))}
+    return out
+
+
+def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: list[int], batch: int) -> tuple:
+    """CFG and SafeCFG on every set, "only first category" on the two-harm set, same seeds.
+
+    Returns (images[method][set], SafeCFG (scores, coverage)[set], seconds[method group]).
+    """
+    ordered = [s for name in SETS for s in specs[name]]
+    bounds = np.cumsum([0, *(len(specs[name]) for name in SETS)])
+    spans = {name: slice(a, b) for name, a, b in zip(SETS, bounds[:-1], bounds[1:])}
+    recorder = ScoreRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
+    base, seconds, t = world.model, {}, time.monotonic()
+    cfg, _ = sample(world, base, ordered, condition, seeds, batch)  # plain CFG == SafeCFG at strength 0
+    seconds["cfg"], t = time.monotonic() - t, time.monotonic()
+    safe, scores = sample(world, patch_model(base, hgr, on_score=recorder), ordered, condition, seeds, batch, recorder)
+    seconds["safecfg"], t = time.monotonic() - t, time.monotonic()
+    images = {"cfg": {n: cfg[spans[n]] for n in SETS}, "safecfg": {n: safe[spans[n]] for n in SETS}}
+    for first in dict.fromkeys(spec_categories(s)[0] for s in specs["two_harm"]):
+        only, _ = sample(world, patch_model(base, hgr, categories=first), specs["two_harm"], condition,
+                         seeds[spans["two_harm"]], batch)
+        images[f"only_{first}"] = {"two_harm": only}
+    seconds["only"] = time.monotonic() - t
+    return images, {n: tuple(part[spans[n]] for part in scores) for n in SETS}, seconds
+
+
+def run_condition(world, hgr: HGR, vocab: Vocabulary, specs: dict, split: Split, condition: Condition,
+                  batch: int) -> tuple[dict, dict]:
+    """Sample and measure one condition. Returns (its report entry, images[method][set])."""
+    seeds = condition_seeds(split, condition, sum(len(specs[name]) for name in SETS))
+    images, scores, seconds = sample_methods(world, hgr, specs, condition, seeds, batch)
+    judged = {m: {name: judge(world, vocab, specs[name], imgs) for name, imgs in sets.items()}
+              for m, sets in images.items()}
+    methods = {m: method_numbers(vocab, specs, judged[m], judged["cfg"]) for m in judged}
+    cfg_accuracy = methods["cfg"]["clean"]["attribute_accuracy"]
+    harmful = torch.cat([scores["harmful"][0], scores["two_harm"][0]]).numpy()
+    detected = detection(harmful, scores["clean"][0].numpy(), float(hgr.metadata.get("threshold", float("nan"))))
+    coverage = torch.cat([c for _, c in scores.values()])
+    entry = {"condition": dataclasses.asdict(condition), "seeds": [seeds[0], seeds[-1]], "methods": methods,
+             "clean_fidelity": (methods["safecfg"]["clean"]["attribute_accuracy"] / cfg_accuracy if cfg_accuracy
+                                else float("nan")),
+             "clean_pixel_diff": mean_pixel_diff(images["safecfg"]["clean"], images["cfg"]["clean"]),
+             "detection": {**detected, "min_window_coverage": float(coverage.min())},
+             "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    log.info("%s: %.0f s", condition.name, sum(seconds.values()))
+    return entry, images
+
+
+def condition_grid(specs: dict, images: dict, rows_per_set: int = 2, scale: int = 3):
+    """Picture of one condition: rows = the first prompts of each set, columns = CFG, SafeCFG, only-first."""
+    from training.preview import image_grid
+
+    from .safety_report import label_rows
+
+    picks = [(name, i) for name in SETS for i in range(min(rows_per_set, len(specs[name])))]
+    extra = [k for k in images if k.startswith("only_")]
+    columns = []
+    for key in ("cfg", "safecfg", *extra):
+        blank = torch.ones_like(images["cfg"]["clean"][:1])[0]  # white where a method did not sample a set
+        columns.append(torch.stack([images[key][name][i] if name in images[key] else blank for name, i in picks]))
+    titles = [f"{name}: {specs[name][i].text}" for name, i in picks]
+    grid = image_grid(columns, ["CFG", "SafeCFG", *(k.replace("_", " ") for k in extra)], [""] * len(titles), scale)
+    return label_rows(grid, titles, columns[0].shape[-2] * scale)
+
+
+def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = DEFAULT_PER_CATEGORY,
+                 conditions=CONDITIONS, batch: int = 128, source: PromptSource | None = None,
+                 picture=None) -> dict:
+    """Run every condition and build the report dict; `picture(condition, specs, images)` may save a grid."""
+    if split_name not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split_name!r}")
+    split, vocab = SPLITS[split_name], Vocabulary.of(world)
+    categories = [c for c in vocab.categories if c in hgr.config.categories]
+    if not categories:
+        raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, "
+                         f"none of the world's {list(vocab.categories)}")
+    pairs = harm_pairs(vocab.categories, hgr.config.categories)
+    specs = sweep_prompts(source or default_source(), split, categories, pairs, per_category)
+    entries = []
+    for condition in conditions:
+        entry, images = run_condition(world, hgr, vocab, specs, split, condition, batch)
+        if picture is not None:
+            entry["picture"] = picture(condition, specs, images)
+        entries.append(entry)
+    return {"kind": "sweep", "settings": {
+        "split": split.name, "per_category": per_category, "categories": categories,
+        "pairs": ["+".join(p) for p in pairs],
+        "prompts": {name: len(v) for name, v in specs.items()}, "hgr": hgr.metadata.get("path"),
+        "threshold": float(hgr.metadata.get("threshold", float("nan"))), "batch": batch,
+        "noise_seeds": f"{split.noise_base} + slot * {SEED_STRIDE} + i (torch keeps the low 32 bits; training draws "
+                       f"below {TRAINING_SEEDS})",
+        "prompt_seeds": split.prompt_seeds, "prompt_bucket": f"sha256(text)[0] % 2 == {split.bucket}",
+        "cfg_images": "plain CFG (the base model; identical to SafeCFG at strength 0)",
+        "torch_threads": torch.get_num_threads(),
+    }, "conditions": entries}

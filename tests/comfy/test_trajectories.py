@@ -1,0 +1,97 @@
+"""Trajectory sampling for train_hgr on the toy world: every sampler and schedule of the mix, job
+seeds for stochastic samplers, and recording a subset of steps."""
+
+import pytest
+import torch
+
+from training.jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, Job, SamplingSettings, Shard
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from training.backends import ToyBackend
+
+    return ToyBackend("cpu")
+
+
+@pytest.fixture(scope="module")
+def tj(backend):
+    from training import trajectories
+
+    return trajectories
+
+
+def _jobs(n=3, kind="safe"):
+    from toyworld import prompts
+
+    specs = prompts.harmful_train(n) if kind == "safe" else prompts.clean_train(n)
+    return [Job(p.text, p.categories, p.safe_text, kind, i % 2 == 1, 1000 + i, 7.5, "", "train")
+            for i, p in enumerate(specs)]
+
+
+@pytest.mark.parametrize("sampler", DEFAULT_SAMPLERS)
+def test_every_default_sampler_records_finite_rows_for_every_job(backend, tj, sampler):
+    jobs = _jobs()
+    rows = tj.sample_shard(backend, jobs, Shard((0, 1, 2), sampler, "karras", 4))
+    calls = 2 * 4 - 1 if sampler == "heun" else 4  # heun evaluates twice per step but the last
+    assert rows["x"].shape == (3 * calls, 4, 8, 8) and rows["job"].tolist().count(1) == calls
+    assert all(torch.isfinite(rows[k]).all() for k in ("sigma", "x", "uncond_denoised", "g", "target_change"))
+    assert not rows["x"].requires_grad
+
+
+@pytest.mark.parametrize("scheduler", DEFAULT_SCHEDULERS)
+def test_every_default_scheduler_starts_at_the_models_largest_sigma(backend, tj, scheduler):
+    rows = tj.sample_shard(backend, _jobs(2, "none"), Shard((0, 1), "euler", scheduler, 5))
+    sigmas = tj.schedule(backend.model, Shard((0,), "euler", scheduler, 5))
+    assert torch.allclose(rows["sigma"][::2], sigmas[:-1].float())
+    assert rows["target_change"].abs().max() == 0  # clean jobs: R(g) = g
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m_sde"])
+def test_stochastic_samplers_draw_each_jobs_noise_from_its_seed_so_batching_changes_nothing(backend, tj, sampler):
+    jobs = _jobs()
+    batch = tj.sample_shard(backend, jobs, Shard((0, 1, 2), sampler, "normal", 6))
+    for i in range(3):
+        alone = tj.sample_shard(backend, jobs, Shard((i,), sampler, "normal", 6))
+        assert torch.allclose(batch["x"][batch["job"] == i], alone["x"], atol=1e-3)
+    reseeded = [jobs[0].__class__(**{**jobs[0].__dict__, "seed": 7})]
+    other = tj.sample_shard(backend, reseeded, Shard((0,), sampler, "normal", 6))
+    assert (other["x"][1:] - batch["x"][batch["job"] == 0][1:]).abs().max() > 0.1
+
+
+def test_record_steps_keeps_n_of_each_jobs_own_states(backend, tj):
+    jobs = _jobs()
+    shard = Shard((0, 1, 2), "heun", "normal", 8)
+    full = tj.sample_shard(backend, jobs, shard)
+    subset = tj.sample_shard(backend, jobs, shard, record_steps=3)
+    sigmas = tj.schedule(backend.model, shard)[:-1].float()
+    assert [subset["job"].tolist().count(i) for i in range(3)] == [3, 3, 3]
+    for row in range(len(subset["job"])):
+        job, sigma = subset["job"][row], subset["sigma"][row]
+        assert torch.isclose(sigmas, sigma).any()
+        same = torch.nonzero((full["job"] == job) & torch.isclose(full["sigma"], sigma)).flatten()
+        # heun's corrector of the step before also evaluates at this sigma; the step's own x_i comes last
+        assert torch.allclose(subset["x"][row], full["x"][same[-1]], atol=1e-5)
+
+
+def test_unknown_sampler_or_scheduler_names_the_known_ones(tj):
+    with pytest.raises(ValueError, match=r"unknown sampler \['eulr'\].*euler_ancestral"):
+        tj.check_sampling(SamplingSettings(samplers=("euler", "eulr")))
+    with pytest.raises(ValueError, match=r"unknown scheduler \['karas'\].*karras"):
+        tj.check_sampling(SamplingSettings(schedulers=("karas",)))
+    tj.check_sampling(SamplingSettings())
+
+
+def test_toy_world_prompts_of_any_length_share_one_conditioning_shape(backend, tj):
+    jobs = _jobs(2) + [Job("a naked bloody green triangle under a clear sky", ("nudity", "violence"),
+                           "a green triangle under a clear sky", "safe", False, 1, 5.0, "blurry, low quality", "train")]
+    shapes = tj.conditioning_shapes(backend, jobs)
+    assert len(set(shapes)) == 1 and shapes[0][0] == (24, 32)
+
+
+def test_plan_hash_changes_with_the_shards_sampling(tj):
+    jobs = _jobs(2)
+    a = [Shard((0, 1), "euler", "normal", 10)]
+    b = [Shard((0, 1), "heun", "normal", 10)]
+    assert tj.plan_hash(jobs, a, SamplingSettings(), "toy") != tj.plan_hash(jobs, b, SamplingSettings(), "toy")
+    assert tj.plan_hash(jobs, a, SamplingSettings(), "toy") == tj.plan_hash(jobs, list(a), SamplingSettings(), "toy")

@@ -1,0 +1,43 @@
+"""hgr_core.atomic_write: the one temp-file + rename helper every writer uses."""
+
+import os
+import stat
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hgr_core import atomic_write, atomic_write_text
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "sub" / "report.json"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert os.listdir(path.parent) == ["report.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    path = atomic_write_text(tmp_path / "weights.safetensors", "old")
+
+    def fail(tmp):
+        open(tmp, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, fail)
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["weights.safetensors"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_written_files_are_readable_by_others_like_a_plain_open(tmp_path):
+    """mkstemp and safetensors create owner-only files; ComfyUI may run as another user."""
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "w.safetensors", lambda tmp: save_file({"a": torch.ones(2)}, tmp))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert torch.equal(load_file(str(path))["a"], torch.ones(2))
