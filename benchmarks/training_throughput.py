@@ -90,13 +90,18 @@ def plan_rate(backend, fields: dict, batch: int, shard_count: int) -> dict:
     harmful_shards, clean_shards = ([s for s in shards if (jobs[s.jobs[0]].target_kind == "none") == clean]
                                     for clean in (False, True))
     chosen = harmful_shards[: shard_count - shard_count // 3] + clean_shards[: shard_count // 3]
-    start, rows = time.perf_counter(), 0
+    start, cpu_start, rows = time.perf_counter(), time.process_time(), 0
     for shard in chosen:
         rows += len(sample_shard(backend, jobs, shard, settings.record_steps)["job"])
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     trajectories = sum(len(s.jobs) for s in chosen)
+    # Model calls per trajectory: heun evaluates twice per step but the last; every other default sampler once.
+    calls = sum(len(s.jobs) * (2 * s.steps - 1 if s.sampler == "heun" else s.steps) for s in chosen)
     return {"shards": len(chosen), "trajectories": trajectories, "seconds": round(seconds, 1),
-            "trajectories_per_s": round(trajectories / seconds, 2), "rows_per_trajectory": round(rows / trajectories, 1),
+            "cpu_seconds": round(cpu_seconds, 1), "trajectories_per_s": round(trajectories / seconds, 2),
+            "model_calls_per_trajectory": round(calls / trajectories, 1),
+            "ms_per_trajectory_call": round(1000 * seconds / calls, 2),
+            "rows_per_trajectory": round(rows / trajectories, 1),
             "settings": [f"{s.sampler}/{s.scheduler}/{s.steps}" for s in chosen]}
 
 
