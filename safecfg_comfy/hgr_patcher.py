@@ -6,6 +6,12 @@ through `get_nested_additional_models()` and `comfy.model_management.load_models
 next to the UNet, freeing VRAM for it like for any model; offloading returns it to ComfyUI's
 offload device. So the pre-CFG hook never moves the network: it finds it where the sampler runs.
 Clones of the patched model clone the HGR's patcher, which shares the one `nn.Module`.
+
+Every patcher attached is a clone of one root patcher that lives exactly as long as the HGR module
+(it is stored on the module). ComfyUI's `LoadedModel` follows a dead clone to its parent, so when a
+SafeCFG-patched model is dropped (a new strength, a new graph) its entry falls back to the root
+instead of pointing at a dead patcher of a live module, which `cleanup_models_gc` reports as
+"memory leak with model HGR" and answers with a full garbage collection on every run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import comfy.model_patcher
 from ._core import hgr_core
 
 ADDITIONAL_MODELS_KEY = "safecfg_hgr"
+_ROOT_PATCHER_ATTRIBUTE = "_safecfg_root_patcher"
 
 
 class HGRPatcher(comfy.model_patcher.ModelPatcher):
@@ -44,10 +51,19 @@ def hgr_patcher(hgr: hgr_core.HGR) -> HGRPatcher:
     )
 
 
+def root_hgr_patcher(hgr: hgr_core.HGR) -> HGRPatcher:
+    """The one patcher that lives as long as `hgr` (a reference cycle the garbage collector frees)."""
+    root = hgr.__dict__.get(_ROOT_PATCHER_ATTRIBUTE)
+    if root is None:
+        root = hgr_patcher(hgr)
+        hgr.__dict__[_ROOT_PATCHER_ATTRIBUTE] = root  # not a submodule, parameter or buffer: no state_dict entry
+    return root
+
+
 def attach_hgr(patched, hgr: hgr_core.HGR) -> None:
     """Make `hgr` an additional model of the ModelPatcher `patched`, beside any other SafeCFG's HGR."""
     others = [p for p in attached_hgr_patchers(patched) if p.model is not hgr]
-    patched.set_additional_models(ADDITIONAL_MODELS_KEY, others + [hgr_patcher(hgr)])
+    patched.set_additional_models(ADDITIONAL_MODELS_KEY, others + [root_hgr_patcher(hgr).clone()])
 
 
 def attached_hgr_patchers(model) -> list[HGRPatcher]:

@@ -205,6 +205,30 @@ def test_comfyui_loads_and_counts_the_hgr_with_the_unet_and_the_hook_never_moves
     assert moves and all(management in stack and hook not in stack for stack in moves)
 
 
+def test_dropping_a_patched_model_while_its_hgr_lives_is_not_a_comfyui_memory_leak(comfy_nodes, tiny_model, caplog):
+    """The loader keeps the HGR module; SafeCFG outputs come and go (a new strength, a new graph)."""
+    import gc
+    import logging
+
+    import comfy.model_management
+    from safecfg_comfy.hgr_patcher import HGRPatcher
+    from safecfg_comfy.patch import patch_model
+
+    hgr = redirecting_hgr(seed=5)
+    for strength in (1.0, 0.5):  # two SafeCFG outputs in turn, the first one dropped
+        patched = patch_model(tiny_model, hgr, strength=strength)
+        assert torch.isfinite(_sample(comfy_nodes, patched)).all()
+        del patched
+        gc.collect()
+    entries = [m for m in comfy.model_management.current_loaded_models
+               if isinstance(m.real_model(), type(hgr)) and m.real_model() is hgr]
+    assert entries and not any(m.is_dead() for m in entries)
+    assert all(isinstance(m.model, HGRPatcher) for m in entries)
+    with caplog.at_level(logging.INFO):
+        comfy.model_management.cleanup_models_gc()
+    assert "memory leak" not in caplog.text.lower()
+
+
 def test_hgr_patcher_loads_and_unloads_whole_never_layer_by_layer(comfy_nodes):
     import comfy.model_management
     from safecfg_comfy.hgr_patcher import hgr_patcher
