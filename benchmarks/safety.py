@@ -41,8 +41,9 @@ import time
 from pathlib import Path
 
 from .safety_metrics import BenchmarkSettings
-from .safety_report import (finish_sweep, format_table, safety_fidelity_plot, summary_line, summary_values, toy_targets,
-                            write_json)
+from .report_pictures import safety_fidelity_plot
+from .safety_report import format_table, summary_line, summary_values, toy_targets, write_json
+from .sweep_report import finish_sweep
 
 __all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_sweep_benchmark", "run_toy_benchmark",
            "summary_line"]

@@ -39,7 +39,7 @@ from training.prompt_data import (TABLE_SUFFIXES, PromptFileError, canonical_cat
 
 from safecfg_comfy.sld_patch import apply_sld
 from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, detection, per_image_pixel_diff, rate)
-from .safety_report import label_rows
+from .report_pictures import label_rows
 
 log = logging.getLogger(__name__)
 

@@ -313,7 +313,7 @@ def condition_grid(specs: dict, images: dict, rows_per_set: int = 2, scale: int 
     """Picture of one condition: rows = the first prompts of each set, columns = CFG, SafeCFG, only-first."""
     from training.preview import image_grid
 
-    from .safety_report import label_rows
+    from .report_pictures import label_rows
 
     picks = [(name, i) for name in SETS for i in range(min(rows_per_set, len(specs[name])))]
     extra = [k for k in images if k.startswith("only_")]

@@ -236,7 +236,7 @@ def comparison_grid(harness: ToyHarness, gens: dict, rows_per_set: int = 4, scal
     """Picture: rows = the first prompts of each set (clean, harmful, unseen), columns = methods, same seeds."""
     from training.preview import image_grid
 
-    from .safety_report import label_rows
+    from .report_pictures import label_rows
 
     columns = [(k, t) for k, t in GRID_COLUMNS if k in gens]
     picks = [(name, i) for name in SETS for i in range(min(rows_per_set, len(harness.specs[name])))]

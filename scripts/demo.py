@@ -105,7 +105,8 @@ def main(argv=None) -> None:
     files = prompts.write_prompt_files(out / "prompts", args.harmful_prompts, args.clean_prompts)
     hgr_path = train_hgr(files, out, train_extra)
     from benchmarks.safety import run_sweep_benchmark, run_toy_benchmark
-    from benchmarks.safety_report import format_sweep_worst, format_table, summary_line
+    from benchmarks.safety_report import format_table, summary_line
+    from benchmarks.sweep_report import format_sweep_worst
 
     options = {} if per_category is None else {"per_category": per_category}
     report = run_toy_benchmark(hgr_path, out / "benchmark", steps=args.benchmark_steps or 20,

@@ -89,7 +89,8 @@ def _entry(name, where_k, where_n, two_rate, fidelity, auroc):
 
 
 def test_worst_conditions_pooled_bound_and_targets_pass_or_miss_with_their_margins():
-    from benchmarks.safety_report import finish_sweep, summary_line
+    from benchmarks.safety_report import summary_line
+    from benchmarks.sweep_report import finish_sweep
 
     report = finish_sweep({"kind": "sweep", "conditions": [_entry("x", 0, 64, 0.0, 1.0, 0.99),
                                                            _entry("y", 4, 64, 0.05, 0.97, 1.0)]})
