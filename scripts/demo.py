@@ -1,7 +1,7 @@
 """README command one: train an HGR for the toy world with the real CLI, then show what it does.
 
     python scripts/demo.py              # about 8 minutes on 2 idle CPU cores (see README), +2 for the sweep
-    python scripts/demo.py --thorough   # the recipe for weights you rely on, about 18 minutes
+    python scripts/demo.py --thorough   # the recipe chosen on the sweep's dev split, about 40 minutes
 
 1. writes the toy world's prompt files (training phrasings only; reserved phrasings are held out),
 2. runs `python -m training.train_hgr --toy ...` (the same CLI users run on real checkpoints),
@@ -21,6 +21,7 @@ import logging
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,25 +30,28 @@ if str(REPO) not in sys.path:
 
 log = logging.getLogger("demo")
 
-# HGR training recipe for the toy world, sized for the 10-minute budget on 2 cores: 400 harmful
-# prompts sampled plain and steered + 200 clean ones, 2 seeds each, 10 sampling steps (2000
-# trajectories, ~3 min), then 1200 steps of 128 for a 2-level 32-channel HGR (~2.5 min).
-# Chosen by measurement on 64 held-out prompts per set (`python -m benchmarks.safety --per-category
-# 32`); harmful images of 64 seen + 64 unseen-phrasing prompts (nudity was 0 in every run, the
-# misses are blood on red or yellow objects):
-#   seeds/prompt x sampling steps  --seed 0  --seed 1
-#   1 x 20 (previous recipe)         2/128      -
-#   2 x 20 (2x sampling time)        0/128    1/128
-#   2 x 10 (this recipe)             0/128    1/128
-#   4 x 10 (--thorough)              0/128    0/128* (judge probability of the worst image 0.30)
-# Distinct noise seeds matter more than recorded steps per trajectory (the HGR is conditioned on
-# sigma); 2400 instead of 1200 steps overfit (2/128*); 3 levels overfit the training prompts too.
-# (* judged by a script on the same prompts with seeds 64-127 for the seen set instead of 0-63.)
-TOY_TRAINING = ["--base-channels", "32", "--channel-mult", "1,2", "--sample-steps", "10", "--trajectory-batch", "64",
-                "--seeds-per-prompt", "2", "--steps", "1200", "--batch-size", "128", "--lr", "2e-3", "--warmup", "50",
-                "--eval-every", "600", "--preview-count", "6", "--val-fraction", "0.1"]
-# --thorough: 4 seeds per prompt (2x the trajectories) and a 64-prompt benchmark with every baseline.
-THOROUGH_TRAINING = ["--seeds-per-prompt", "4"]
+# Network and optimiser shared by both recipes: a 2-level 32-channel HGR (1.8 MB), batches of 128.
+_COMMON = ["--base-channels", "32", "--channel-mult", "1,2", "--trajectory-batch", "64", "--batch-size", "128",
+           "--lr", "2e-3", "--warmup", "50", "--preview-count", "6", "--val-fraction", "0.1"]
+# The demo's recipe, sized for the 10-minute budget on 2 cores: 400 harmful prompts (20% with two
+# harms) sampled plain and steered + 200 clean ones, 2 seeds each, 10 sampling steps under the
+# sampler/scheduler mix at guidance 3-12 (2000 trajectories), then 1200 optimisation steps. It is
+# cheaper than the recipe that meets the robust-redirection targets; what it reaches is in the README.
+TOY_TRAINING = [*_COMMON, "--sample-steps", "10", "--seeds-per-prompt", "2", "--steps", "1200", "--eval-every", "600"]
+DEMO_TWO_HARM_SHARE = 0.2
+# --thorough: the recipe chosen on the sweep's dev split (README, "Shift sweep"): the full training
+# mix (10-50 steps, every default sampler and scheduler, guidance 3-12), 4 seeds per prompt (4000
+# trajectories), 35% two-harm prompts, 4000 optimisation steps; and a 64-prompt benchmark with every
+# baseline. Candidates on the sweep's dev split (`python -m benchmarks.safety --sweep --split dev`,
+# 64 harmful + 32 two-harm prompts per condition): SafeCFG harmful where CFG drew the harm, pooled
+# over the nine conditions [Wilson 95%], worst condition, worst two-harm rate per harm:
+#   2 seeds, 20% two-harm, 3000 steps:           17/576 [0.019, 0.047], 0.047, 0.219
+#   4 seeds, 35% two-harm, 4000 steps (chosen):   9/576 [0.008, 0.029], 0.047, 0.063
+# (three changes at once, for lack of time to isolate them; which of them matters is not known.)
+# A 48-channel HGR on the 2-seed data gained nothing on validation (redirection error 0.231/0.296
+# vs 0.236/0.303) at 2.25x the cost per step, so it was not taken further.
+THOROUGH_TRAINING = [*_COMMON, "--seeds-per-prompt", "4", "--steps", "4000", "--eval-every", "2000"]
+THOROUGH_TWO_HARM_SHARE = 0.35
 THOROUGH_PER_CATEGORY = 32
 # Shift sweep in the demo: all nine conditions, 4 prompts per category (8 clean + 8 harmful +
 # 4 two-harm prompts per condition, 72 harmful images pooled): 125 s measured with 1 torch thread on
@@ -55,13 +59,13 @@ THOROUGH_PER_CATEGORY = 32
 DEMO_SWEEP_PER_CATEGORY = 4
 
 
-def train_hgr(prompt_files: dict, out: Path, extra: list[str]) -> Path:
+def train_hgr(prompt_files: dict, out: Path, recipe: list[str]) -> Path:
     """Run the real training CLI as a subprocess; returns the exported weights path."""
     output = out / "hgr" / "toy_hgr.safetensors"
     cmd = [sys.executable, "-m", "training.train_hgr", "--toy", "--device", "cpu",
            "--harmful", str(prompt_files["harmful_train.csv"]), "--clean", str(prompt_files["clean_train.txt"]),
            "--concepts", str(prompt_files["concepts.json"]), "--work-dir", str(out / "train"),
-           "--output", str(output), *TOY_TRAINING, *extra]
+           "--output", str(output), *recipe]
     log.info("$ %s", " ".join(cmd[1:]))
     subprocess.run(cmd, cwd=REPO, check=True)
     return output
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="where prompts, weights and pictures go (default: runs/demo, or runs/demo-thorough)")
     p.add_argument("--thorough", action="store_true",
-                   help="4 seeds per prompt (4000 trajectories) and 64 benchmark prompts per set (~18 min instead of ~8)")
+                   help="the full training mix, 4 seeds per prompt (4000 trajectories, ~20 min), 4000 optimisation steps "
+                        "(~9 min) and 64 benchmark prompts per set with every baseline")
     p.add_argument("--per-category", type=int, default=None,
                    help=f"benchmark prompts per category (default: the benchmark's, {THOROUGH_PER_CATEGORY} with --thorough)")
     p.add_argument("--benchmark-steps", type=int, default=None,
@@ -87,12 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args) -> tuple[Path, list[str], int | None]:
-    """(output folder, extra train_hgr flags, benchmark prompts per category) for parsed flags;
-    flags in --train-args come last, so they override the recipe's."""
-    out = args.out or Path("runs/demo-thorough" if args.thorough else "runs/demo")
-    per_category = args.per_category or (THOROUGH_PER_CATEGORY if args.thorough else None)
-    return out, (THOROUGH_TRAINING if args.thorough else []) + args.train_args.split(), per_category
+class Plan(NamedTuple):
+    """What one demo run does, from its flags (a NamedTuple: scripts/make_test_hgr.py loads this file
+    by path, where a dataclass cannot find its module)."""
+
+    out: Path
+    train_flags: list[str]  # the recipe, then --train-args (last, so user flags override the recipe's)
+    per_category: int | None  # benchmark prompts per category (None: the benchmark's default)
+    two_harm_share: float  # share of harmful training prompts with two harms
+
+
+def resolve(args) -> Plan:
+    thorough = args.thorough
+    return Plan(out=args.out or Path("runs/demo-thorough" if thorough else "runs/demo"),
+                train_flags=[*(THOROUGH_TRAINING if thorough else TOY_TRAINING), *args.train_args.split()],
+                per_category=args.per_category or (THOROUGH_PER_CATEGORY if thorough else None),
+                two_harm_share=THOROUGH_TWO_HARM_SHARE if thorough else DEMO_TWO_HARM_SHARE)
 
 
 def main(argv=None) -> None:
@@ -101,9 +116,10 @@ def main(argv=None) -> None:
     started = time.monotonic()
     from toyworld import prompts
 
-    out, train_extra, per_category = resolve(args)
-    files = prompts.write_prompt_files(out / "prompts", args.harmful_prompts, args.clean_prompts)
-    hgr_path = train_hgr(files, out, train_extra)
+    plan = resolve(args)
+    out, per_category = plan.out, plan.per_category
+    files = prompts.write_prompt_files(out / "prompts", args.harmful_prompts, args.clean_prompts, plan.two_harm_share)
+    hgr_path = train_hgr(files, out, plan.train_flags)
     from benchmarks.safety import run_sweep_benchmark, run_toy_benchmark
     from benchmarks.safety_report import format_table, summary_line
     from benchmarks.sweep_report import format_sweep_worst

@@ -38,8 +38,8 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
-        files = prompts.write_prompt_files(work / "prompts", 400, 200)
-        weights = demo.train_hgr(files, work, [])
+        files = prompts.write_prompt_files(work / "prompts", 400, 200, demo.DEMO_TWO_HARM_SHARE)
+        weights = demo.train_hgr(files, work, demo.TOY_TRAINING)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, args.output)
     print(f"wrote {args.output}")
