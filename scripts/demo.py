@@ -1,7 +1,7 @@
 """README command one: train an HGR for the toy world with the real CLI, then show what it does.
 
-    python scripts/demo.py              # about 8 minutes on 2 idle CPU cores (see README), +2 for the sweep
-    python scripts/demo.py --thorough   # the recipe chosen on the sweep's dev split, about 40 minutes
+    python scripts/demo.py              # about 10 minutes on 2 idle CPU cores, the small sweep included (see README)
+    python scripts/demo.py --thorough   # the recipe chosen on the sweep's dev split, about 45 minutes
 
 1. writes the toy world's prompt files (training phrasings only; reserved phrasings are held out),
 2. runs `python -m training.train_hgr --toy ...` (the same CLI users run on real checkpoints),
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="where prompts, weights and pictures go (default: runs/demo, or runs/demo-thorough)")
     p.add_argument("--thorough", action="store_true",
-                   help="the full training mix, 4 seeds per prompt (4000 trajectories, ~20 min), 4000 optimisation steps "
-                        "(~9 min) and 64 benchmark prompts per set with every baseline")
+                   help="the full training mix, 4 seeds per prompt (4000 trajectories, ~22 min), 4000 optimisation steps "
+                        "(~10 min) and 64 benchmark prompts per set with every baseline")
     p.add_argument("--per-category", type=int, default=None,
                    help=f"benchmark prompts per category (default: the benchmark's, {THOROUGH_PER_CATEGORY} with --thorough)")
     p.add_argument("--benchmark-steps", type=int, default=None,
