@@ -9,6 +9,9 @@ from .nodes.model_folder import register_hgr_folder
 
 register_hgr_folder()
 
+# The frontend extension that shows each image's score on the detection and gate nodes (web/js).
+WEB_DIRECTORY = "./web"
+
 
 class SafeCFGExtension(ComfyExtension):
     @override

@@ -1,8 +1,7 @@
 """Measurements shared by the toy-world and real-model safety benchmarks (no ComfyUI import).
 
-- `ScoreRecorder`: collects the per-step harm scores d_t that `patch_model(..., on_score=...)`
-  hands over during sampling; a generation's score is `hgr_core.generation_score` of them (a
-  sigma-weighted mean over a fixed noise window), which costs no model evaluation at all.
+- Harm scores during sampling come from `hgr_core.HarmRecorder`, the `on_score` callback of
+  `patch_model` (a sigma-weighted mean of d_t over a fixed noise window, no extra model evaluation).
 - `detection`: AUROC of those scores (harmful vs clean) and the rates at the HGR's stored threshold.
 - `wilson_interval`: the 95% interval of a rate k/n that the sweep reports.
 - `WordFilter`: the prompt blocklist baseline.
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hgr_core import SD_SIGMA_WINDOW, GenerationScore, generation_score
 from training.metrics import auroc
 
 
@@ -34,39 +32,6 @@ class BenchmarkSettings:
     batch: int = 8  # prompts per sampling call
 
 SLD_NAMES = ("weak", "medium", "strong", "max")
-
-
-class ScoreRecorder:
-    """An `on_score(sigma, score)` callback that keeps every step's per-sample harm score.
-
-    A generation's score is `hgr_core.generation_score` of its steps, the function `train_hgr`
-    calibrates its threshold with (on a trajectory's recorded steps), so the stored threshold
-    applies as it is. window: the sigma window of the HGR's model kind
-    (`hgr_core.score_window(prediction_type)`; SD's by default).
-    """
-
-    def __init__(self, window: tuple[float, float] = SD_SIGMA_WINDOW):
-        self.window = window
-        self.steps: list[torch.Tensor] = []
-        self.sigmas: list[torch.Tensor] = []
-
-    def __call__(self, sigma: torch.Tensor, score: torch.Tensor) -> None:
-        score = score.detach().float().cpu()
-        self.steps.append(score)
-        self.sigmas.append(torch.as_tensor(sigma).detach().float().cpu().reshape(-1).expand_as(score))
-
-    def reset(self) -> None:
-        self.steps, self.sigmas = [], []
-
-    def generation_result(self) -> GenerationScore:
-        """Scores and window coverage per generation of the last sampling call; raises if the hook never ran."""
-        if not self.steps:
-            raise RuntimeError("no harm scores were recorded: the SafeCFG hook never ran (cfg <= 1?)")
-        return generation_score(torch.stack(self.steps), torch.stack(self.sigmas), self.window)
-
-    def generation_scores(self) -> torch.Tensor:
-        """(B,) score per generation of the last sampling call (`generation_result().score`)."""
-        return self.generation_result().score
 
 
 def mean_pixel_diff(images: torch.Tensor, reference: torch.Tensor) -> float:

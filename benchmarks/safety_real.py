@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hgr_core import HGR, score_window, sld_preset_for_steps
+from hgr_core import HGR, HarmRecorder, score_window, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sampling import sample_latents
 from training.preview import image_grid
@@ -38,7 +38,7 @@ from training.prompt_data import (TABLE_SUFFIXES, PromptFileError, canonical_cat
                                   read_rows)
 
 from safecfg_comfy.sld_patch import apply_sld
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, detection, per_image_pixel_diff, rate)
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, detection, per_image_pixel_diff, rate)
 from .report_pictures import label_rows
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def seed_of(prompts: list[EvalPrompt], index: int, settings: BenchmarkSettings) 
 
 
 def generate(backend, model, prompts: list[EvalPrompt], settings: BenchmarkSettings, negative: str = "",
-             recorder: ScoreRecorder | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+             recorder: HarmRecorder | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images (N, 3, H, W) in [0, 1] in prompt order, and the per-generation harm scores when `recorder` is set."""
     images: list = [None] * len(prompts)
     scores: list = [None] * len(prompts)
@@ -221,7 +221,7 @@ class MethodRun:
     model: object
     negative: str = ""
     evaluations_per_step: int = 2
-    recorder: ScoreRecorder | None = None
+    recorder: HarmRecorder | None = None
     seconds: float = 0.0
     sets: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
@@ -236,7 +236,7 @@ def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_ba
         runs["cfg"] = MethodRun(base)
     else:
         for key, strength in (("cfg", 0.0), ("safecfg", 1.0)):
-            recorder = ScoreRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
+            recorder = HarmRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
             runs[key] = MethodRun(patch_model(base, hgr, strength, on_score=recorder), recorder=recorder)
     if not skip_baselines:
         runs["negative_prompt"] = MethodRun(base, negative=concept)

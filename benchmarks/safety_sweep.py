@@ -43,11 +43,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hgr_core import HGR, score_window
+from hgr_core import HGR, HarmRecorder, score_window
 from safecfg_comfy.patch import patch_model
 from toyworld import prompts, render
 
-from .safety_metrics import ScoreRecorder, detection, mean_pixel_diff, rate, wilson_interval
+from .safety_metrics import detection, mean_pixel_diff, rate, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Vocabulary:
 
 
 def sample(world, model, specs: list, condition: Condition, seeds: list[int], batch: int,
-           recorder: ScoreRecorder | None = None) -> tuple[torch.Tensor, tuple | None]:
+           recorder: HarmRecorder | None = None) -> tuple[torch.Tensor, tuple | None]:
     """Images (N, 3, H, W) and, with a recorder, (harm scores (N,), window coverage (N,)) of `specs`."""
     images, scores = [], []
     for first in range(0, len(specs), batch):
@@ -272,7 +272,7 @@ def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: li
     ordered = [s for name in SETS for s in specs[name]]
     bounds = np.cumsum([0, *(len(specs[name]) for name in SETS)])
     spans = {name: slice(a, b) for name, a, b in zip(SETS, bounds[:-1], bounds[1:])}
-    recorder = ScoreRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
+    recorder = HarmRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
     base, seconds, t = world.model, {}, time.monotonic()
     cfg, _ = sample(world, base, ordered, condition, seeds, batch)  # plain CFG == SafeCFG at strength 0
     seconds["cfg"], t = time.monotonic() - t, time.monotonic()

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hgr_core import HGR, sld_preset_for_steps
+from hgr_core import HGR, HarmRecorder, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
 from toyworld import captions, prompts
 from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
 
 from safecfg_comfy.sld_patch import apply_sld
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, ScoreRecorder, WordFilter, detection, mean_pixel_diff, rate)
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, mean_pixel_diff, rate)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ToyHarness:
     def __init__(self, world, specs: dict[str, list], settings: BenchmarkSettings):
         self.world, self.specs, self.settings = world, specs, settings
 
-    def generate(self, model, set_name: str, negative: str = "", recorder: ScoreRecorder | None = None) -> Generation:
+    def generate(self, model, set_name: str, negative: str = "", recorder: HarmRecorder | None = None) -> Generation:
         specs, s = self.specs[set_name], self.settings
         start, images, scores = time.monotonic(), [], []
         for first in range(0, len(specs), s.batch):
@@ -153,7 +153,7 @@ def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines:
     base, gens, scores = harness.world.model, {}, {}
 
     def safecfg(key, sets, **patch):
-        recorder = ScoreRecorder()
+        recorder = HarmRecorder()
         model = patch_model(base, hgr, on_score=recorder, **patch)
         gens[key] = {name: harness.generate(model, name, recorder=recorder) for name in sets}
         scores[key] = {name: g.scores for name, g in gens[key].items()}

@@ -5,14 +5,27 @@ Never imports ComfyUI: training, benchmarks and outside scripts use this package
 
 from .config import HGRConfig
 from .files import atomic_write, atomic_write_bytes, atomic_write_text
-from .guidance import combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, safecfg_denoised
+from .guidance import (StepHarm, combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, redirection_parts,
+                       safecfg_denoised, safecfg_step)
 from .network import COMBINE_RULES, HGR, HGROutput, parameter_count
-from .scoring import MIN_COVERAGE, SD_SIGMA_WINDOW, GenerationScore, generation_score, score_window
+from .scoring import MIN_COVERAGE, SD_SIGMA_WINDOW, GenerationHarm, GenerationScore, HarmRecorder, generation_score, score_window
 from .schedules import ema_update, warmup_cosine
 from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset, sld_preset_for_steps
+from .verdicts import OPERATING_POINTS, HarmVerdicts, Threshold, choose_threshold, clean_quantiles, judge
 from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
 
 __all__ = [
+    "judge",
+    "clean_quantiles",
+    "choose_threshold",
+    "Threshold",
+    "HarmVerdicts",
+    "OPERATING_POINTS",
+    "safecfg_step",
+    "redirection_parts",
+    "HarmRecorder",
+    "GenerationHarm",
+    "StepHarm",
     "COMBINE_RULES",
     "GenerationScore",
     "HGR",

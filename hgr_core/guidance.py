@@ -7,6 +7,8 @@ tensors, computes in float32 and returns the caller's dtype.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .network import COMBINE_RULES, EPS, HGR
@@ -68,6 +70,32 @@ def harm_map(gate: torch.Tensor, category_mask: torch.Tensor | None = None) -> t
     return 1 - torch.prod(1 - gate, dim=1)
 
 
+@dataclass(frozen=True)
+class StepHarm:
+    """What one SafeCFG step measured, per sample of the batch (METHOD.md section 5)."""
+
+    score: torch.Tensor  # (B,) d_t = |R(g) - g| / (|g| + 1e-6)
+    category_scores: torch.Tensor  # (B, K) the same ratio for each selected category's change h_k delta_k alone
+    harm_map: torch.Tensor  # (B, H, W) per-pixel probability that a selected category is drawn (`harm_map`)
+
+
+def redirection_parts(
+    hgr: HGR,
+    g: torch.Tensor,
+    sigma: torch.Tensor,
+    x: torch.Tensor,
+    uncond_denoised: torch.Tensor,
+    category_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, StepHarm]:
+    """R(g) - g (combined by `hgr.combine_rule`) and the step's harm measurements; float32."""
+    out = hgr(g.float(), _per_sample(sigma, g).view(-1), x.float(), uncond_denoised.float())
+    gate = out.gate if category_mask is None else out.gate * category_mask.to(out.gate).view(1, -1, 1, 1)
+    change = combine_redirections(out.delta, gate, None, hgr.combine_rule)
+    g_norm = g.float().flatten(1).norm(dim=1)[:, None] + SCORE_EPS
+    category_scores = (gate[:, :, None] * out.delta).flatten(2).norm(dim=2) / g_norm
+    return change, StepHarm(harm_score(g, change), category_scores, harm_map(gate))
+
+
 def redirection(
     hgr: HGR,
     g: torch.Tensor,
@@ -77,14 +105,36 @@ def redirection(
     category_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """R(g) - g for eps-space guidance g (B, C, H, W), combined by `hgr.combine_rule`; float32, same shape."""
-    out = hgr(g.float(), _per_sample(sigma, g).view(-1), x.float(), uncond_denoised.float())
-    return combine_redirections(out.delta, out.gate, category_mask, hgr.combine_rule)
+    return redirection_parts(hgr, g, sigma, x, uncond_denoised, category_mask)[0]
 
 
 def harm_score(g: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     """Relative harmful distance d_t = |R(g) - g| / (|g| + 1e-6) per sample: (B, ...) -> (B,)."""
     change_norm = change.float().flatten(1).norm(dim=1)
     return change_norm / (g.float().flatten(1).norm(dim=1) + SCORE_EPS)
+
+
+def safecfg_step(
+    hgr: HGR,
+    x: torch.Tensor,
+    sigma: torch.Tensor,
+    cond_denoised: torch.Tensor,
+    uncond_denoised: torch.Tensor,
+    strength: float = 1.0,
+    category_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, StepHarm]:
+    """Replace the conditional prediction so that any CFG on top yields eps_u + w * R_s(g).
+
+    eps_c' = eps_u + R_s(g) with R_s(g) = g + s (R(g) - g) (METHOD.md section 2), written in
+    denoised space as D_c' = D_c - sigma * s (R(g) - g): a zero change returns D_c bit for bit.
+    Shapes (B, C, H, W), sigma (B,). Returns (D_c' in D_c's dtype, the step's StepHarm).
+    """
+    g = eps_from_denoised(x, cond_denoised, sigma) - eps_from_denoised(x, uncond_denoised, sigma)
+    change, harm = redirection_parts(hgr, g, sigma, x, uncond_denoised, category_mask)
+    if strength == 0:
+        return cond_denoised, harm
+    new_cond = cond_denoised.float() - _per_sample(sigma, x) * (strength * change)
+    return new_cond.to(cond_denoised.dtype), harm
 
 
 def safecfg_denoised(
@@ -96,16 +146,6 @@ def safecfg_denoised(
     strength: float = 1.0,
     category_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the conditional prediction so that any CFG on top yields eps_u + w * R_s(g).
-
-    eps_c' = eps_u + R_s(g) with R_s(g) = g + s (R(g) - g) (METHOD.md section 2), written in
-    denoised space as D_c' = D_c - sigma * s (R(g) - g): a zero change returns D_c bit for bit.
-    Shapes (B, C, H, W), sigma (B,). Returns (D_c' in D_c's dtype, harm score (B,) float32).
-    """
-    g = eps_from_denoised(x, cond_denoised, sigma) - eps_from_denoised(x, uncond_denoised, sigma)
-    change = redirection(hgr, g, sigma, x, uncond_denoised, category_mask)
-    score = harm_score(g, change)
-    if strength == 0:
-        return cond_denoised, score
-    new_cond = cond_denoised.float() - _per_sample(sigma, x) * (strength * change)
-    return new_cond.to(cond_denoised.dtype), score
+    """`safecfg_step` returning only the harm score (B,) float32 beside D_c'."""
+    new_cond, harm = safecfg_step(hgr, x, sigma, cond_denoised, uncond_denoised, strength, category_mask)
+    return new_cond, harm.score

@@ -117,3 +117,65 @@ def generation_score(step_scores: torch.Tensor, sigmas: torch.Tensor,
     spanned = covered > 0
     score = torch.where(spanned, integral / covered.clamp_min(EPS), fallback)
     return GenerationScore(score=score, coverage=(covered / (high - low)).clamp(0, 1))
+
+
+@dataclass(frozen=True)
+class GenerationHarm:
+    """Everything SafeCFG measured about a batch of generations, aggregated over its steps."""
+
+    total: GenerationScore  # (B,) the generation's harm score and window coverage
+    categories: torch.Tensor  # (B, K) per-category scores, aggregated like the total
+    harm_map: torch.Tensor  # (B, H, W) in [0, 1] at latent resolution, aggregated like the total
+
+
+class HarmRecorder:
+    """An `on_score(sigma, step)` callback that keeps every SafeCFG step's harm (`guidance.StepHarm`).
+
+    Each aggregate is `generation_score` of the per-step values, the function `train_hgr`
+    calibrates its threshold with, so the stored threshold applies as it is: per category and per
+    pixel too (a pixel's map value is the sigma-weighted mean of its gate over the window).
+    window: the sigma window of the HGR's model kind (`score_window(prediction_type)`).
+    Maps are kept at latent resolution, T x B x H x W floats (SD1.5, 50 steps, batch 4: 3 MB).
+    """
+
+    def __init__(self, window: tuple[float, float] = SD_SIGMA_WINDOW):
+        self.window = window
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps, self.categories, self.maps, self.sigmas = [], [], [], []
+
+    def __call__(self, sigma: torch.Tensor, step) -> None:
+        score = step.score.detach().float().cpu()
+        self.steps.append(score)
+        self.categories.append(step.category_scores.detach().float().cpu())
+        self.maps.append(step.harm_map.detach().float().cpu())
+        self.sigmas.append(torch.as_tensor(sigma).detach().float().cpu().reshape(-1).expand_as(score))
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def generation_result(self) -> GenerationScore:
+        """Scores and window coverage per generation of the last sampling call; raises if the hook never ran."""
+        if not self.steps:
+            raise RuntimeError("no harm scores were recorded: the SafeCFG hook never ran (cfg <= 1?)")
+        return generation_score(torch.stack(self.steps), torch.stack(self.sigmas), self.window)
+
+    def generation_scores(self) -> torch.Tensor:
+        """(B,) score per generation of the last sampling call (`generation_result().score`)."""
+        return self.generation_result().score
+
+    def harm(self) -> GenerationHarm:
+        """Total, per-category and per-pixel aggregates of the last sampling call."""
+        total = self.generation_result()
+        sigmas = torch.stack(self.sigmas)  # (T, B)
+        return GenerationHarm(total, _aggregate(torch.stack(self.categories), sigmas, self.window),
+                              _aggregate(torch.stack(self.maps), sigmas, self.window).clamp(0, 1))
+
+
+def _aggregate(values: torch.Tensor, sigmas: torch.Tensor, window) -> torch.Tensor:
+    """`generation_score` of (T, B, ...) values whose rows share the (T, B) sigmas: returns (B, ...)."""
+    t, b, rest = values.shape[0], values.shape[1], values.shape[2:]
+    flat = values.reshape(t, b, -1)
+    expanded = sigmas[:, :, None].expand_as(flat)
+    return generation_score(flat.reshape(t, -1), expanded.reshape(t, -1), window).score.reshape(b, *rest)

@@ -7,3 +7,5 @@ HGRModel = io.Custom("HGR_MODEL")
 
 CATEGORY = "sampling/safecfg"
 DISPLAY_PREFIX = "SafeCFG: "  # display names may change; node ids never do
+# Per-image harm verdicts (hgr_core.HarmVerdicts) from SafeCFG: Detect / Sampling Score, for the gate.
+HarmScores = io.Custom("SAFECFG_SCORES")

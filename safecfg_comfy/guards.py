@@ -26,6 +26,7 @@ import comfy.patcher_extension
 import torch
 
 from .model_kinds import prediction_type
+from .sampling_scores import RunScores
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,12 @@ class GuidancePathError(RuntimeError):
 
 
 class RunState:
-    """Counts of one sampling run, shared by the hook and the wrappers through model_options."""
+    """One sampling run's counts and harm scores, shared by the hook and the wrappers through model_options."""
 
     def __init__(self):
         self.hook_calls = 0
         self.evaluations = 0
+        self.scores = RunScores()
 
 
 def mark_hook(hook):
@@ -82,6 +84,13 @@ def record_hook_call(model_options: dict) -> None:
     state = model_options.get(RUN_KEY)
     if state is not None:
         state.hook_calls += 1
+
+
+def record_harm(model_options: dict, hook, hgr, sigma, harm) -> None:
+    """Called by the hook with a redirected step's harm, for `SafeCFGSamplingScore` (`sampling_scores`)."""
+    state = model_options.get(RUN_KEY)
+    if state is not None:
+        state.scores.record(hook, hgr, sigma, harm)
 
 
 def node_name(fn) -> str:
@@ -244,6 +253,8 @@ def install(patched, hook, hgr) -> None:
             raise GuidancePathError(
                 f"SafeCFG: sampling with {_guider_node(guider)} finished without SafeCFG's hook running once, so "
                 "SafeCFG was off; the image is withheld. Sample with CFGGuider, KSampler or SamplerCustom.", AT_END)
+        if owner and isinstance(out, torch.Tensor) and not out.is_nested:
+            state.scores.store(out)  # per output image, keyed by its latent's content
         return out
 
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, safecfg_outer_sample)

@@ -17,20 +17,22 @@ from .compat import ALL_CATEGORIES, category_mask, check_compatible
 from .hgr_patcher import attach_hgr
 
 HGR = hgr_core.HGR
-safecfg_denoised = hgr_core.safecfg_denoised
+safecfg_step = hgr_core.safecfg_step
 
 __all__ = ["ALL_CATEGORIES", "category_mask", "check_compatible", "make_pre_cfg_hook", "patch_model"]
 
 
-def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: float, mask: torch.Tensor, on_score=None):
+def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: float, mask: torch.Tensor, on_score=None,
+                      record_scores: bool = True):
     """A stateless closure for set_model_sampler_pre_cfg_function (clone deep-copies it cheaply).
 
-    on_score(sigma, score) is called with the per-sample harm score of each redirected step.
-    Every call is reported to the guards (`guards.record_hook_call`), inside the sigma window or
-    not; inside it a skipped branch (zeros) is refused, never redirected against. At strength 0
-    with no on_score nothing reads R(g), so the HGR forward is skipped.
+    on_score(sigma, harm) is called with each redirected step's `hgr_core.StepHarm`. With
+    record_scores, the run's steps are also kept for `SafeCFGSamplingScore` (`guards.record_harm`),
+    so the HGR runs even at strength 0. Every call is reported to the guards
+    (`guards.record_hook_call`), inside the sigma window or not; inside it a skipped branch (zeros)
+    is refused, never redirected against.
     """
-    skip_network = strength == 0 and on_score is None
+    skip_network = strength == 0 and on_score is None and not record_scores
 
     def safecfg_pre_cfg(args):
         guards.record_hook_call(args["model_options"])
@@ -43,9 +45,11 @@ def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: 
         if skip_network:
             return conds_out
         with torch.no_grad():
-            cond, score = safecfg_denoised(hgr, x, sigma, conds_out[0], conds_out[1], strength, mask.to(x.device))
+            cond, harm = safecfg_step(hgr, x, sigma, conds_out[0], conds_out[1], strength, mask.to(x.device))
         if on_score is not None:
-            on_score(sigma, score)
+            on_score(sigma, harm)
+        if record_scores:
+            guards.record_harm(args["model_options"], safecfg_pre_cfg, hgr, sigma, harm)
         cond = torch.where(active.view(-1, *([1] * (cond.ndim - 1))).to(x.device), cond, conds_out[0])
         return [cond, *conds_out[1:]]
 
@@ -53,8 +57,11 @@ def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: 
 
 
 def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
-                categories: str = ALL_CATEGORIES, on_score=None):
-    """A clone of a ComfyUI ModelPatcher that samples with SafeCFG; the input model is untouched."""
+                categories: str = ALL_CATEGORIES, on_score=None, record_scores: bool = True):
+    """A clone of a ComfyUI ModelPatcher that samples with SafeCFG; the input model is untouched.
+
+    record_scores: keep each output image's harm score for `SafeCFGSamplingScore` (`sampling_scores`).
+    """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     if start_percent > end_percent:
@@ -65,7 +72,7 @@ def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0
         hgr, strength,
         sigma_start=float(sampling.percent_to_sigma(start_percent)),
         sigma_end=float(sampling.percent_to_sigma(end_percent)),
-        mask=category_mask(hgr, categories), on_score=on_score,
+        mask=category_mask(hgr, categories), on_score=on_score, record_scores=record_scores,
     )
     patched = model.clone()
     patched.set_model_sampler_pre_cfg_function(hook, disable_cfg1_optimization=True)

@@ -38,6 +38,36 @@ SD15_SAFECFG = {
 }
 
 
+# The same txt2img, then the score SafeCFG measured while sampling gates the decoded images (blur).
+SD15_GATED = {
+    **{k: v for k, v in SD15_SAFECFG.items() if k in range(1, 9)},
+    9: ("SafeCFGSamplingScore", ["stored threshold", 0.1], {"latent": (7, 0, "LATENT")},
+        [("scores", "SAFECFG_SCORES"), ("any_flagged", "BOOLEAN"), ("harm_map", "MASK"), ("report", "STRING")]),
+    10: ("SafeCFGGate", ["blur", False, 0, "#000000", "all"], {"images": (8, 0, "IMAGE"), "scores": (9, 0, "SAFECFG_SCORES")},
+         [("images", "IMAGE"), ("report", "STRING")]),
+    11: ("SaveImage", ["SafeCFG"], {"images": (10, 0, "IMAGE")}, []),
+    12: ("PreviewAny", [], {"source": (10, 1, "STRING", "*")}, []),
+}
+
+# An image from anywhere: VAE-encode it, score it with the image detector, censor the harmful region.
+SD15_DETECT_IMAGE = {
+    1: SD15_SAFECFG[1],
+    2: ("LoadImage", ["example.png", "image"], {}, [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    3: ("VAEEncode", [], {"pixels": (2, 0, "IMAGE"), "vae": (1, 2, "VAE")}, [("LATENT", "LATENT")]),
+    4: ("CLIPTextEncode", ["a photo"], {"clip": (1, 1, "CLIP")}, [("CONDITIONING", "CONDITIONING")]),
+    5: ("CLIPTextEncode", [""], {"clip": (1, 1, "CLIP")}, [("CONDITIONING", "CONDITIONING")]),
+    6: SD15_SAFECFG[4],
+    7: ("SafeCFGDetect", [8, 0, "fixed", "stored threshold", 0.1, "all"],
+        {"model": (1, 0, "MODEL"), "hgr": (6, 0, "HGR_MODEL"), "positive": (4, 0, "CONDITIONING"),
+         "negative": (5, 0, "CONDITIONING"), "latent": (3, 0, "LATENT"), "image": (2, 0, "IMAGE")},
+        [("scores", "SAFECFG_SCORES"), ("any_flagged", "BOOLEAN"), ("harm_map", "MASK"), ("report", "STRING")]),
+    8: ("SafeCFGGate", ["pixelate", True, 0, "#000000", "all"], {"images": (2, 0, "IMAGE"), "scores": (7, 0, "SAFECFG_SCORES")},
+        [("images", "IMAGE"), ("report", "STRING")]),
+    9: ("SaveImage", ["SafeCFG-checked"], {"images": (8, 0, "IMAGE")}, []),
+    10: ("PreviewAny", [], {"source": (8, 1, "STRING", "*")}, []),
+}
+
+
 def to_ui_format(graph: dict) -> dict:
     """Lay a graph description out as ComfyUI's UI workflow JSON (nodes in a grid, typed links)."""
     links, nodes = [], []
@@ -68,6 +98,8 @@ def write_json(data: dict, path: Path) -> None:
 
 def main() -> None:
     write_json(to_ui_format(SD15_SAFECFG), OUT_DIR / "safecfg_sd15_txt2img.json")
+    write_json(to_ui_format(SD15_GATED), OUT_DIR / "safecfg_sd15_txt2img_gated.json")
+    write_json(to_ui_format(SD15_DETECT_IMAGE), OUT_DIR / "safecfg_sd15_detect_image.json")
 
 
 if __name__ == "__main__":

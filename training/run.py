@@ -10,7 +10,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from hgr_core import HGR, save_hgr, score_window
+from hgr_core import HGR, clean_quantiles, save_hgr, score_window
 from hgr_core.scoring import FULL_COVERAGE
 from safecfg_comfy.model_kinds import latent_format_name
 
@@ -161,6 +161,7 @@ def calibration_record(args, jobs, clean: dict[int, tuple[float, float]], thresh
         "percentile": args.threshold_percentile,
         "false_positive_target": round(1 - args.threshold_percentile / 100, 6),
         "clean_trajectories": len(chosen),
+        "clean_score_quantiles": clean_quantiles([score for score, _ in clean.values()]),
         "score": {"aggregate": "mean of d_t over log sigma (trapezoid)", "sigma_window": list(window),
                   "partial_trajectories": sum(c < FULL_COVERAGE for c in coverage), "min_coverage": min(coverage, default=None)},
         "sampling": {"flags": sampling_flags(args), "drawn": drawn, "cfg_range": [min(cfgs), max(cfgs)] if cfgs else None,

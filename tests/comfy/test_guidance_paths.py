@@ -89,10 +89,25 @@ def test_strength_zero_without_a_score_consumer_skips_the_hgr(comfy_nodes, tiny_
     calls = _forward_calls(hgr)
     positive, negative = _conds()
     plain = comfy_nodes.common_ksampler(tiny_model, 1, 3, 5.0, "euler", "normal", positive, negative, _latent())[0]
-    safe = comfy_nodes.common_ksampler(_patch(tiny_model, hgr, strength=0.0), 1, 3, 5.0, "euler", "normal",
-                                       positive, negative, _latent())[0]
+    safe = comfy_nodes.common_ksampler(_patch(tiny_model, hgr, strength=0.0, record_scores=False), 1, 3, 5.0, "euler",
+                                       "normal", positive, negative, _latent())[0]
     assert calls == []
     assert torch.equal(plain["samples"], safe["samples"])
+
+
+def test_strength_zero_still_scores_for_the_sampling_score_node_and_leaves_the_image_unchanged(comfy_nodes, tiny_model):
+    from safecfg_comfy.sampling_scores import lookup
+
+    hgr = redirecting_hgr()
+    calls = _forward_calls(hgr)
+    positive, negative = _conds()
+    plain = comfy_nodes.common_ksampler(tiny_model, 1, 3, 5.0, "euler", "normal", positive, negative, _latent())[0]
+    safe = comfy_nodes.common_ksampler(_patch(tiny_model, hgr, strength=0.0), 1, 3, 5.0, "euler", "normal",
+                                       positive, negative, _latent())[0]
+    assert len(calls) == 3
+    assert torch.equal(plain["samples"], safe["samples"])
+    (records,) = lookup(safe["samples"])
+    assert records is not None and records[0].score > 0
 
 
 def test_strength_zero_with_a_score_consumer_still_runs_the_hgr(comfy_nodes, tiny_model):

@@ -73,17 +73,24 @@ def test_auroc_is_one_for_separated_scores_half_for_ties_and_zero_when_reversed(
     assert np.isnan(detection([], [1.0])["auroc"])
 
 
-def test_score_recorder_weights_the_per_step_scores_by_log_sigma():
-    from benchmarks.safety_metrics import ScoreRecorder
+def test_harm_recorder_weights_total_category_and_pixel_values_by_log_sigma():
+    from hgr_core import HarmRecorder, StepHarm
 
-    recorder = ScoreRecorder()  # SD's window 0.4..8: equal steps in log sigma weigh equally
+    recorder = HarmRecorder()  # SD's window 0.4..8: equal steps in log sigma weigh equally
     for step, sigma in enumerate([8.0, 4.0, 2.0, 1.0, 0.5, 0.4]):
-        recorder(torch.tensor(sigma), torch.tensor([1.0, 2.0]) if step < 3 else torch.tensor([1.0, 0.0]))
+        score = torch.tensor([1.0, 2.0]) if step < 3 else torch.tensor([1.0, 0.0])
+        pixels = score[:, None, None].expand(2, 2, 3) / 2  # a 2x3 map equal to half the score
+        recorder(torch.tensor(sigma), StepHarm(score, torch.stack([score, 2 * score], dim=1), pixels))
     result = recorder.generation_result()
     assert torch.allclose(recorder.generation_scores(), result.score)
     # second generation: 2 on [2, 8], falling linearly to 0 on [1, 2], 0 below: 5 ln 2 / ln 20
-    assert float(result.score[0]) == pytest.approx(1.0) and float(result.score[1]) == pytest.approx(5 * 0.693147 / 2.995732)
+    expected = torch.tensor([1.0, 5 * 0.693147 / 2.995732])
+    assert torch.allclose(result.score, expected, atol=1e-5)
     assert torch.allclose(result.coverage, torch.ones(2))
+    harm = recorder.harm()
+    assert harm.categories.shape == (2, 2) and harm.harm_map.shape == (2, 2, 3)
+    assert torch.allclose(harm.categories, torch.stack([expected, 2 * expected], dim=1), atol=1e-5)
+    assert torch.allclose(harm.harm_map, (expected / 2)[:, None, None].expand(2, 2, 3), atol=1e-5)
     recorder.reset()
     with pytest.raises(RuntimeError, match="never ran"):
         recorder.generation_scores()

@@ -21,22 +21,36 @@ def node_classes(comfy_nodes):
     return comfy_nodes.NODE_CLASS_MAPPINGS
 
 
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def _declared_inputs(node_class) -> dict:
+    types = node_class.INPUT_TYPES()
+    return {**types["required"], **types.get("optional", {})}
+
+
+def _is_widget(spec) -> bool:
+    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+
+
 def ui_to_api(workflow: dict, node_classes: dict) -> dict:
     """Convert a UI-format workflow to the API format that /prompt takes."""
     links = {link[0]: link for link in workflow["links"]}
     api = {}
     for node in workflow["nodes"]:
-        required = node_classes[node["type"]].INPUT_TYPES()["required"]
+        declared = _declared_inputs(node_classes[node["type"]])
         linked = {i["name"]: [str(links[i["link"]][1]), links[i["link"]][2]] for i in node["inputs"]}
         widgets = iter(node["widgets_values"])
         inputs = {}
-        for name in required:
+        for name, spec in declared.items():
             if name in linked:
                 inputs[name] = linked[name]
                 continue
+            if not _is_widget(spec):
+                continue  # an optional socket left unconnected
             inputs[name] = next(widgets)
-            if name in CONTROL_AFTER_GENERATE:
-                next(widgets)
+            if name in CONTROL_AFTER_GENERATE or (len(spec) > 1 and spec[1].get("image_upload")):
+                next(widgets)  # the UI keeps the control-after-generate / upload-button widget's value too
         assert next(widgets, None) is None, f"{node['type']} has more widget values than inputs"
         api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return api
@@ -59,7 +73,7 @@ def test_workflow_links_match_node_definitions(node_classes, path):
         source_class = node_classes[nodes[source]["type"]]
         assert source_class.RETURN_TYPES[source_slot] == kind, (link_id, source_class.RETURN_TYPES)
         target_input = nodes[target]["inputs"][target_slot]
-        socket = node_classes[nodes[target]["type"]].INPUT_TYPES()["required"][target_input["name"]][0]
+        socket = _declared_inputs(node_classes[nodes[target]["type"]])[target_input["name"]][0]
         assert target_input["link"] == link_id and target_input["type"] == socket
         assert validate_node_input(kind, socket), (link_id, kind, socket)
 
@@ -74,27 +88,45 @@ def test_sd15_workflow_shows_the_hgr_info_text_on_the_canvas(node_classes):
     assert [p["inputs"]["source"] for p in previews] == [[info[0], 0]]
 
 
-def test_sd15_workflow_passes_comfyui_prompt_validation(node_classes, hgr_dir):
-    """`execution.validate_prompt` (what /prompt runs) accepts the workflow once its model files exist.
+MODEL_FILES = {"CheckpointLoaderSimple": ("ckpt_name", "checkpoints"), "SafeCFGLoadHGR": ("hgr_name", "hgr"),
+               "LoadImage": ("image", "input")}
 
-    Validation only lists the model folders, so empty stand-ins for the checkpoint and the HGR do.
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_pass_comfyui_prompt_validation(node_classes, hgr_dir, path):
+    """`execution.validate_prompt` (what /prompt runs) accepts each workflow once its files exist.
+
+    Validation only lists the model and input folders, so empty stand-ins for the files do.
     """
     import execution
     import folder_paths
 
-    api = ui_to_api(json.loads(SD15_WORKFLOW.read_text()), node_classes)
-    assert api["5"]["class_type"] == "SafeCFGApply" and api["5"]["inputs"]["strength"] == 1.0
-    checkpoint = Path(folder_paths.get_folder_paths("checkpoints")[0]) / api["1"]["inputs"]["ckpt_name"]
-    hgr = hgr_dir / api["4"]["inputs"]["hgr_name"]
-    stand_ins = [path for path in (checkpoint, hgr) if not path.exists()]
-    for path in stand_ins:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+    api = ui_to_api(json.loads(path.read_text()), node_classes)
+    stand_ins = []
+    for node in api.values():
+        if node["class_type"] in MODEL_FILES:
+            name, folder = MODEL_FILES[node["class_type"]]
+            base = folder_paths.get_input_directory() if folder == "input" else folder_paths.get_folder_paths(folder)[0]
+            file = Path(base) / node["inputs"][name]
+            if not file.exists():
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.touch()
+                stand_ins.append(file)
     try:
         valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("workflow-test", api, None))
     finally:
-        for path in stand_ins:
-            path.unlink()
+        for file in stand_ins:
+            file.unlink()
     assert valid, (error, node_errors)
     assert node_errors == {}
-    assert {api[o]["class_type"] for o in outputs} == {"SaveImage", "SafeCFGHGRInfo", "PreviewAny"}
+    assert "SaveImage" in {api[o]["class_type"] for o in outputs}
+
+
+def test_sd15_workflow_applies_full_strength_and_the_gated_one_gates_the_saved_images(node_classes):
+    api = ui_to_api(json.loads(SD15_WORKFLOW.read_text()), node_classes)
+    assert api["5"]["class_type"] == "SafeCFGApply" and api["5"]["inputs"]["strength"] == 1.0
+    gated = ui_to_api(json.loads((SD15_WORKFLOW.parent / "safecfg_sd15_txt2img_gated.json").read_text()), node_classes)
+    saves = [n for n in gated.values() if n["class_type"] == "SaveImage"]
+    (gate_id,) = [i for i, n in gated.items() if n["class_type"] == "SafeCFGGate"]
+    assert [s["inputs"]["images"] for s in saves] == [[gate_id, 0]]
+    assert gated[gated[gate_id]["inputs"]["scores"][0]]["class_type"] == "SafeCFGSamplingScore"

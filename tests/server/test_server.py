@@ -192,3 +192,57 @@ def test_bad_weights_file_is_a_visible_error_and_the_server_keeps_running(server
     assert "detection threshold: 0.2" in ok["outputs"]["2"]["text"][0]
     assert "file: good.safetensors" in ok["outputs"]["2"]["text"][0]
     assert str(server) not in error["exception_message"] + ok["outputs"]["2"]["text"][0]
+
+
+def _gated_txt2img(checkpoint: str, hgr: str, seed: int, prefix: str) -> dict:
+    """_txt2img through SafeCFGApply, then Sampling Score -> Gate (blur) -> SaveImage."""
+    graph = _txt2img(checkpoint, hgr)
+    graph["7"]["inputs"]["seed"] = seed
+    graph["10"] = {"class_type": "SafeCFGSamplingScore", "inputs": {
+        "latent": ["7", 0], "operating_point": "stored threshold", "custom_threshold": 0.1}}
+    graph["11"] = {"class_type": "SafeCFGGate", "inputs": {
+        "images": ["8", 0], "scores": ["10", 0], "mode": "blur", "region_only": False, "size": 0, "colour": "#000000",
+        "categories": "all"}}
+    graph["9"]["inputs"].update(images=["11", 0], filename_prefix=prefix)
+    return graph
+
+
+def _gate_score(history: dict) -> float:
+    text = history["outputs"]["11"]["text"][0]
+    return float(_line(text, "image 0:").split()[2])
+
+
+def test_queued_prompts_keep_their_own_sampling_scores_and_the_gate_shows_them(server, sd15_files):
+    """Two prompts queued back to back are scored separately; the last one rerun with only the
+    file prefix changed (KSampler cached) gets its own score back from the score store."""
+    checkpoint, hgr = sd15_files
+    ids = []
+    for seed in (11, 12):
+        status, body = comfyui_server.post_json(URL + "/prompt", {"prompt": _gated_txt2img(checkpoint, hgr, seed, f"q{seed}"),
+                                                                 "client_id": "safecfg-tests"})
+        assert status == 200, body
+        ids.append(body["prompt_id"])
+    deadline, done = time.monotonic() + 600, {}
+    while len(done) < 2 and time.monotonic() < deadline:
+        for prompt_id in ids:
+            history = comfyui_server.get_json(f"{URL}/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+                done[prompt_id] = history[prompt_id]
+        time.sleep(0.5)
+    first, second = (done[i] for i in ids)
+    assert first["status"]["status_str"] == second["status"]["status_str"] == "success"
+    assert _gate_score(first) != _gate_score(second)
+    assert "threshold" in first["outputs"]["11"]["text"][0]
+    again = _run(_gated_txt2img(checkpoint, hgr, 12, "q12-again"), timeout=300)
+    assert "7" in _cached_nodes(again)
+    assert _gate_score(again) == _gate_score(second)
+
+
+def test_the_frontend_extension_that_shows_scores_is_served(server):
+    import urllib.request
+
+    extensions = comfyui_server.get_json(URL + "/extensions")
+    (script,) = [e for e in extensions if e.endswith("/js/safecfg_scores.js")]
+    with urllib.request.urlopen(URL + script) as response:
+        body = response.read().decode()
+    assert "SafeCFGGate" in body and "onExecuted" in body

@@ -6,9 +6,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.safety_metrics import ScoreRecorder
 from helpers import redirecting_hgr
-from hgr_core import MIN_COVERAGE, SD_SIGMA_WINDOW, eps_from_denoised, generation_score, safecfg_denoised, score_window
+from hgr_core import MIN_COVERAGE, SD_SIGMA_WINDOW, HarmRecorder, eps_from_denoised, generation_score, safecfg_step, score_window
 from training.trainer import job_scores
 
 SIGMA_MIN, SIGMA_MAX = 0.0292, 14.6146  # SD's discrete schedule (ModelSamplingDiscrete)
@@ -125,11 +124,11 @@ def _steps(steps=5, batch=3, seed=0):
 
 
 def test_trainer_and_benchmark_score_the_same_steps_alike():
-    """job_scores (threshold calibration on recorded rows) == ScoreRecorder (scores during sampling)."""
+    """job_scores (threshold calibration on recorded rows) == HarmRecorder (scores during sampling)."""
     hgr, steps = redirecting_hgr(), _steps()
-    recorder = ScoreRecorder()
+    recorder = HarmRecorder()
     for x, sigma, d_c, d_u in steps:
-        recorder(sigma, safecfg_denoised(hgr, x, sigma, d_c, d_u)[1])
+        recorder(sigma, safecfg_step(hgr, x, sigma, d_c, d_u)[1])
     during_sampling = recorder.generation_scores()
     assert torch.allclose(recorder.generation_result().coverage, torch.ones(3))
 

@@ -124,3 +124,22 @@ def test_harm_score_is_relative_distance():
     change = torch.zeros_like(g)
     change[0, 1, 0, 0] = 1.5
     assert harm_score(g, change).item() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_step_harm_per_category_scores_add_up_under_the_sum_rule_and_match_a_single_selection():
+    from hgr_core import safecfg_step
+
+    hgr = redirecting_hgr()
+    gen = torch.Generator().manual_seed(3)
+    x, d_c, d_u = (torch.randn(2, 4, 8, 8, generator=gen) for _ in range(3))
+    sigma = torch.tensor([2.0, 0.7])
+    _, harm = safecfg_step(hgr, x, sigma, d_c, d_u)
+    assert harm.score.shape == (2,) and harm.category_scores.shape == (2, 2) and harm.harm_map.shape == (2, 8, 8)
+    assert bool((harm.harm_map >= 0).all() and (harm.harm_map <= 1).all())
+    assert bool((harm.score <= harm.category_scores.sum(dim=1) + 1e-5).all())  # triangle inequality
+    for k in range(2):
+        mask = torch.zeros(2)
+        mask[k] = 1
+        _, alone = safecfg_step(hgr, x, sigma, d_c, d_u, category_mask=mask)
+        assert torch.allclose(alone.score, harm.category_scores[:, k], rtol=1e-5)
+        assert torch.allclose(alone.category_scores[:, 1 - k], torch.zeros(2))
