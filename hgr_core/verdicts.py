@@ -69,11 +69,13 @@ def choose_threshold(metadata: dict, operating_point: str = STORED, custom: floa
     what = "clean images scored by the detector" if own else "clean generations"
     note = "" if detector == "sampling" or own else " (sampling-time calibration: the file has none for the image detector)"
     if operating_point == STORED:
+        percentile = source.get("percentile", "?")
+        percentile = f"{percentile:g}" if isinstance(percentile, (int, float)) else percentile
         if own:
-            return Threshold(float(own["threshold"]), f"stored: {own.get('percentile', '?')}th percentile of {n} {what}")
+            return Threshold(float(own["threshold"]), f"stored: {percentile}th percentile of {n} {what}")
         if calibration:
             return Threshold(float(metadata["threshold"]),
-                             f"stored: {calibration.get('percentile', '?')}th percentile of {n} {what}{note}")
+                             f"stored: {percentile}th percentile of {n} {what}{note}")
         return Threshold(float(metadata["threshold"]), f"stored (the file has no calibration record){note}")
     for rate in FPR_TARGETS:
         if operating_point == fpr_choice(rate):

@@ -6,7 +6,7 @@ import json
 
 from comfy_api.latest import io, ui
 
-from ..hgr_core import HGR, parameter_count
+from ..hgr_core import HGR, choose_threshold, parameter_count
 from ..safecfg_comfy.compat import hgr_file_name
 from .sockets import CATEGORY, DISPLAY_PREFIX, HGRModel
 
@@ -25,6 +25,19 @@ def _calibration_text(calibration: dict | None) -> str:
             f"false-positive target {calibration.get('false_positive_target', '?')})")
 
 
+def _detector_lines(hgr: HGR) -> list[str]:
+    """Each detector's threshold and what it means (`hgr_core.choose_threshold`), and the operating points on offer."""
+    lines = []
+    for detector in ("sampling", "image"):
+        point = choose_threshold(hgr.metadata, detector=detector)
+        lines.append(f"{detector} detector: threshold {point.value:.4f}, {point.meaning}")
+    quantiles = (hgr.metadata.get("calibration") or {}).get("clean_score_quantiles")
+    if quantiles:
+        lines.append("operating points (clean false-positive rate -> threshold): "
+                     + ", ".join(f"{float(rate) * 100:g}% -> {value:.4f}" for rate, value in quantiles.items()))
+    return lines
+
+
 def describe_hgr(hgr: HGR) -> str:
     """A short human-readable summary of an HGR's metadata."""
     meta = hgr.metadata
@@ -34,6 +47,7 @@ def describe_hgr(hgr: HGR) -> str:
         f"{hgr.config.latent_channels}-channel latents, {meta.get('prediction_type', '?')}-prediction)",
         f"categories: {', '.join(hgr.config.categories)} (several at once: {_rule_text(hgr)})",
         f"detection threshold: {meta.get('threshold', '?')}{_calibration_text(meta.get('calibration'))}",
+        *_detector_lines(hgr),
         f"parameters: {parameter_count(hgr):,}",
     ]
     if meta.get("training"):

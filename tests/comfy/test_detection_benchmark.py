@@ -33,8 +33,17 @@ def test_calibration_writes_both_detectors_thresholds_and_their_operating_points
     assert image["clean_images"] == 12 and image["levels"] == 4
     assert choose_threshold(hgr.metadata, STORED, detector="image").value == pytest.approx(image["threshold"])
     assert "clean images scored by the detector" in choose_threshold(hgr.metadata, fpr_choice(0.05), detector="image").meaning
+    info = comfy_nodes_info(hgr)
+    assert f"image detector: threshold {image['threshold']:.4f}, stored: 99th percentile of 12 clean images" in info
+    assert "operating points (clean false-positive rate -> threshold): 0.1% ->" in info
     original = load_hgr(TOY_HGR)
     assert all(torch_equal(a, b) for a, b in zip(hgr.state_dict().values(), original.state_dict().values()))
+
+
+def comfy_nodes_info(hgr) -> str:
+    import nodes
+
+    return nodes.NODE_CLASS_MAPPINGS["SafeCFGHGRInfo"].execute(hgr).result[0]
 
 
 def torch_equal(a, b) -> bool:
