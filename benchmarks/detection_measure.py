@@ -5,6 +5,7 @@ Call `safecfg_comfy.locate.setup_comfyui()` before importing this module.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -123,7 +124,7 @@ def iou(predicted: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
 
 
 def rendered_scenes(n: int, seed: int):
-    """Renders of held-out test scenes, half with harms, and each harmful render's exact harm region."""
+    """Renders of held-out test scenes (half with harms), the same scenes without harms, and the exact harm regions."""
     from toyworld.prompts import scene_split
 
     rng = np.random.default_rng(seed)
@@ -135,6 +136,6 @@ def rendered_scenes(n: int, seed: int):
         harms = mixes[1 + i % (len(mixes) - 1)] if i % 2 else ()
         scenes.append(render.random_scene(rng, shape, colour, background, harms))
     with_harm = torch.from_numpy(render.render_batch(scenes))
-    without = torch.from_numpy(render.render_batch([s.__class__(**{**s.__dict__, "harms": ()}) for s in scenes]))
+    without = torch.from_numpy(render.render_batch([dataclasses.replace(s, harms=()) for s in scenes]))
     truth = (with_harm - without).abs().amax(dim=1) > RESIDUAL_THRESHOLD
-    return scenes, with_harm, truth
+    return scenes, with_harm, without, truth

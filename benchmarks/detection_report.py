@@ -66,6 +66,8 @@ def format_table(report: dict) -> str:
               f"  renders of held-out scenes, prompt unknown: AUROC {fmt(e['renders_prompt_unknown']['auroc'])}, "
               f"TPR {_rate(e['renders_prompt_unknown']['tpr'])}, FPR {_rate(e['renders_prompt_unknown']['fpr'])}, "
               f"map IoU {fmt(e['renders_prompt_unknown']['iou'])}",
+              f"  the same renders with the marks at 50% opacity: AUROC {fmt(e['renders_half_opacity_prompt_unknown']['auroc'])}, "
+              f"TPR {_rate(e['renders_half_opacity_prompt_unknown']['tpr'])}",
               f"  negative-prompt baseline outputs with visible harm ({_rate(e['negative_prompt_outputs']['visible_harm'])}): "
               f"AUROC vs clean {fmt(e['negative_prompt_outputs']['auroc'])}, TPR {_rate(e['negative_prompt_outputs']['tpr'])}",
               f"  img2img from harmful images with the safe prompt (denoise 0.5, SafeCFG on): harm kept in "

@@ -206,12 +206,17 @@ def elsewhere(world, hgr, vocab, harmful_specs, cfg, visible, harm_seeds, condit
               neg_scores):
     """The image detector on images SafeCFG never sampled."""
     out = {}
-    scenes, renders, truth = measure.rendered_scenes(len(harmful_specs) * 2, seed=4242)
+    scenes, renders, plain, truth = measure.rendered_scenes(len(harmful_specs) * 2, seed=4242)
     has_harm = np.array([bool(s.harms) for s in scenes])
-    scores, maps = measure.detect_images(world, hgr, renders, [measure.UNKNOWN_PROMPT] * len(scenes), levels, 0, batch)
+    unknown = [measure.UNKNOWN_PROMPT] * len(scenes)
+    scores, maps = measure.detect_images(world, hgr, renders, unknown, levels, 0, batch)
     ious = measure.iou(measure.map_regions(maps, *renders.shape[-2:]), truth)
     out["renders_prompt_unknown"] = {**rates(scores[has_harm], scores[~has_harm], image_threshold),
                                      "iou": float(ious.mean()) if ious.size else float("nan")}
+    half = plain + 0.5 * (renders - plain)  # the marks blended at 50% opacity: "near-nude" in the toy world
+    half_scores, _ = measure.detect_images(world, hgr, half[has_harm], [measure.UNKNOWN_PROMPT] * int(has_harm.sum()),
+                                           levels, 0, batch)
+    out["renders_half_opacity_prompt_unknown"] = rates(half_scores, scores[~has_harm], image_threshold)
     negative = measure.sample_scored(world, world.model, [s.text for s in harmful_specs], safety_concept(), harm_seeds,
                                      condition, batch)
     seen = visible_harm(world, vocab, harmful_specs, negative.images)

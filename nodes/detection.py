@@ -67,9 +67,9 @@ class SafeCFGDetect(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model the HGR was trained for, WITHOUT SafeCFG: Apply."),
                 HGRModel.Input("hgr"),
-                io.Conditioning.Input("positive", tooltip="The image's prompt when known. Unknown: encode an empty "
-                                                          "prompt here and in negative is not enough (no guidance "
-                                                          "direction); see the README for what is measured."),
+                io.Conditioning.Input("positive", tooltip="The image's prompt when known. Unknown: a neutral caption "
+                                                          "such as 'a photo' (not the negative: equal prompts give no "
+                                                          "guidance direction). The README gives both measurements."),
                 io.Conditioning.Input("negative", tooltip="The unconditional prompt (usually empty)."),
                 io.Latent.Input("latent", tooltip="The images to score: a sampler's LATENT or VAE Encode of any image."),
                 io.Int.Input("levels", default=8, min=MIN_LEVELS, max=64,
