@@ -146,11 +146,12 @@ class HarmRecorder:
         self.steps, self.categories, self.maps, self.sigmas = [], [], [], []
 
     def __call__(self, sigma: torch.Tensor, step) -> None:
-        score = step.score.detach().float().cpu()
+        # Kept on the step's device: moving each step to the CPU would make a GPU wait every step.
+        score = step.score.detach().float()
         self.steps.append(score)
-        self.categories.append(step.category_scores.detach().float().cpu())
-        self.maps.append(step.harm_map.detach().float().cpu())
-        self.sigmas.append(torch.as_tensor(sigma).detach().float().cpu().reshape(-1).expand_as(score))
+        self.categories.append(step.category_scores.detach().float())
+        self.maps.append(step.harm_map.detach().float())
+        self.sigmas.append(torch.as_tensor(sigma).detach().float().to(score.device).reshape(-1).expand_as(score))
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -159,7 +160,7 @@ class HarmRecorder:
         """Scores and window coverage per generation of the last sampling call; raises if the hook never ran."""
         if not self.steps:
             raise RuntimeError("no harm scores were recorded: the SafeCFG hook never ran (cfg <= 1?)")
-        return generation_score(torch.stack(self.steps), torch.stack(self.sigmas), self.window)
+        return generation_score(torch.stack(self.steps).cpu(), torch.stack(self.sigmas).cpu(), self.window)
 
     def generation_scores(self) -> torch.Tensor:
         """(B,) score per generation of the last sampling call (`generation_result().score`)."""
@@ -168,9 +169,9 @@ class HarmRecorder:
     def harm(self) -> GenerationHarm:
         """Total, per-category and per-pixel aggregates of the last sampling call."""
         total = self.generation_result()
-        sigmas = torch.stack(self.sigmas)  # (T, B)
-        return GenerationHarm(total, _aggregate(torch.stack(self.categories), sigmas, self.window),
-                              _aggregate(torch.stack(self.maps), sigmas, self.window).clamp(0, 1))
+        sigmas = torch.stack(self.sigmas).cpu()  # (T, B)
+        return GenerationHarm(total, _aggregate(torch.stack(self.categories).cpu(), sigmas, self.window),
+                              _aggregate(torch.stack(self.maps).cpu(), sigmas, self.window).clamp(0, 1))
 
 
 def _aggregate(values: torch.Tensor, sigmas: torch.Tensor, window) -> torch.Tensor:
