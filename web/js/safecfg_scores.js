@@ -1,8 +1,8 @@
 // Shows each image's harm score and what was done with it on the SafeCFG detection and gate nodes.
 // The nodes send the text as their UI output ({"text": [...]}, ui.PreviewText); this draws it in a
 // read-only text box under the node's widgets, replaced on every run, never saved with the workflow.
-import { app } from "../../scripts/app.js";
-import { ComfyWidgets } from "../../scripts/widgets.js";
+import { app } from "../../../scripts/app.js";
+import { ComfyWidgets } from "../../../scripts/widgets.js";
 
 const NODES = ["SafeCFGGate", "SafeCFGSamplingScore", "SafeCFGDetect"];
 const WIDGET = "safecfg_scores";
