@@ -47,6 +47,7 @@ DEMO_TWO_HARM_SHARE = 0.2
 # over the nine conditions [Wilson 95%], worst condition, worst two-harm rate per harm:
 #   2 seeds, 20% two-harm, 3000 steps:           17/576 [0.019, 0.047], 0.047, 0.219
 #   4 seeds, 35% two-harm, 4000 steps (chosen):   9/576 [0.008, 0.029], 0.047, 0.063
+#   the same data, 12000 steps:                   6/576 [0.005, 0.023], 0.047, 0.125 (not taken: two-harm worse)
 # (three changes at once, for lack of time to isolate them; which of them matters is not known.)
 # A 48-channel HGR on the 2-seed data gained nothing on validation (redirection error 0.231/0.296
 # vs 0.236/0.303) at 2.25x the cost per step, so it was not taken further.

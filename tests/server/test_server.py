@@ -239,6 +239,8 @@ def test_queued_prompts_keep_their_own_sampling_scores_and_the_gate_shows_them(s
 
 
 def test_the_frontend_extension_that_shows_scores_is_served(server):
+    import re
+    import urllib.parse
     import urllib.request
 
     extensions = comfyui_server.get_json(URL + "/extensions")
@@ -246,3 +248,7 @@ def test_the_frontend_extension_that_shows_scores_is_served(server):
     with urllib.request.urlopen(URL + script) as response:
         body = response.read().decode()
     assert "SafeCFGGate" in body and "onExecuted" in body
+    # Its imports resolve against its own URL, as the browser resolves them (a wrong ../ depth fails silently there).
+    for module in re.findall(r'from "([^"]+)"', body):
+        with urllib.request.urlopen(urllib.parse.urljoin(URL + script, module)) as response:
+            assert response.status == 200 and b"export" in response.read(), module
