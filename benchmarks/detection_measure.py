@@ -13,7 +13,7 @@ import comfy.sample
 import numpy as np
 import torch
 
-from hgr_core import HGR, HarmRecorder, score_window
+from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.concept_score import patch_concept_score
 from safecfg_comfy.detect import detect
 from toyworld import render
@@ -62,10 +62,6 @@ def sample_scored(world, model, texts, negative: str, seeds, condition, batch: i
     return out
 
 
-def recorder_for(hgr: HGR) -> HarmRecorder:
-    return HarmRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
-
-
 def detect_images(world, hgr: HGR, images: torch.Tensor, texts, levels: int, seed: int, batch: int):
     """SafeCFGDetect's computation on images (N, 3, H, W) encoded by the world's VAE: (scores, maps)."""
     scores, maps = [], []
@@ -82,7 +78,7 @@ def detect_images(world, hgr: HGR, images: torch.Tensor, texts, levels: int, see
 
 def concept_scores(world, hgr: HGR, texts, seeds, condition, concept: str, batch: int) -> torch.Tensor:
     """The training-free detector's per-generation scores while plain CFG samples `texts`."""
-    recorder = recorder_for(hgr)
+    recorder = HarmRecorder.for_hgr(hgr)
     model = patch_concept_score(world.model, world.conditioning([concept]), recorder)
     return sample_scored(world, model, texts, condition.negative, seeds, condition, batch, recorder).scores
 

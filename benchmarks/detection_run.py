@@ -8,12 +8,12 @@ import logging
 import numpy as np
 import torch
 
-from hgr_core import HGR, choose_threshold, clean_quantiles, save_hgr
+from hgr_core import HGR, GenerationScore, HarmRecorder, choose_threshold, clean_quantiles, save_hgr
 from safecfg_comfy.patch import patch_model
 
 from . import detection_measure as measure
-from .safety_metrics import detection, wilson_interval
-from .safety_sweep import (CONDITIONS, SPLITS, Vocabulary, condition_seeds, default_source, draw, harm_pairs, judge,
+from .safety_metrics import detection
+from .safety_sweep import (CONDITIONS, SPLITS, Vocabulary, condition_seeds, count, default_source, draw, harm_pairs, judge,
                            sweep_prompts, text_bucket)
 from .safety_toy import safety_concept
 
@@ -33,13 +33,6 @@ def pick_conditions(names: str | None):
     return tuple(known[n] for n in wanted)
 
 
-def count(flags) -> dict:
-    flags = np.asarray(flags, dtype=bool)
-    low, high = wilson_interval(int(flags.sum()), int(flags.size))
-    return {"k": int(flags.sum()), "n": int(flags.size), "rate": float(flags.mean()) if flags.size else float("nan"),
-            "low": low, "high": high}
-
-
 def rates(positive, negative, threshold: float) -> dict:
     """AUROC, and TPR / FPR with intervals at the threshold."""
     positive, negative = np.asarray(positive, float), np.asarray(negative, float)
@@ -49,7 +42,7 @@ def rates(positive, negative, threshold: float) -> dict:
 
 # --- calibration on dev --------------------------------------------------------------------------
 
-def clean_dev_prompts(world, n: int) -> list[str]:
+def clean_dev_prompts(n: int) -> list[str]:
     split = SPLITS["dev"]
     specs = draw(default_source().clean, {(): n}, split.prompt_seeds["clean"], lambda t: text_bucket(t) == split.bucket)
     return [s.text for s in specs]
@@ -62,10 +55,10 @@ def calibrate(world, hgr: HGR, conditions, n: int, batch: int, fpr_target: float
     (`levels` noise levels, the image's own prompt) is calibrated on the same runs' images, which
     are what a SafeCFG graph hands SafeCFGDetect.
     """
-    texts, split = clean_dev_prompts(world, n), SPLITS["dev"]
+    texts, split = clean_dev_prompts(n), SPLITS["dev"]
     scores, image_scores, per_condition = [], [], {}
     for condition in conditions:
-        recorder = measure.recorder_for(hgr)
+        recorder = HarmRecorder.for_hgr(hgr)
         model = patch_model(world.model, hgr, on_score=recorder, record_scores=False)
         scored = measure.sample_scored(world, model, texts, condition.negative, condition_seeds(split, condition, n),
                                        condition, batch, recorder)
@@ -108,7 +101,7 @@ def condition_entry(world, hgr, specs, split, condition, batch, threshold) -> tu
     names = ("clean", "harmful", "two_harm")
     texts = [s.text for name in names for s in specs[name]]
     seeds = condition_seeds(split, condition, len(texts))
-    recorder = measure.recorder_for(hgr)
+    recorder = HarmRecorder.for_hgr(hgr)
     model = patch_model(world.model, hgr, on_score=recorder, record_scores=False)
     scored = measure.sample_scored(world, model, texts, condition.negative, seeds, condition, batch, recorder)
     bounds = np.cumsum([0, *(len(specs[n]) for n in names)])
@@ -123,17 +116,17 @@ def condition_entry(world, hgr, specs, split, condition, batch, threshold) -> tu
 # --- at the default condition: pairs, look-alikes, images, elsewhere, baseline ---------------------
 
 def look_alikes(split, n: int) -> list:
-    used = default_source().used
+    source = default_source()
 
     def keep(text):
-        return text_bucket(text) == split.bucket and (split.name != "test" or text not in used)
+        return text_bucket(text) == split.bucket and (split.name != "test" or text not in source.used)
 
-    pool = draw(default_source().clean, {(): 8 * n}, split.prompt_seeds["clean"] + 7, keep)
+    pool = draw(source.clean, {(): 8 * n}, split.prompt_seeds["clean"] + 7, keep)
     return [s for s in pool if s.colour in LOOK_ALIKE_COLOURS][:n]
 
 
 def _safecfg_scores(world, hgr, texts, seeds, condition, batch, strength=1.0):
-    recorder = measure.recorder_for(hgr)
+    recorder = HarmRecorder.for_hgr(hgr)
     model = patch_model(world.model, hgr, strength=strength, on_score=recorder, record_scores=False)
     return measure.sample_scored(world, model, texts, condition.negative, seeds, condition, batch, recorder)
 
@@ -223,13 +216,13 @@ def elsewhere(world, hgr, vocab, harmful_specs, cfg, visible, harm_seeds, condit
     scores, _ = measure.detect_images(world, hgr, negative.images, [s.text for s in harmful_specs], levels, 0, batch)
     out["negative_prompt_outputs"] = {"visible_harm": count(seen), **rates(scores[seen], neg_scores, image_threshold)}
     picked = [s for s, v in zip(harmful_specs, visible) if v]
-    recorder = measure.recorder_for(hgr)
+    recorder = HarmRecorder.for_hgr(hgr)
     model = patch_model(world.model, hgr, on_score=recorder, record_scores=False)
     redone = measure.img2img(world, model, cfg.images[visible], [s.safe_text for s in picked],
                              [sd for sd, v in zip(harm_seeds, visible) if v], condition, 0.5, recorder)
     kept = visible_harm(world, vocab, picked, redone.images)
     detected, _ = measure.detect_images(world, hgr, redone.images, [s.safe_text for s in picked], levels, 0, batch)
-    flagged_sampling = (redone.scores > threshold) | (redone.coverage < 0.25)
+    flagged_sampling = GenerationScore(redone.scores, redone.coverage).flagged(threshold)  # fail closed at low coverage
     out["img2img_from_harmful_denoise_0.5"] = {
         "harm_kept": count(kept), "window_coverage": float(redone.coverage.mean()) if kept.size else float("nan"),
         "flagged_by_sampling_score": count(flagged_sampling.numpy()[kept]),
@@ -241,7 +234,7 @@ def baseline(world, hgr, specs, hard, base, hard_seeds, condition, batch, harmfu
              fpr_target) -> dict:
     """The concept-similarity detector during plain CFG; its threshold from dev clean prompts like SafeCFG's."""
     concept = safety_concept()
-    dev = clean_dev_prompts(world, len(specs["clean"]))
+    dev = clean_dev_prompts(len(specs["clean"]))
     dev_scores = measure.concept_scores(world, hgr, dev, condition_seeds(SPLITS["dev"], condition, len(dev)), condition,
                                         concept, batch)
     threshold = float(torch.quantile(dev_scores.double(), 1 - fpr_target))

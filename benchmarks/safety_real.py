@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hgr_core import HGR, HarmRecorder, score_window, sld_preset_for_steps
+from hgr_core import HGR, HarmRecorder, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sampling import sample_latents
 from training.preview import image_grid
@@ -236,7 +236,7 @@ def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_ba
         runs["cfg"] = MethodRun(base)
     else:
         for key, strength in (("cfg", 0.0), ("safecfg", 1.0)):
-            recorder = HarmRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
+            recorder = HarmRecorder.for_hgr(hgr)
             runs[key] = MethodRun(patch_model(base, hgr, strength, on_score=recorder), recorder=recorder)
     if not skip_baselines:
         runs["negative_prompt"] = MethodRun(base, negative=concept)

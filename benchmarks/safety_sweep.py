@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from hgr_core import HGR, HarmRecorder, score_window
+from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.patch import patch_model
 from toyworld import prompts, render
 
@@ -272,7 +272,7 @@ def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: li
     ordered = [s for name in SETS for s in specs[name]]
     bounds = np.cumsum([0, *(len(specs[name]) for name in SETS)])
     spans = {name: slice(a, b) for name, a, b in zip(SETS, bounds[:-1], bounds[1:])}
-    recorder = HarmRecorder(score_window(hgr.metadata.get("prediction_type", "eps")))
+    recorder = HarmRecorder.for_hgr(hgr)
     base, seconds, t = world.model, {}, time.monotonic()
     cfg, _ = sample(world, base, ordered, condition, seeds, batch)  # plain CFG == SafeCFG at strength 0
     seconds["cfg"], t = time.monotonic() - t, time.monotonic()

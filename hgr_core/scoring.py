@@ -142,6 +142,11 @@ class HarmRecorder:
         self.window = window
         self.reset()
 
+    @classmethod
+    def for_hgr(cls, hgr) -> "HarmRecorder":
+        """A recorder over the sigma window of the model kind an HGR was trained for (its metadata)."""
+        return cls(score_window(hgr.metadata.get("prediction_type", "eps")))
+
     def reset(self) -> None:
         self.steps, self.categories, self.maps, self.sigmas = [], [], [], []
 

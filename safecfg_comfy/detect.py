@@ -81,10 +81,9 @@ def detect(model, hgr, positive, negative, samples: torch.Tensor, levels: int = 
     """Harm of each image latent in `samples` ((B, C, H, W), as in a LATENT dict) at `levels` noise levels."""
     check_unpatched(model)
     check_latent(samples, hgr)
-    window = hgr_core.score_window(hgr.metadata.get("prediction_type", "eps"))
-    recorder = hgr_core.HarmRecorder(window)
+    recorder = hgr_core.HarmRecorder.for_hgr(hgr)
     patched = patch_model(model, hgr, strength=0.0, categories=categories, on_score=recorder, record_scores=False)
-    evaluate_levels(patched, positive, negative, samples, detection_sigmas(levels, window), seed, progress)
+    evaluate_levels(patched, positive, negative, samples, detection_sigmas(levels, recorder.window), seed, progress)
     if len(recorder) != levels:
         raise RuntimeError(f"SafeCFG: Detect measured {len(recorder)} of {levels} noise levels; the guidance path "
                            "skipped SafeCFG's hook")

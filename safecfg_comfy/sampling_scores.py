@@ -95,8 +95,7 @@ class RunScores:
     def record(self, hook, hgr, sigma, harm) -> None:
         entry = self.by_hook.get(id(hook))
         if entry is None:
-            window = hgr_core.score_window(hgr.metadata.get("prediction_type", "eps"))
-            entry = self.by_hook[id(hook)] = (hgr, hgr_core.HarmRecorder(window))
+            entry = self.by_hook[id(hook)] = (hgr, hgr_core.HarmRecorder.for_hgr(hgr))
         entry[1](sigma, harm)
 
     def store(self, output: torch.Tensor, store: ScoreStore = STORE) -> int:
@@ -149,12 +148,10 @@ def sampling_verdicts(samples: torch.Tensor, operating_point: str, custom: float
     found = lookup(samples, store)
     first = next((r for r in found if r), None)
     if first is None:
-        b = samples.shape[0]
-        harm = hgr_core.GenerationHarm(hgr_core.GenerationScore(torch.full((b,), float("nan")), torch.zeros(b)),
-                                       torch.zeros(b, 0), torch.ones(b, *samples.shape[-2:]))
         threshold = hgr_core.Threshold(float("nan"), "none: no image of this batch was scored while sampling")
-        return hgr_core.HarmVerdicts(harm.total.score, harm.total.coverage, harm.categories, (), torch.ones(b, dtype=torch.bool),
-                                     [MISSING] * b, threshold, "sampling", "none", harm.harm_map)
+        verdicts = hgr_core.judge(_harm_of(list(found), (), tuple(samples.shape[-2:])), (), threshold, "sampling", "none")
+        verdicts.reasons = [MISSING] * len(found)
+        return verdicts
     per_hgr = []
     for h, lead in enumerate(first):
         records = [r[h] if r and len(r) > h else None for r in found]

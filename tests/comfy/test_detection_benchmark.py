@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from hgr_core import load_hgr
 from hgr_core.verdicts import STORED, choose_threshold, fpr_choice
@@ -37,19 +38,13 @@ def test_calibration_writes_both_detectors_thresholds_and_their_operating_points
     assert f"image detector: threshold {image['threshold']:.4f}, stored: 99th percentile of 12 clean images" in info
     assert "operating points (clean false-positive rate -> threshold): 0.1% ->" in info
     original = load_hgr(TOY_HGR)
-    assert all(torch_equal(a, b) for a, b in zip(hgr.state_dict().values(), original.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(hgr.state_dict().values(), original.state_dict().values()))
 
 
 def comfy_nodes_info(hgr) -> str:
     import nodes
 
     return nodes.NODE_CLASS_MAPPINGS["SafeCFGHGRInfo"].execute(hgr).result[0]
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return torch.equal(a, b)
 
 
 def test_report_measures_every_detector_and_ends_with_the_summary(calibrated, tmp_path, capsys):
