@@ -85,10 +85,12 @@ def _save_png(image, path: Path) -> str:
 def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY, steps: int = 20,
                       cfg: float | None = None, seed: int = 0, skip_baselines: bool = False, world=None,
                       sampler: str = "euler", scheduler: str = "normal", strengths=(0.0, 0.25, 0.5, 0.75, 1.0),
-                      batch: int = 64, grid_rows: int = 4, comfyui=None) -> dict:
+                      batch: int = 64, grid_rows: int = 4, comfyui=None, pixel_gate=None) -> dict:
     """Run the toy-world benchmark and write its files; returns the report dict.
 
     hgr: path to an HGR .safetensors (or a loaded HGR); None runs CFG and baselines only.
+    pixel_gate: path to a per-pixel gate (`benchmarks.trivial_baselines`) or a loaded one; the
+    palette rule runs with the baselines either way.
     world: a loaded `toyworld.World` (default: the shipped one). cfg None: the world report's
     "recommended_cfg" if it has one, else 7. comfyui: ComfyUI folder (default: found as usual).
     """
@@ -103,7 +105,12 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
         built = world.report() if getattr(world, "weights_dir", None) else {}
         cfg = float(built.get("recommended_cfg", DEFAULT_TOY_CFG))
     settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
-    report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines)
+    if isinstance(pixel_gate, (str, Path)):
+        from .trivial_baselines import load_pixel_gate
+
+        pixel_gate = load_pixel_gate(pixel_gate)
+    report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines,
+                                       pixel_gate)
     report["targets"] = toy_targets(report)
     report["summary"] = summary_values(report)
     out = Path(out_dir)
@@ -221,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: torch's choice; 1 is faster on a CPU busy with other work)")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     t = p.add_argument_group("toy world (default mode)")
+    t.add_argument("--pixel-gate", type=Path, default=None,
+                   help="per-pixel gate baseline trained on the HGR's trajectory cache "
+                        "(`python -m benchmarks.trivial_baselines`); the palette rule always runs with the baselines")
     t.add_argument("--per-category", type=int, default=None,
                    help=f"prompts per harmful category in each set (clean set: as many as a harmful set; default "
                         f"{DEFAULT_PER_CATEGORY}, with --sweep 32 and per pair of categories for two-harm prompts)")
@@ -283,7 +293,7 @@ def main(argv=None) -> dict:
         report = run_toy_benchmark(args.hgr, args.out or DEFAULT_OUT, args.per_category or DEFAULT_PER_CATEGORY,
                                    args.steps or 20, args.cfg, args.seed, args.skip_baselines,
                                    sampler=args.sampler, scheduler=args.scheduler,
-                                   batch=args.batch_size or 64, comfyui=args.comfyui)
+                                   batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

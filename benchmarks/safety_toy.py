@@ -16,6 +16,10 @@ Choices, written down:
   category a prompt is after, and clean prompts pay for it too.
 - SLD presets give warm-up in steps of diffusers' default 50-step schedule; we keep the same share
   of the schedule (`sld_preset_for_steps`), otherwise "weak" (15 of 50) would act on 5 of 20 steps.
+- Trivial baselines (`trivial_baselines.py`): the palette rule always runs with the baselines, the
+  per-pixel gate when `--pixel-gate` names one; each zeroes and reverses the guidance where it
+  fires ("palette_zero", "pixel_gate_reverse", ...) and is also scored as a detector
+  (``trivial_detection``). A target row asks SafeCFG to beat each on safety and fidelity at once.
 - Word filter: blocklist = the words of the *seen* phrasings and concept texts (what the HGR's
   training files contain) minus the clean vocabulary. Blocked requests return a black image
   (as diffusers' safety checker does): safe, and a fidelity failure when the prompt was clean.
@@ -36,6 +40,7 @@ from safecfg_comfy.patch import patch_model
 from toyworld import captions, prompts
 from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
 
+from safecfg_comfy.pixel_redirect import MODES, apply_pixel_redirect
 from safecfg_comfy.sld_patch import apply_sld
 from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, mean_pixel_diff, rate)
 
@@ -148,7 +153,26 @@ def method_report(harness: ToyHarness, generations: dict[str, Generation], refer
     return out
 
 
-def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines: bool) -> tuple[dict, dict]:
+def run_trivial(harness: ToyHarness, gens: dict, scores: dict, pixel_gate=None) -> None:
+    """The palette rule (always) and the per-pixel gate (when given), zeroing and reversing guidance."""
+    from .trivial_baselines import GateRule, PaletteRule, StepMeanRecorder, harm_palette
+
+    world = harness.world
+    rules = {"palette": lambda: PaletteRule(world.codec.decode, harm_palette(), world.latent_factor)}
+    if pixel_gate is not None:
+        rules["pixel_gate"] = lambda: GateRule(pixel_gate)
+    for name, make in rules.items():
+        for mode in MODES:
+            recorder = StepMeanRecorder()
+            model = apply_pixel_redirect(harness.world.model, make(), mode, on_score=recorder)
+            key = f"{name}_{mode}"
+            gens[key] = {s: harness.generate(model, s, recorder=recorder) for s in SETS}
+            scores[key] = {s: g.scores for s, g in gens[key].items()}
+            log.info("%s: %.0f s", key, sum(g.seconds for g in gens[key].values()))
+
+
+def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines: bool,
+                pixel_gate=None) -> tuple[dict, dict]:
     """Sample every method on its sets. Returns (generations[method][set], scores[method][set])."""
     base, gens, scores = harness.world.model, {}, {}
 
@@ -178,6 +202,7 @@ def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines:
             log.info("sld_%s: %.0f s", name, sum(g.seconds for g in gens[f"sld_{name}"].values()))
         word_filter = training_word_filter()
         gens["word_filter"] = {s: filtered(gens["cfg"][s], harness.specs[s], word_filter) for s in SETS}
+        run_trivial(harness, gens, scores, pixel_gate)
     return gens, scores
 
 
@@ -187,6 +212,7 @@ def strength_key(strength: float) -> str:
 
 
 EVALUATIONS = {"negative_prompt": 2, "word_filter": 2, **{f"sld_{n}": 3 for n in SLD_NAMES}}
+TRIVIAL = ("palette", "pixel_gate")
 
 
 def detection_report(scores: dict, hgr: HGR, specs: dict) -> dict:
@@ -205,6 +231,20 @@ def detection_report(scores: dict, hgr: HGR, specs: dict) -> dict:
             parts[c] = detection(np.concatenate(mine), s["clean"])["auroc"]
         entry["parts"] = parts  # AUROC of subsets of the harmful prompts against all clean ones
         out[label] = entry
+    return out
+
+
+def trivial_detection_report(gens: dict, scores: dict) -> dict:
+    """AUROC of the trivial detectors: palette share of CFG's final images, pixel-gate step means."""
+    from .trivial_baselines import harm_palette, palette_scores
+
+    out = {}
+    if "cfg" in gens and "palette_zero" in gens:
+        s = {k: palette_scores(g.images, harm_palette()) for k, g in gens["cfg"].items()}
+        out["palette_rule"] = detection(np.concatenate([s["harmful"], s["unseen"]]), s["clean"])
+    if "pixel_gate_zero" in scores:
+        s = {k: v.numpy() for k, v in scores["pixel_gate_zero"].items()}
+        out["pixel_gate"] = detection(np.concatenate([s["harmful"], s["unseen"]]), s["clean"])
     return out
 
 
@@ -247,12 +287,12 @@ def comparison_grid(harness: ToyHarness, gens: dict, rows_per_set: int = 4, scal
 
 
 def toy_report(world, hgr: HGR | None, settings: BenchmarkSettings, per_category: int, strengths=STRENGTHS,
-               skip_baselines: bool = False) -> tuple[dict, dict, ToyHarness]:
+               skip_baselines: bool = False, pixel_gate=None) -> tuple[dict, dict, ToyHarness]:
     """Run every method and build the report dict. Returns (report, generations, harness)."""
     strengths = sorted({float(s) for s in strengths} | {0.0, 1.0})
     specs = prompt_sets(per_category)
     harness = ToyHarness(world, specs, settings)
-    gens, scores = run_methods(harness, hgr, strengths, skip_baselines)
+    gens, scores = run_methods(harness, hgr, strengths, skip_baselines, pixel_gate)
     cfg_accuracy = rate(harness.judge("clean", gens["cfg"]["clean"])["attributes"])
     methods = {key: method_report(harness, g, gens["cfg"], EVALUATIONS.get(key, 2), cfg_accuracy)
                for key, g in gens.items()}
@@ -266,6 +306,8 @@ def toy_report(world, hgr: HGR | None, settings: BenchmarkSettings, per_category
         "sld_warmup_steps": {n: sld_preset_for_steps(n, settings.steps).warmup_steps for n in SLD_NAMES},
         "strengths": strengths, "torch_threads": torch.get_num_threads(),
     }, "methods": methods}
+    if not skip_baselines:
+        report["trivial_detection"] = trivial_detection_report(gens, scores)
     if hgr is not None:
         report["detection"] = detection_report(scores, hgr, specs)
         report["strength_sweep"] = sweep_report(methods, strengths)

@@ -40,6 +40,8 @@ CATEGORIES = ("nudity", "violence")
 
 BLOOD = (150, 0, 10)
 NUDITY_MARK = (255, 110, 200)
+# The colours each harm is drawn in (the palette-rule baseline of `benchmarks.trivial_baselines`).
+HARM_PALETTE = {"nudity": (NUDITY_MARK,), "violence": (BLOOD,)}
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class World:
     """Everything needed to generate and judge toy-world images through ComfyUI."""
 
     latent_shape = (LATENT_CHANNELS, 8, 8)
+    latent_factor = 4  # image pixels per latent pixel, each way
 
     def __init__(self, model, text_encoder: TextEncoder, codec: PatchPCA, judge_net: JudgeNet, device="cpu",
                  weights_dir: Path | None = None):

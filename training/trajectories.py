@@ -37,6 +37,7 @@ from .jobs import Job, SamplingSettings, Shard, recorded_steps
 log = logging.getLogger(__name__)
 
 FIELDS = ("sigma", "x", "uncond_denoised", "g", "target_change", "job")
+JOBS_FILE = "jobs.json"  # the planned jobs, so a cache's rows can be labelled without the prompt files
 # Samplers whose extra noise is a Brownian tree (k-diffusion's SDE solvers; "_gpu" variants keep it on the GPU).
 BROWNIAN_SAMPLERS = ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde")
 
@@ -239,4 +240,21 @@ def write_manifest(cache_dir: Path, jobs: list[Job], shards: list[Shard], digest
                                                            "scheduler": s.scheduler, "steps": s.steps}
                            for i, (s, c) in enumerate(zip(shards, sidecars))}}
     atomic_write_text(cache_dir / "manifest.json", json.dumps(manifest, indent=1))
+    atomic_write_text(cache_dir / JOBS_FILE, json.dumps([asdict(j) for j in jobs]))
     return manifest
+
+
+def read_cache(cache_dir: Path) -> tuple[dict[str, torch.Tensor], list[Job]]:
+    """A complete cache's rows and its jobs (``jobs.json``, written with the manifest), for tools
+    that train on the same trajectories as the HGR (e.g. `benchmarks.trivial_baselines`)."""
+    cache_dir = Path(cache_dir)
+    manifest, jobs_file = cache_dir / "manifest.json", cache_dir / JOBS_FILE
+    if not manifest.is_file() or not jobs_file.is_file():
+        raise FileNotFoundError(f"{cache_dir.name}: not a complete trajectory cache (needs manifest.json and "
+                                f"{JOBS_FILE}; rerun train_hgr with the same flags to finish or refresh it)")
+    count = len(json.loads(manifest.read_text())["shards"])
+    bad = [i for i in range(count) if not shard_is_valid(cache_dir, i)]
+    if bad:
+        raise ValueError(f"{cache_dir.name}: shards {bad[:5]} are missing or corrupt; rerun train_hgr to resample them")
+    jobs = [Job(**{**j, "categories": tuple(j["categories"])}) for j in json.loads(jobs_file.read_text())]
+    return read_shards(cache_dir, count), jobs

@@ -60,12 +60,32 @@ def test_killed_run_resumes_and_corrupt_shard_is_regenerated(prompt_files, tmp_p
     manifest = json.loads(next(work.glob("trajectories/*/manifest.json")).read_text())
     assert manifest["trajectories"] == 24 and len(manifest["shards"]) == 24
     assert list(work.glob("preview_*.png")), "a preview grid is written at each evaluation"
+    _check_pixel_gate_trains_on_the_cache(next(work.glob("trajectories/*/manifest.json")).parent, manifest, tmp_path)
 
     from hgr_core import load_hgr
 
     hgr = load_hgr(output)
     assert hgr.metadata["training"]["trajectories"] == 24
     assert hgr.metadata["base_model"] == "toyworld"
+
+
+def _check_pixel_gate_trains_on_the_cache(cache: Path, manifest: dict, tmp_path: Path) -> None:
+    """The cache labels itself (jobs.json), so the trivial per-pixel gate trains on the HGR's trajectories."""
+    jobs = json.loads((cache / "jobs.json").read_text())
+    assert len(jobs) == manifest["jobs"] and {tuple(j["categories"]) for j in jobs} == {(), ("nudity",), ("violence",)}
+    gate_file = tmp_path / "gate.safetensors"
+    command = [sys.executable, "-m", "benchmarks.trivial_baselines", "--out", str(gate_file), "--steps", "5"]
+    trained = subprocess.run([*command, "--trajectories", str(cache)], cwd=REPO, capture_output=True, text=True,
+                             timeout=300)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    from benchmarks.trivial_baselines import load_pixel_gate
+
+    assert load_pixel_gate(gate_file).categories == ("nudity", "violence")
+    (tmp_path / "empty").mkdir()
+    refused = subprocess.run([*command, "--trajectories", str(tmp_path / "empty")], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode == 2 and "empty: not a complete trajectory cache" in refused.stderr
+    assert str(tmp_path) not in refused.stderr
 
 
 def test_resume_continues_training_from_the_checkpoint(prompt_files, tmp_path):

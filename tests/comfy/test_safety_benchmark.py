@@ -23,7 +23,8 @@ from helpers import REPO, redirecting_hgr
 SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rate_safecfg=\S+ "
                      r"clean_fidelity=\S+ clean_pixel_diff=\S+ auroc=\S+$")
 METHODS = {"cfg", "safecfg", "safecfg_s0.25", "safecfg_s0.5", "safecfg_s0.75", "only_nudity", "only_violence",
-           "negative_prompt", "sld_weak", "sld_medium", "sld_strong", "sld_max", "word_filter"}
+           "negative_prompt", "sld_weak", "sld_medium", "sld_strong", "sld_max", "word_filter", "palette_zero",
+           "palette_reverse"}
 
 
 @pytest.fixture(scope="module")
@@ -167,14 +168,19 @@ def test_toy_run_writes_report_table_pictures_and_ends_with_the_summary(toy_worl
     from benchmarks import safety
 
     monkeypatch.setattr(toyworld, "load_world", lambda *a, **k: toy_world)
-    out = tmp_path / "bench"
-    report = safety.main(["--hgr", str(toy_hgr_file), "--out", str(out), "--per-category", "1", "--steps", "3"])
+    from benchmarks.trivial_baselines import PixelGate, save_pixel_gate
+
+    out, gate = tmp_path / "bench", tmp_path / "gate.safetensors"
+    torch.manual_seed(0)
+    save_pixel_gate(PixelGate(4, ("nudity", "violence")), gate)  # untrained: exercises the code path only
+    report = safety.main(["--hgr", str(toy_hgr_file), "--out", str(out), "--per-category", "1", "--steps", "3",
+                          "--pixel-gate", str(gate)])
 
     stdout = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(stdout[-1]) and stdout[-1] == safety.summary_line(report)
     assert "SLD max" in "\n".join(stdout) and "targets" in stdout
 
-    assert set(report["methods"]) == METHODS
+    assert set(report["methods"]) == METHODS | {"pixel_gate_zero", "pixel_gate_reverse"}
     assert report["settings"]["prompts"] == {"clean": 2, "harmful": 2, "unseen": 2}
     for key in ("cfg", "safecfg", "negative_prompt", "sld_max", "word_filter"):
         m = report["methods"][key]
@@ -192,7 +198,11 @@ def test_toy_run_writes_report_table_pictures_and_ends_with_the_summary(toy_worl
         assert 0 <= d["auroc"] <= 1 and {"tpr", "fpr"} <= set(d)
         assert set(d["parts"]) == {"seen", "unseen", "nudity", "violence"}
     names = [t["name"] for t in report["targets"]]
-    assert any("AUROC" in n for n in names) and any("SLD presets" in n for n in names) and len(names) == 11
+    assert any("AUROC" in n for n in names) and any("SLD presets" in n for n in names) and len(names) == 12
+    assert any(n.startswith("trivial baselines") for n in names)
+    assert set(report["trivial_detection"]) == {"palette_rule", "pixel_gate"}
+    assert all(0 <= d["auroc"] <= 1 for d in report["trivial_detection"].values())
+    assert "palette rule (trivial baseline): AUROC" in "\n".join(stdout)
     assert all(isinstance(t["pass"], bool) for t in report["targets"])
 
     assert json.loads((out / "report.json").read_text())["summary"] == pytest.approx(report["summary"], nan_ok=True)
