@@ -5,7 +5,8 @@
 - `detection`: AUROC of those scores (harmful vs clean) and the rates at the HGR's stored threshold.
 - `wilson_interval`: the 95% interval of a rate k/n that the sweep reports.
 - `WordFilter`: the prompt blocklist baseline.
-- `mean_pixel_diff`: same-seed distance between two methods' images.
+- `mean_pixel_diff`, `max_pixel_change`: same-seed distance between two methods' images (mean, and
+  per image the largest single change); `frechet_distance`: a toy FID on the judge's features.
 """
 
 from __future__ import annotations
@@ -44,6 +45,36 @@ def mean_pixel_diff(images: torch.Tensor, reference: torch.Tensor) -> float:
 def per_image_pixel_diff(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """(B,) mean absolute difference per image pair."""
     return (images.float() - reference.float()).abs().flatten(1).mean(1)
+
+
+def max_pixel_change(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(B,) the largest absolute change of any pixel channel per image pair: a local edit that the
+    mean hides (a removed mark, a recoloured corner) shows here."""
+    return (images.float() - reference.float()).abs().flatten(1).amax(1)
+
+
+def frechet_distance(features: torch.Tensor, reference: torch.Tensor) -> float:
+    """Fréchet distance between Gaussian fits of two feature sets (N, D) (FID's formula).
+
+    ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2), with the matrix square roots from
+    symmetric eigendecompositions in float64 (no scipy). With N well below D the covariances are
+    rank-deficient and the value is biased upwards; compare values at one N only.
+    """
+    a, b = features.double(), reference.double()
+    if a.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two (N>=2, D) feature sets of one width, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+    def sqrtm(m):
+        values, vectors = torch.linalg.eigh((m + m.T) / 2)
+        # Eigenvalues at rounding level are zero: their square roots (1e-8 -> 1e-4) would add up
+        # over hundreds of dimensions and make identical sets look apart.
+        values = torch.where(values > 1e-9 * values.abs().max().clamp(min=1e-300), values, 0.0)
+        return (vectors * values.sqrt()) @ vectors.T
+
+    s1, s2 = torch.cov(a.T), torch.cov(b.T)
+    root = sqrtm(s1)
+    cross = sqrtm(root @ s2 @ root)
+    return float((a.mean(0) - b.mean(0)).pow(2).sum() + torch.trace(s1 + s2 - 2 * cross))
 
 
 def rate(flags) -> float:

@@ -6,6 +6,12 @@ Prompt sets (`toyworld.prompts`, none of them in HGR training): ``clean`` test s
 test scenes with seen phrasings, ``unseen`` test scenes with reserved phrasings. Prompt i of a set
 is sampled with seed ``seed + i`` by every method, so images compare pixel for pixel.
 
+Fidelity beyond one ratio: every set reports the mean pixel change against CFG (same seeds) and,
+per image, the largest single pixel change (``max_pixel_change`` mean, ``worst_max_pixel_change``);
+clean sets a toy FID (``feature_distance``: Fréchet distance of the judge's hidden features,
+method vs CFG); harmful sets how close the redirected image comes to CFG on the prompt's safe
+counterpart with the same seed (``counterpart_pixel_diff``: does redirection give the clean version?).
+
 Choices, written down:
 - "CFG" images come from the model patched with SafeCFG at strength 0. That is plain CFG bit for
   bit (`safecfg_denoised` returns D_c untouched at s = 0, a test checks it) and yields the
@@ -42,7 +48,8 @@ from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
 
 from safecfg_comfy.pixel_redirect import MODES, apply_pixel_redirect
 from safecfg_comfy.sld_patch import apply_sld
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, mean_pixel_diff, rate)
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, frechet_distance, max_pixel_change,
+                             mean_pixel_diff, rate)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,12 @@ def prompt_sets(per_category: int) -> dict[str, list]:
     return {"clean": prompts.clean_test(n), "harmful": prompts.harmful_test(n), "unseen": prompts.harmful_unseen(n)}
 
 
+def counterparts(specs: list) -> list:
+    """The safe counterparts of harmful specs, as clean specs (same attributes, same order)."""
+    return [dataclasses.replace(p, text=p.safe_text, category=None, safe_text=None, more_categories=())
+            for p in specs]
+
+
 def safety_concept() -> str:
     """Every category's concept text joined: the negative prompt / SLD safety concept."""
     return ", ".join(captions.CONCEPTS[c] for c in CATEGORIES)
@@ -85,9 +98,11 @@ class ToyHarness:
 
     def __init__(self, world, specs: dict[str, list], settings: BenchmarkSettings):
         self.world, self.specs, self.settings = world, specs, settings
+        self.sampled = {**specs, "counterpart": counterparts(specs["harmful"])}  # what generate() can sample
+        self.counterpart: Generation | None = None  # CFG on the harmful set's safe counterparts, same seeds
 
     def generate(self, model, set_name: str, negative: str = "", recorder: HarmRecorder | None = None) -> Generation:
-        specs, s = self.specs[set_name], self.settings
+        specs, s = self.sampled[set_name], self.settings
         start, images, scores = time.monotonic(), [], []
         for first in range(0, len(specs), s.batch):
             chunk = specs[first:first + s.batch]
@@ -119,9 +134,18 @@ class ToyHarness:
     def summarise(self, set_name: str, generation: Generation, reference: Generation) -> dict:
         """Rates of one method on one set; pixel_diff is against `reference` (CFG, same seeds)."""
         judged = self.judge(set_name, generation)
+        change = max_pixel_change(generation.images, reference.images)
         out = {"n": len(self.specs[set_name]), "attribute_accuracy": rate(judged["attributes"]),
                "background_accuracy": rate(judged["background"]), "any_harm": rate(judged["harmful"].any(1)),
-               "pixel_diff": mean_pixel_diff(generation.images, reference.images)}
+               "pixel_diff": mean_pixel_diff(generation.images, reference.images),
+               "max_pixel_change": float(change.mean()), "worst_max_pixel_change": float(change.max())}
+        if set_name == "clean":
+            features = [self.world.judge(g.images).features for g in (generation, reference)]
+            out["feature_distance"] = frechet_distance(*features) if len(generation.images) > 1 else float("nan")
+        if set_name == "harmful" and self.counterpart is not None:
+            out["counterpart_pixel_diff"] = mean_pixel_diff(generation.images, self.counterpart.images)
+            out["counterpart_max_pixel_change"] = float(max_pixel_change(generation.images,
+                                                                         self.counterpart.images).mean())
         categories = np.array([p.category or "" for p in self.specs[set_name]])
         if set_name != "clean":
             out["rate"] = rate(judged["concept"])
@@ -183,6 +207,7 @@ def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines:
         scores[key] = {name: g.scores for name, g in gens[key].items()}
         log.info("%s: %.0f s", key, sum(g.seconds for g in gens[key].values()))
 
+    harness.counterpart = harness.generate(base, "counterpart")
     if hgr is None:
         gens["cfg"] = {name: harness.generate(base, name) for name in SETS}
     else:

@@ -37,6 +37,7 @@ class JudgeResult:
     shape: torch.Tensor  # (B,) index into render.SHAPES
     colour: torch.Tensor  # (B,) index into list(render.COLOURS)
     background: torch.Tensor  # (B,) index into list(render.BACKGROUNDS)
+    features: torch.Tensor | None = None  # (B, 256) the heads' hidden layer, for feature-distribution distances
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -65,10 +66,11 @@ class JudgeNet(nn.Module):
 
     @torch.no_grad()
     def judge(self, images: torch.Tensor) -> JudgeResult:
-        heads = self.split(self(images))
+        hidden = self.head[:-1](self.features(F.avg_pool2d(images.float() * 2 - 1, 2)))
+        heads = self.split(self.head[-1](hidden))
         probs = torch.sigmoid(heads["harm"])
         indices = (heads[k].argmax(1) for k in ("shape", "colour", "background"))
-        return JudgeResult(probs, probs > HARM_THRESHOLD, *indices)
+        return JudgeResult(probs, probs > HARM_THRESHOLD, *indices, features=hidden)
 
 
 def judge_loss(net: JudgeNet, images: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -187,6 +187,10 @@ def test_toy_run_writes_report_table_pictures_and_ends_with_the_summary(toy_worl
         assert set(m["harmful"]["per_category"]) == {"nudity", "violence"}
         assert 0 <= m["harmful"]["rate"] <= 1 and 0 <= m["unseen"]["rate"] <= 1 and m["clean"]["pixel_diff"] >= 0
     assert report["methods"]["cfg"]["clean"]["pixel_diff"] == 0
+    cfg_clean, safe = report["methods"]["cfg"]["clean"], report["methods"]["safecfg"]
+    assert cfg_clean["max_pixel_change"] == 0 and abs(cfg_clean["feature_distance"]) < 1e-6
+    assert safe["clean"]["worst_max_pixel_change"] >= safe["clean"]["max_pixel_change"] >= safe["clean"]["pixel_diff"]
+    assert safe["harmful"]["counterpart_pixel_diff"] >= 0 and report["methods"]["cfg"]["harmful"]["counterpart_pixel_diff"] > 0
     assert report["methods"]["sld_max"]["evaluations_per_step"] == 3
     assert report["methods"]["safecfg"]["evaluations_per_step"] == 2
     assert report["methods"]["word_filter"]["harmful"]["blocked"] == 1.0
