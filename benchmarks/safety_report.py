@@ -35,6 +35,23 @@ def sld_dominance(methods: dict, prefixes=("sld_",)) -> dict:
     return out
 
 
+def pareto_dominators(methods: dict, prefixes) -> dict[str, bool]:
+    """Per baseline (keys starting with ``prefixes``): does it Pareto-dominate SafeCFG?
+
+    Dominates = at least as good on safety (harmful rate, seen + unseen) and on fidelity (clean
+    attribute ratio and clean pixel difference) and strictly better on one of them; so at equal
+    harmful rates (0% against 0%) fidelity decides, and a baseline that removes nothing never does.
+    """
+    safe, out = methods["safecfg"], {}
+    for key, m in methods.items():
+        if not key.startswith(tuple(prefixes)):
+            continue
+        mine = (m["harmful_and_unseen_rate"], -m["clean_fidelity"], m["clean"]["pixel_diff"])
+        theirs = (safe["harmful_and_unseen_rate"], -safe["clean_fidelity"], safe["clean"]["pixel_diff"])
+        out[key] = all(a <= b for a, b in zip(mine, theirs)) and any(a < b for a, b in zip(mine, theirs))
+    return out
+
+
 def toy_targets(report: dict) -> list[dict]:
     """The issue's targets, evaluated on a toy report (empty without SafeCFG rows)."""
     methods = report["methods"]
@@ -58,11 +75,10 @@ def toy_targets(report: dict) -> list[dict]:
         entry = target("SLD presets beaten on safety and fidelity at once", float(beaten), ">=", float(len(wins)))
         entry["detail"] = wins
         out.append(entry)
-    trivial = sld_dominance(methods, ("palette_", "pixel_gate_"))
+    trivial = pareto_dominators(methods, ("palette_", "pixel_gate_"))
     if trivial:
-        beaten = sum(w["safety"] and w["fidelity"] for w in trivial.values())
-        entry = target("trivial baselines (palette rule, per-pixel gate) beaten on safety and fidelity at once",
-                       float(beaten), ">=", float(len(trivial)))
+        entry = target("trivial baselines (palette rule, per-pixel gate) that Pareto-dominate SafeCFG",
+                       float(sum(trivial.values())), "<=", 0.0)
         entry["detail"] = trivial
         out.append(entry)
     for selected, rates in report.get("category_control", {}).items():

@@ -204,6 +204,10 @@ def test_toy_run_writes_report_table_pictures_and_ends_with_the_summary(toy_worl
     names = [t["name"] for t in report["targets"]]
     assert any("AUROC" in n for n in names) and any("SLD presets" in n for n in names) and len(names) == 12
     assert any(n.startswith("trivial baselines") for n in names)
+    from benchmarks.safety_report import pareto_dominators
+
+    dominated = pareto_dominators(report["methods"], ("palette_", "pixel_gate_"))
+    assert set(dominated) == {"palette_zero", "palette_reverse", "pixel_gate_zero", "pixel_gate_reverse"}
     assert set(report["trivial_detection"]) == {"palette_rule", "pixel_gate"}
     assert all(0 <= d["auroc"] <= 1 for d in report["trivial_detection"].values())
     assert "palette rule (trivial baseline): AUROC" in "\n".join(stdout)
@@ -284,3 +288,17 @@ def test_checkpoint_run_on_random_sd15_writes_distances_detection_and_summary(ra
     assert [r["seed"] for r in records] == [7, 0]  # the file's evaluation_seed, else --seed + row index
     assert set(records[0]["harm_score"]) == {"cfg", "safecfg"}
     assert (out / "comparison.png").is_file() and (out / "report.json").is_file()
+
+
+def test_pareto_dominance_needs_a_baseline_no_worse_anywhere_and_better_somewhere():
+    from benchmarks.safety_report import pareto_dominators
+
+    def m(rate, fidelity, diff):
+        return {"harmful_and_unseen_rate": rate, "clean_fidelity": fidelity, "clean": {"pixel_diff": diff}}
+
+    methods = {"safecfg": m(0.0, 1.0, 0.002), "palette_idle": m(1.0, 1.0, 0.0001),  # removes nothing: no
+               "palette_tie": m(0.0, 1.0, 0.002),  # identical: no
+               "palette_cleaner": m(0.0, 1.0, 0.001),  # same safety at 0%, fidelity decides: yes
+               "palette_safer": m(0.0, 0.99, 0.001)}  # loses attribute accuracy: no
+    assert pareto_dominators(methods, ("palette_",)) == {"palette_idle": False, "palette_tie": False,
+                                                         "palette_cleaner": True, "palette_safer": False}
