@@ -10,7 +10,8 @@ import math
 METHOD_TITLES = {"cfg": "CFG", "safecfg": "SafeCFG", "negative_prompt": "negative prompt", "sld_weak": "SLD weak",
                  "sld_medium": "SLD medium", "sld_strong": "SLD strong", "sld_max": "SLD max", "word_filter": "word filter",
                  "palette_zero": "palette rule, zero", "palette_reverse": "palette rule, reverse",
-                 "pixel_gate_zero": "pixel gate, zero", "pixel_gate_reverse": "pixel gate, reverse"}
+                 "pixel_gate_zero": "pixel gate, zero", "pixel_gate_reverse": "pixel gate, reverse",
+                 "safecfg_concept_regime": "SafeCFG, concept-only HGR"}
 
 
 def is_nan(value) -> bool:

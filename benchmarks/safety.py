@@ -3,7 +3,7 @@
 Measures what METHOD.md section 7 lists, in one run that writes a JSON report, a readable table
 and two pictures, and prints the table with a one-line summary as the LAST stdout line:
 
-    harmful_rate_cfg=… harmful_rate_safecfg=… unseen_rate_safecfg=… clean_fidelity=… clean_pixel_diff=… auroc=…
+    harmful_rate_cfg=… harmful_rate_safecfg=… unseen_rate_safecfg=… clean_fidelity=… clean_pixel_diff=… auroc=… concept_regime_harmful=… hard_negative_fidelity=… harmful_upper95=… matched_pair_auroc=…
 
 Toy world (CPU, about 3 minutes on 2 cores with the defaults):
 
@@ -85,12 +85,13 @@ def _save_png(image, path: Path) -> str:
 def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY, steps: int = 20,
                       cfg: float | None = None, seed: int = 0, skip_baselines: bool = False, world=None,
                       sampler: str = "euler", scheduler: str = "normal", strengths=(0.0, 0.25, 0.5, 0.75, 1.0),
-                      batch: int = 64, grid_rows: int = 4, comfyui=None, pixel_gate=None) -> dict:
+                      batch: int = 64, grid_rows: int = 4, comfyui=None, pixel_gate=None, concept_hgr=None) -> dict:
     """Run the toy-world benchmark and write its files; returns the report dict.
 
     hgr: path to an HGR .safetensors (or a loaded HGR); None runs CFG and baselines only.
     pixel_gate: path to a per-pixel gate (`benchmarks.trivial_baselines`) or a loaded one; the
-    palette rule runs with the baselines either way.
+    palette rule runs with the baselines either way. concept_hgr: an HGR trained in the concept-only
+    regime (harmful prompts without safe counterparts, the I2P case), reported as its own method.
     world: a loaded `toyworld.World` (default: the shipped one). cfg None: the world report's
     "recommended_cfg" if it has one, else 7. comfyui: ComfyUI folder (default: found as usual).
     """
@@ -110,7 +111,7 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
 
         pixel_gate = load_pixel_gate(pixel_gate)
     report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines,
-                                       pixel_gate)
+                                       pixel_gate, _load_hgr(concept_hgr))
     report["targets"] = toy_targets(report)
     report["summary"] = summary_values(report)
     out = Path(out_dir)
@@ -231,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pixel-gate", type=Path, default=None,
                    help="per-pixel gate baseline trained on the HGR's trajectory cache "
                         "(`python -m benchmarks.trivial_baselines`); the palette rule always runs with the baselines")
+    t.add_argument("--concept-hgr", type=Path, default=None,
+                   help="an HGR trained without safe counterparts (concept-only regime, the I2P case), "
+                        "benchmarked as its own method for the concept_regime_harmful number")
     t.add_argument("--per-category", type=int, default=None,
                    help=f"prompts per harmful category in each set (clean set: as many as a harmful set; default "
                         f"{DEFAULT_PER_CATEGORY}, with --sweep 32 and per pair of categories for two-harm prompts)")
@@ -293,7 +297,8 @@ def main(argv=None) -> dict:
         report = run_toy_benchmark(args.hgr, args.out or DEFAULT_OUT, args.per_category or DEFAULT_PER_CATEGORY,
                                    args.steps or 20, args.cfg, args.seed, args.skip_baselines,
                                    sampler=args.sampler, scheduler=args.scheduler,
-                                   batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate)
+                                   batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate,
+                                   concept_hgr=args.concept_hgr)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

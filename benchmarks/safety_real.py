@@ -317,6 +317,8 @@ def checkpoint_report(runs: dict[str, MethodRun], sets: dict, kinds: dict[str, s
         "clean_fidelity": nan,  # no attribute judge for real images; see clean_pixel_diff
         "clean_pixel_diff": _pooled(safe, clean, "pixel_diff") if safe and clean else nan,
         "auroc": out.get("detection", {}).get("strength_1", {}).get("auroc", nan),
+        # the toy world's extra numbers: no concept-only HGR, hard negatives or pairing here
+        "concept_regime_harmful": nan, "hard_negative_fidelity": nan, "harmful_upper95": nan, "matched_pair_auroc": nan,
     }
     return out
 

@@ -64,7 +64,7 @@ def train_hgr(prompt_files: dict, out: Path, recipe: list[str]) -> Path:
     """Run the real training CLI as a subprocess; returns the exported weights path."""
     output = out / "hgr" / "toy_hgr.safetensors"
     cmd = [sys.executable, "-m", "training.train_hgr", "--toy", "--device", "cpu",
-           "--harmful", str(prompt_files["harmful_train.csv"]), "--clean", str(prompt_files["clean_train.txt"]),
+           "--harmful", str(prompt_files["harmful_train.csv"]), "--clean", str(prompt_files["clean_train.csv"]),
            "--concepts", str(prompt_files["concepts.json"]), "--work-dir", str(out / "train"),
            "--output", str(output), *recipe]
     log.info("$ %s", " ".join(cmd[1:]))

@@ -165,17 +165,33 @@ def _atomic_write(path: Path, write) -> None:
     atomic_write(path, to_file)
 
 
+def scene_group(spec: PromptSpec) -> str:
+    """The scene a prompt shows, "shape|colour|background": train_hgr's validation group."""
+    return "|".join((spec.shape, spec.colour, spec.background))
+
+
 def _write_csv(path: Path, specs: list[PromptSpec]) -> None:
+    """Rows name their scene in a `group` column, so train_hgr splits validation by scene."""
+
     def write(f):
         out = csv.writer(f)
-        out.writerow(["prompt", "category", "safe_prompt"])
-        out.writerows([s.text, ",".join(s.categories), s.safe_text] for s in specs)
+        out.writerow(["prompt", "category", "safe_prompt", "group"])
+        out.writerows([s.text, ",".join(s.categories), s.safe_text, scene_group(s)] for s in specs)
 
     _atomic_write(path, write)
 
 
 def _write_lines(path: Path, specs: list[PromptSpec]) -> None:
     _atomic_write(path, lambda f: f.writelines(s.text + "\n" for s in specs))
+
+
+def _write_clean_table(path: Path, specs: list[PromptSpec]) -> None:
+    def write(f):
+        out = csv.writer(f)
+        out.writerow(["prompt", "group"])
+        out.writerows([s.text, scene_group(s)] for s in specs)
+
+    _atomic_write(path, write)
 
 
 def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 400,
@@ -190,7 +206,7 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
         raise ValueError(f"two_harm_share must be in [0, 1], got {two_harm_share}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.txt", "clean_test.txt")
+    names = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.csv", "clean_test.txt")
     paths = {name: out / name for name in (*names, "concepts.json")}
     two_harm = round(two_harm_share * harmful_train_count)
     train = harmful_train(harmful_train_count - two_harm)
@@ -198,7 +214,7 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
     _write_csv(paths["harmful_train.csv"], train)
     _write_csv(paths["harmful_test.csv"], harmful_test())
     _write_csv(paths["harmful_unseen.csv"], harmful_unseen())
-    _write_lines(paths["clean_train.txt"], clean_train(clean_train_count))
+    _write_clean_table(paths["clean_train.csv"], clean_train(clean_train_count))
     _write_lines(paths["clean_test.txt"], clean_test())
     _atomic_write(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
     log.info("wrote prompt files to %s (%d of %d harmful training prompts with two harms)", out, two_harm,

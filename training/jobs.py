@@ -28,7 +28,7 @@ class Job:
     seed: int
     cfg: float
     negative: str
-    split: str  # "train" | "val", by prompt
+    split: str  # "train" | "val", by prompt group
     # The sampling of the job's shard (`with_shard_sampling`); None until shards are planned.
     sampler: str | None = None
     scheduler: str | None = None
@@ -69,8 +69,12 @@ class Shard:
     steps: int
 
 
-def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fraction, settings, seed=0) -> list[Job]:
-    """Every (prompt, seed) job of a run, in a fixed order; validation prompts chosen by prompt.
+def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fraction, settings, seed=0,
+              groups: dict[str, str] | None = None) -> list[Job]:
+    """Every (prompt, seed) job of a run, in a fixed order; validation chosen by group.
+
+    ``groups`` maps prompts to groups (a scene, a source document); validation takes whole groups,
+    a prompt without a group is a group of its own (so without groups: by prompt, as before).
 
     A harmful prompt's target is its safe counterpart when it has one (for a prompt with several
     harms, the prompt without any of them), else every one of its categories' concept texts joined,
@@ -78,7 +82,10 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
     """
     rng = random.Random(seed)
     prompts = sorted({p.text for p in harmful} | set(clean))
-    val = set(rng.sample(prompts, max(1, round(val_fraction * len(prompts))))) if val_fraction > 0 else set()
+    groups = groups or {}
+    units = sorted({groups.get(p, p) for p in prompts})
+    held = set(rng.sample(units, max(1, round(val_fraction * len(units))))) if val_fraction > 0 else set()
+    val = {p for p in prompts if groups.get(p, p) in held}
     jobs = []
     for p in harmful:
         kind = "safe" if p.safe_text else "concept"

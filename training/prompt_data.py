@@ -6,6 +6,7 @@ Formats: .csv, .tsv, .jsonl (one object per line) and .txt (one prompt per line)
   (sexual -> nudity, shocking -> violence, illegal activity -> illegal). A .txt harmful file needs
   --harmful-category.
 - clean: one prompt per line, or any table with a `prompt` column.
+- either table may carry a `group` column (`read_groups`): train_hgr splits validation by group.
 - concepts: JSON object {category: "concept words"}; built-in defaults cover common categories.
 `read_rows` is the one parser of these files; the benchmarks read published prompt sets with it.
 Every error names the file and line and says how to fix it.
@@ -124,6 +125,21 @@ def read_harmful(path: str | Path, default_category: str | None = None) -> list[
     if not prompts:
         raise PromptFileError(f"{path}: no prompts found")
     return prompts
+
+
+def read_groups(path: str | Path) -> dict[str, str]:
+    """{prompt: group} for the rows of a table or .jsonl file that have a non-empty `group` field.
+
+    Prompts of one group (in the toy world: one scene, however it is phrased) land on the same
+    side of train_hgr's validation split, so validation never sees a scene training saw.
+    """
+    path = Path(path)
+    groups = {}
+    for line, row in _rows(path):
+        group = row.get("group")
+        if isinstance(group, str) and group.strip():
+            groups[_prompt(path, line, row)] = group.strip()
+    return groups
 
 
 def read_clean(path: str | Path) -> list[str]:

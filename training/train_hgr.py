@@ -9,7 +9,7 @@ Examples:
 
     # the toy world (CPU, minutes)
     python -m training.train_hgr --toy --harmful runs/prompts/harmful_train.csv \\
-        --clean runs/prompts/clean_train.txt --concepts runs/prompts/concepts.json \\
+        --clean runs/prompts/clean_train.csv --concepts runs/prompts/concepts.json \\
         --output runs/toy_hgr.safetensors
 
     # several processes (trajectory generation sharded, training with DDP; gloo on CPU)
@@ -57,7 +57,8 @@ def load_prompts(args):
     concepts = prompt_data.read_concepts(args.concepts)
     prompt_data.check_concepts(harmful, concepts, "--harmful")
     negatives = prompt_data.read_clean(args.negatives) if args.negatives else list(DEFAULT_NEGATIVES)
-    return harmful, clean, concepts, negatives
+    groups = {k: v for path in [*args.harmful, *args.clean] for k, v in prompt_data.read_groups(path).items()}
+    return harmful, clean, concepts, negatives, groups
 
 
 DEFAULT_NEGATIVES = ("", "", "blurry, low quality", "worst quality, low quality", "blurry")
@@ -85,12 +86,12 @@ def main(argv=None) -> None:
     device = choose_device(args.device)
     setup_comfyui(args.comfyui, cpu=device == "cpu")
     rank, world = init_distributed(device)
-    harmful, clean, concepts, negatives = load_prompts(args)
+    harmful, clean, concepts, negatives, groups = load_prompts(args)
     if rank == 0:
         log_counts(harmful, clean)
     from .run import run
 
-    run(args, device, rank, world, harmful, clean, concepts, negatives, make_backend(args, device))
+    run(args, device, rank, world, harmful, clean, concepts, negatives, make_backend(args, device), groups)
 
 
 if __name__ == "__main__":

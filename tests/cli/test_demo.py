@@ -11,7 +11,8 @@ from PIL import Image
 from helpers import REPO
 
 SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rate_safecfg=\S+ "
-                     r"clean_fidelity=\S+ clean_pixel_diff=\S+ auroc=\S+$")
+                     r"clean_fidelity=\S+ clean_pixel_diff=\S+ auroc=\S+ concept_regime_harmful=\S+ "
+                     r"hard_negative_fidelity=\S+ harmful_upper95=\S+ matched_pair_auroc=\S+$")
 
 
 def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):

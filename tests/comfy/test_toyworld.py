@@ -103,15 +103,22 @@ def test_prompt_files_keep_reserved_phrasings_out_of_hgr_training(tmp_path):
         train = list(csv.DictReader(f))
     with open(paths["harmful_unseen.csv"], newline="") as f:
         unseen = list(csv.DictReader(f))
-    assert list(train[0]) == ["prompt", "category", "safe_prompt"] and len(train) == 400
+    assert list(train[0]) == ["prompt", "category", "safe_prompt", "group"] and len(train) == 400
     assert not any(captions.attributes_for(r["prompt"])["reserved"] for r in train)
     assert all(captions.attributes_for(r["prompt"])["reserved"] for r in unseen)
     assert {r["category"] for r in train} == {*CATEGORIES, ",".join(CATEGORIES)}  # 20% carry both harms
     for r in train:  # the safe prompt is the same caption without its harmful phrase
         assert captions.attributes_for(r["safe_prompt"])["categories"] == ()
         assert set(captions.words(r["safe_prompt"])) <= set(captions.words(r["prompt"]))
-    clean = paths["clean_train.txt"].read_text().splitlines()
+    clean = [r["prompt"] for r in csv.DictReader(paths["clean_train.csv"].open(newline=""))]
     assert len(clean) == 400 and not any(captions.attributes_for(t)["categories"] for t in clean)
+    from training.prompt_data import read_groups
+
+    groups = {**read_groups(paths["harmful_train.csv"]), **read_groups(paths["clean_train.csv"])}
+    assert len(groups) == 800 and len(set(groups.values())) == 48  # every prompt names its (train) scene
+    for text, group in list(groups.items())[::37]:
+        got = captions.attributes_for(text)
+        assert group == "|".join((got["shape"], got["colour"], got["background"])), text
     concepts = json.loads(paths["concepts.json"].read_text())
     reserved_words = {w for p in captions.phrasings(reserved=True) for w in captions.words(p.text)}
     seen_words = {w for p in captions.phrasings(reserved=False) for w in captions.words(p.text)}

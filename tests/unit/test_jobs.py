@@ -111,3 +111,15 @@ def test_two_harm_prompts_target_the_prompt_without_either_or_both_concepts():
     jobs = plan_jobs([paired, unpaired], [], CONCEPTS, [""], 1, 0.0, SamplingSettings())
     assert {(j.target_kind, j.target_prompt, j.categories) for j in jobs} == {
         ("safe", "a green triangle under a clear sky", both), ("concept", "naked, nude, bloody, gory", both)}
+
+
+def test_validation_takes_whole_groups_and_without_groups_splits_by_prompt():
+    prompts = [HarmfulPrompt(f"a naked thing {i}", ("nudity",), f"a thing {i}") for i in range(12)]
+    clean = [f"a clean thing {i}" for i in range(12)]
+    groups = {p.text: f"scene {i % 6}" for i, p in enumerate(prompts)} | {t: f"scene {i % 6}" for i, t in enumerate(clean)}
+    jobs = plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3, groups=groups)
+    val_groups = {groups[j.prompt] for j in jobs if j.split == "val"}
+    train_groups = {groups[j.prompt] for j in jobs if j.split == "train"}
+    assert len(val_groups) == 2 and not val_groups & train_groups  # 34% of 6 scenes, never on both sides
+    assert plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3) == \
+        plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3, groups={})

@@ -99,3 +99,14 @@ def test_read_rows_numbers_lines_and_keeps_tables_without_a_prompt_column(tmp_pa
     path = _write(tmp_path / "Nudity_prompt.csv", 'nudity,people\n"bare\nskin",woman\nnude,man\n')
     assert read_rows(path) == [(3, {"nudity": "bare\nskin", "people": "woman"}), (4, {"nudity": "nude", "people": "man"})]
     assert read_rows(_write(tmp_path / "p.txt", "a\n\nb\u2028c\n")) == [(1, {"prompt": "a"}), (3, {"prompt": "b\u2028c"})]
+
+
+def test_group_column_maps_prompts_to_their_validation_group(tmp_path):
+    from training.prompt_data import read_groups
+
+    path = tmp_path / "clean.csv"
+    path.write_text("prompt,group\na red circle,circle|red\na crimson disc,circle|red\na blue box,\n")
+    assert read_groups(path) == {"a red circle": "circle|red", "a crimson disc": "circle|red"}
+    text = tmp_path / "clean.txt"
+    text.write_text("a red circle\n")
+    assert read_groups(text) == {}
