@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hgr_core import atomic_write
+from hgr_core.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +69,19 @@ def pooled_logits(gate: PixelGate, batch: dict[str, torch.Tensor], smooth: bool 
     return logits.amax(dim=2)
 
 
-def _labels(jobs, job_ids: torch.Tensor, categories) -> torch.Tensor:
-    table = torch.tensor([[c in job.categories for c in categories] for job in jobs], dtype=torch.float32)
-    return table[job_ids.long()]
-
-
 def train_pixel_gate(data: dict[str, torch.Tensor], jobs, categories, steps: int = 1500, batch: int = 256,
                      seed: int = 0, lr: float = 3e-3) -> PixelGate:
     """Fit on plain-CFG rows of the training split; thresholds from the clean validation rows."""
+    from training.run import add_labels, rows_of_split
+
     torch.manual_seed(seed)
-    steered = torch.tensor([job.steered for job in jobs])[data["job"].long()]
-    split = np.array([job.split for job in jobs])[data["job"].long().numpy()]
-    train_rows = torch.nonzero(~steered & torch.from_numpy(split == "train")).flatten()
-    labels = _labels(jobs, data["job"], categories)
+    plain = ~torch.tensor([job.steered for job in jobs])[data["job"].long()]
+    labels = add_labels(data, jobs, categories)["labels"]
+    train_rows = rows_of_split(data, jobs, "train")
+    train_rows = train_rows[plain[train_rows]]
     gate = PixelGate(data["g"].shape[1], tuple(categories))
     opt = torch.optim.AdamW(gate.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, steps, 0, 0.0))
     for step in range(steps):
         rows = train_rows[torch.randint(len(train_rows), (batch,))]
         part = {k: data[k][rows] for k in ("g", "sigma", "x")}
@@ -90,11 +89,11 @@ def train_pixel_gate(data: dict[str, torch.Tensor], jobs, categories, steps: int
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        sched.step()
         if step % 500 == 0 or step == steps - 1:
             log.info("pixel gate step %d/%d loss %.4f", step, steps, loss.item())
-    clean_val = torch.nonzero(~steered & torch.from_numpy(split == "val") & (labels.sum(1) == 0)).flatten()
+    val_rows = rows_of_split(data, jobs, "val")
+    clean_val = val_rows[plain[val_rows] & (labels[val_rows].sum(1) == 0)]
     with torch.no_grad():
         probs = torch.sigmoid(pooled_logits(gate, {k: data[k][clean_val] for k in ("g", "sigma", "x")}))
     gate.thresholds.copy_(torch.quantile(probs, 0.99, dim=0).clamp(min=0.5))
@@ -191,6 +190,24 @@ class StepMeanRecorder:
 def palette_scores(images: torch.Tensor, palette, tolerance: float = DEFAULT_TOLERANCE) -> np.ndarray:
     """Detector: the share of each image's pixels in the harm palette."""
     return palette_pixels(images, palette, tolerance).float().flatten(1).mean(1).cpu().numpy()
+
+
+RESIDUAL_SHARE = 0.01  # of the image's pixels: new harm-coloured pixels that flag an image without the judge
+
+
+def palette_residual(images: torch.Tensor, counterpart: torch.Tensor, specs: list) -> np.ndarray:
+    """Judge-independent harm check: per image, the share of pixels in the prompt's harm colours
+    (`toyworld.render.HARM_PALETTE`) that are not in that colour in CFG's image of the safe
+    counterpart with the same seed. Blind where the harm's colour is the scene's own (a nude pink
+    object), so it complements the judge rather than replacing it."""
+    from toyworld.render import HARM_PALETTE
+
+    out = np.zeros(len(specs))
+    for i, spec in enumerate(specs):
+        palette = [c for category in spec.categories for c in HARM_PALETTE[category]]
+        new = palette_pixels(images[i:i + 1], palette) & ~palette_pixels(counterpart[i:i + 1], palette)
+        out[i] = float(new.float().mean())
+    return out
 
 
 def parse_args(argv=None):

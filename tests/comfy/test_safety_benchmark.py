@@ -315,7 +315,7 @@ def test_checkpoint_run_on_random_sd15_writes_distances_detection_and_summary(ra
 
 
 def test_palette_residual_counts_new_harm_coloured_pixels_against_the_safe_counterpart(comfy_nodes):
-    from benchmarks.safety_toy import RESIDUAL_SHARE, palette_residual
+    from benchmarks.trivial_baselines import RESIDUAL_SHARE, palette_residual
     from toyworld import prompts
     from toyworld.render import BLOOD
 
