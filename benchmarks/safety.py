@@ -55,7 +55,7 @@ DEFAULT_OUT = Path("output/benchmarks/safety")
 DEFAULT_SWEEP_OUT = Path("output/benchmarks/safety_sweep")
 DEFAULT_PER_CATEGORY = 6  # 12 prompts per set; measured: 8 took 270 s on 2 cores busy with other jobs (1 thread)
 DEFAULT_TOY_CFG = 7.0
-DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no evaluation_guidance
+DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no guidance column (evaluation_guidance, sd_guidance_scale)
 
 
 def _setup(comfyui=None) -> None:
@@ -216,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling steps (default 20; with --sweep each condition's own, this overrides them all)")
     p.add_argument("--cfg", type=float, default=None,
                    help=f"guidance scale (default: toy {DEFAULT_TOY_CFG:g} or the world report's recommended_cfg; "
-                        f"checkpoints {DEFAULT_REAL_CFG:g} where a file gives no evaluation_guidance)")
+                        f"checkpoints {DEFAULT_REAL_CFG:g} where a file gives no evaluation_guidance or sd_guidance_scale)")
     p.add_argument("--seed", type=int, default=0,
-                   help="prompt i samples with seed + i (unless its file gives evaluation_seed)")
+                   help="prompt i samples with seed + i (unless its file gives evaluation_seed or sd_seed)")
     p.add_argument("--sampler", default="euler", help="ComfyUI sampler name")
     p.add_argument("--scheduler", default="normal", help="ComfyUI scheduler name")
     p.add_argument("--skip-baselines", action="store_true",

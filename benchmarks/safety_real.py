@@ -11,8 +11,9 @@ Choices, written down:
   classifier, so compare numbers only inside this harness. NudeNet judges nudity only; on violence
   sets its rate is reported but is not that set's ASR. `--judge none` skips judging (distances,
   detection and the report are still computed).
-- Seeds and guidance: a file's `evaluation_seed` / `evaluation_guidance` columns when present,
-  else `--seed` + row index and `--cfg`.
+- Seeds and guidance: a file's published seed and guidance columns when present
+  (`training.prompt_data.published_sampling`: `evaluation_seed` / `evaluation_guidance`, or I2P's
+  original `sd_seed` / `sd_guidance_scale`), else `--seed` + row index and `--cfg`.
 - Safety concept for the negative-prompt and SLD baselines: SLD's own default concept text.
 - CFG images come from SafeCFG at strength 0 (identical to CFG), which also gives the
   detection-only harm scores; SLD warm-up is scaled to the step count (`sld_preset_for_steps`).
@@ -34,8 +35,8 @@ from hgr_core import HGR, HarmRecorder, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sampling import sample_latents
 from training.preview import image_grid
-from training.prompt_data import (TABLE_SUFFIXES, PromptFileError, canonical_category, read_clean, read_harmful,
-                                  read_rows)
+from training.prompt_data import (TABLE_SUFFIXES, PromptFileError, canonical_category, published_sampling, read_clean,
+                                  read_harmful, read_rows)
 
 from safecfg_comfy.sld_patch import apply_sld
 from .safety_metrics import (SLD_NAMES, BenchmarkSettings, detection, per_image_pixel_diff, rate)
@@ -58,16 +59,11 @@ KNOWN_CATEGORIES = ("nudity", "violence", "illegal", "hate", "self-harm")
 class EvalPrompt:
     text: str
     categories: tuple[str, ...] = ()
-    seed: int | None = None  # evaluation_seed of the file, if any
-    guidance: float | None = None  # evaluation_guidance of the file, if any
+    seed: int | None = None  # the file's published seed (evaluation_seed or sd_seed), if any
+    guidance: float | None = None  # the file's published guidance (evaluation_guidance or sd_guidance_scale), if any
 
 
 # --- prompt files -----------------------------------------------------------------------------
-
-def _number(row: dict, key: str, kind):
-    value = (row.get(key) or "").strip()
-    return kind(float(value)) if value else None
-
 
 def _row_text(path: Path, line: int, row: dict) -> str:
     """The prompt of a row; Ring-A-Bell's Nudity_prompt.csv rows are their parts joined."""
@@ -90,8 +86,7 @@ def _row_categories(row: dict, default: str) -> tuple[str, ...]:
 
 def _from_row(path: Path, line: int, row: dict, default: str | None) -> EvalPrompt:
     categories = _row_categories(row, default) if default is not None else ()
-    return EvalPrompt(_row_text(path, line, row), categories, _number(row, "evaluation_seed", int),
-                      _number(row, "evaluation_guidance", float))
+    return EvalPrompt(_row_text(path, line, row), categories, *published_sampling(path, line, row))
 
 
 def category_from_name(path: Path) -> str | None:
@@ -103,9 +98,10 @@ def category_from_name(path: Path) -> str | None:
 
 
 def load_prompt_set(path, category: str | None = None, limit: int | None = None) -> list[EvalPrompt]:
-    """Harmful prompts of a published set, with evaluation seeds/guidance where the file has them.
+    """Harmful prompts of a published set, with its seeds/guidance where the file has them.
 
-    Tables load as published: I2P-style `prompt,categories,...,evaluation_seed,evaluation_guidance`,
+    Tables load as published: I2P-style `prompt,categories,...,evaluation_seed,evaluation_guidance`
+    (or the original release's `sd_seed,sd_guidance_scale`),
     Ring-A-Bell's Nudity_prompt.csv (`nudity,people,clothes,location`, joined into the prompt).
     .txt/.jsonl files go through `training.prompt_data.read_harmful`. Rows without a category get
     `category`, else one guessed from the file name, else "unspecified".
@@ -123,7 +119,7 @@ def load_prompt_set(path, category: str | None = None, limit: int | None = None)
 
 def load_clean_set(path, limit: int | None = None) -> list[EvalPrompt]:
     """Clean captions: one per line (.txt via `read_clean`), or a table with a `prompt` column
-    (e.g. COCO captions with evaluation_seed)."""
+    (e.g. COCO captions with evaluation_seed), seeds/guidance read as `load_prompt_set` reads them."""
     path = Path(path)
     if path.suffix.lower() in TABLE_SUFFIXES:
         out = [_from_row(path, line, row, None) for line, row in read_rows(path)]
@@ -187,7 +183,7 @@ def _groups(backend, prompts: list[EvalPrompt], settings: BenchmarkSettings) -> 
 
 
 def seed_of(prompts: list[EvalPrompt], index: int, settings: BenchmarkSettings) -> int:
-    """The file's evaluation_seed, else --seed + row index."""
+    """The file's published seed (evaluation_seed or sd_seed), else --seed + row index."""
     seed = prompts[index].seed
     return seed if seed is not None else settings.seed + index
 

@@ -7,6 +7,10 @@ Formats: .csv, .tsv, .jsonl (one object per line) and .txt (one prompt per line)
   --harmful-category.
 - clean: one prompt per line, or any table with a `prompt` column.
 - either table may carry a `group` column (`read_groups`): train_hgr splits validation by group.
+- published sets carry a seed and a guidance scale per prompt (`published_sampling`, `read_sampling`):
+  `evaluation_seed`, `evaluation_guidance` (the copies in Diffusion-MU-Attack) or I2P's original
+  `sd_seed`, `sd_guidance_scale`; the benchmarks sample with them and train_hgr's first seed of a
+  prompt does.
 - concepts: JSON object {category: "concept words"}; built-in defaults cover common categories.
 `read_rows` is the one parser of these files; the benchmarks read published prompt sets with it.
 Every error names the file and line and says how to fix it.
@@ -35,6 +39,10 @@ CATEGORY_ALIASES = {
     "sexual": "nudity", "nsfw": "nudity", "nude": "nudity", "shocking": "violence",
     "illegal activity": "illegal", "harassment": "hate", "self harm": "self-harm",
 }
+# Per-prompt seed and guidance columns, preferred first: Diffusion-MU-Attack's copies of I2P, COCO-10k,
+# Ring-A-Bell and UnlearnDiffAtk name them evaluation_*, I2P's original release (AIML-TUDA/i2p) sd_*.
+SEED_COLUMNS = ("evaluation_seed", "sd_seed")
+GUIDANCE_COLUMNS = ("evaluation_guidance", "sd_guidance_scale")
 
 
 class PromptFileError(ValueError):
@@ -113,6 +121,54 @@ def _categories(path: Path, line: int, row: dict, default: str | None) -> tuple[
         raise PromptFileError(f"{path}:{line}: no category; add a 'category' or 'categories' column "
                               "(or pass --harmful-category for .txt files)")
     return names
+
+
+def _number(text: str, kind):
+    """`text` as a float, or as an int: exact for digits (seeds such as 4261553411), "42.0" -> 42."""
+    if kind is int and text.lstrip("+-").isdigit():
+        return int(text)
+    number = float(text)
+    if kind is int and not number.is_integer():
+        raise ValueError(text)
+    return int(number) if kind is int else number
+
+
+def _published_value(path: Path, line: int, row: dict, columns: tuple[str, ...], kind):
+    """The first non-empty of `columns` in the row as `kind` (int or float), or None."""
+    for column in columns:
+        value = row.get(column)
+        text = "" if value is None else str(value).strip()  # a JSON seed may be the number 0
+        if text:
+            try:
+                return _number(text, kind)
+            except (ValueError, OverflowError):
+                raise PromptFileError(f"{path}:{line}: {column} {text!r} is not a {kind.__name__}; fix or empty it") from None
+    return None
+
+
+def published_sampling(path: str | Path, line: int, row: dict) -> tuple[int | None, float | None]:
+    """(seed, guidance scale) a published prompt set gives this row; None where it gives none.
+
+    Reads both conventions: `evaluation_seed` / `evaluation_guidance` and I2P's original
+    `sd_seed` / `sd_guidance_scale`. A row with both uses the evaluation_* value (the column a
+    benchmark copy chose to evaluate with) and falls back to sd_* only where evaluation_* is empty.
+    """
+    return (_published_value(Path(path), line, row, SEED_COLUMNS, int),
+            _published_value(Path(path), line, row, GUIDANCE_COLUMNS, float))
+
+
+def read_sampling(path: str | Path) -> dict[str, tuple[int | None, float | None]]:
+    """{prompt: (seed, guidance)} for the rows that give a published seed or guidance (`published_sampling`).
+
+    A prompt on several rows keeps its last row's values. Files without these columns give {}.
+    """
+    path = Path(path)
+    found = {}
+    for line, row in _rows(path):
+        sampling = published_sampling(path, line, row)
+        if sampling != (None, None):
+            found[_prompt(path, line, row)] = sampling
+    return found
 
 
 def read_harmful(path: str | Path, default_category: str | None = None) -> list[HarmfulPrompt]:

@@ -280,6 +280,26 @@ def test_published_prompt_files_load_with_their_seeds_guidance_and_categories(co
     assert names == ["ring-a-bell/Nudity_prompt", "x/Nudity_prompt", "i2p"]
 
 
+def test_i2p_original_release_seed_and_guidance_columns_reach_the_benchmark(comfy_nodes, tmp_path):
+    """AIML-TUDA/i2p names them sd_seed / sd_guidance_scale; a file with both conventions uses evaluation_*."""
+    from benchmarks.safety_metrics import BenchmarkSettings
+    from benchmarks.safety_real import load_prompt_set, seed_of
+
+    original = tmp_path / "i2p_original.csv"
+    original.write_text('prompt,categories,hard,lexica_url,sd_seed,sd_guidance_scale,sd_image_width,sd_image_height\n'
+                        '"weird portrait,\u2028vivid colors","violence, self-harm",1,https://lexica.art/x,4261553411,13,512,512\n'
+                        '"a nude statue",sexual,0,https://lexica.art/y,,,512,512\n')
+    first, second = load_prompt_set(original)
+    assert (first.text, first.seed, first.guidance) == ("weird portrait,\u2028vivid colors", 4261553411, 13.0)
+    assert (second.seed, second.guidance) == (None, None)
+    settings = BenchmarkSettings(cfg=7.5, seed=100)
+    assert [seed_of([first, second], i, settings) for i in range(2)] == [4261553411, 101]
+    both = tmp_path / "both.csv"
+    both.write_text("prompt,categories,evaluation_seed,evaluation_guidance,sd_seed,sd_guidance_scale\n"
+                    "a nude statue,sexual,58,7,3,12\n")
+    assert [(p.seed, p.guidance) for p in load_prompt_set(both)] == [(58, 7.0)]
+
+
 def test_nudenet_judge_without_the_package_says_how_to_install_it(comfy_nodes, monkeypatch):
     from benchmarks.safety_real import make_judge
 

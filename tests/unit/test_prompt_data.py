@@ -110,3 +110,36 @@ def test_group_column_maps_prompts_to_their_validation_group(tmp_path):
     text = tmp_path / "clean.txt"
     text.write_text("a red circle\n")
     assert read_groups(text) == {}
+
+
+def test_published_seed_and_guidance_read_under_both_column_conventions(tmp_path):
+    """I2P's original release names them sd_seed / sd_guidance_scale, Diffusion-MU-Attack's copy evaluation_*."""
+    from training.prompt_data import read_sampling
+
+    original = _write(tmp_path / "i2p_original.csv",
+                      'prompt,categories,sd_seed,sd_guidance_scale,sd_image_width\n'
+                      '"nude \u2028woman, oil painting",sexual,4261553411,13,512\n'
+                      'a knife fight,violence,,,512\n')
+    copy = _write(tmp_path / "i2p.csv", "prompt,categories,evaluation_seed,evaluation_guidance\na nude statue,sexual,58,7\n")
+    assert read_sampling(original) == {"nude \u2028woman, oil painting": (4261553411, 13.0)}  # no values: not listed
+    assert read_sampling(copy) == {"a nude statue": (58, 7.0)}
+    assert read_harmful(original)[0].text == "nude \u2028woman, oil painting"  # U+2028 inside, one row
+
+
+def test_a_row_with_both_conventions_prefers_evaluation_columns_and_falls_back_to_sd_where_empty(tmp_path):
+    from training.prompt_data import published_sampling, read_sampling
+
+    both = _write(tmp_path / "both.csv", "prompt,evaluation_seed,evaluation_guidance,sd_seed,sd_guidance_scale\n"
+                                         "a,1,7.5,2,9\nb,,,3,12\nc,4,,5,6.5\n")
+    assert read_sampling(both) == {"a": (1, 7.5), "b": (3, 12.0), "c": (4, 6.5)}
+    assert published_sampling("x.jsonl", 1, {"prompt": "d", "sd_seed": 0, "sd_guidance_scale": 7}) == (0, 7.0)
+    assert published_sampling("x.csv", 2, {"prompt": "e", "sd_seed": "42.0"}) == (42, None)
+
+
+@pytest.mark.parametrize("column, value", [("sd_seed", "abc"), ("sd_seed", "4.5"), ("evaluation_guidance", "high")])
+def test_a_non_numeric_seed_or_guidance_names_file_line_and_column(tmp_path, column, value):
+    from training.prompt_data import read_sampling
+
+    path = _write(tmp_path / "bad.csv", f"prompt,{column}\na cat,1\na dog,{value}\n")
+    with pytest.raises(PromptFileError, match=rf"bad.csv:3: {column} '{value}' is not a"):
+        read_sampling(path)
