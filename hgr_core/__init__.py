@@ -9,7 +9,7 @@ from .guidance import (StepHarm, combine_redirections, eps_from_denoised, harm_m
                        safecfg_denoised, safecfg_step)
 from .network import COMBINE_RULES, HGR, HGROutput, parameter_count
 from .scoring import MIN_COVERAGE, SD_SIGMA_WINDOW, GenerationHarm, GenerationScore, HarmRecorder, generation_score, score_window
-from .schedules import ema_update, warmup_cosine
+from .schedules import ema_decay_at, ema_update, warmup_cosine
 from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset, sld_preset_for_steps
 from .verdicts import OPERATING_POINTS, HarmVerdicts, Threshold, choose_threshold, clean_quantiles, judge
 from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
@@ -41,6 +41,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "combine_redirections",
+    "ema_decay_at",
     "ema_update",
     "eps_from_denoised",
     "generation_score",

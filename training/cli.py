@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--lr", type=float, default=OptimConfig.lr, help="peak AdamW learning rate")
     o.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay, help="AdamW weight decay")
     o.add_argument("--warmup", type=int, default=OptimConfig.warmup, help="linear warm-up steps before cosine decay")
-    o.add_argument("--ema-decay", type=float, default=OptimConfig.ema_decay, help="EMA decay of the exported weights")
+    o.add_argument("--ema-decay", type=float, default=OptimConfig.ema_decay, help="EMA decay of the exported weights, reached after a warm-up min(decay, (1+t)/(10+t)) at step t")
     o.add_argument("--grad-clip", type=float, default=OptimConfig.grad_clip, help="gradient norm clip")
     o.add_argument("--clean-weight", type=float, default=OptimConfig.clean_weight, help="lambda: weight of clean-prompt rows")
     o.add_argument("--eval-every", type=_positive_int, default=OptimConfig.eval_every, help="steps between evaluation/checkpoint/preview")

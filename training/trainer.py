@@ -1,4 +1,4 @@
-"""The HGR optimisation loop: AdamW, warm-up + cosine schedule, gradient clipping, EMA,
+"""The HGR optimisation loop: AdamW, warm-up + cosine schedule, gradient clipping, EMA with warm-up,
 per-category validation metrics, checkpoints with resume, optional DistributedDataParallel."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from hgr_core import (HGR, SD_SIGMA_WINDOW, GenerationScore, atomic_write, combine_redirections, ema_update,
-                      generation_score, harm_score, warmup_cosine)
+from hgr_core import (HGR, SD_SIGMA_WINDOW, GenerationScore, atomic_write, combine_redirections, ema_decay_at,
+                      ema_update, generation_score, harm_score, warmup_cosine)
 
 from .losses import NORM_EPS, training_loss
 from .metrics import auroc
@@ -29,7 +29,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     warmup: int = 100  # linear warm-up steps, then cosine decay to lr_min_ratio * lr
     lr_min_ratio: float = 0.1
-    ema_decay: float = 0.995
+    ema_decay: float = 0.995  # reached after a warm-up (hgr_core.ema_decay_at)
     grad_clip: float = 1.0
     clean_weight: float = 1.0
     eval_every: int = 500
@@ -140,7 +140,7 @@ def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        ema_update(ema, model, config.ema_decay)
+        ema_update(ema, model, ema_decay_at(step, config.ema_decay))  # step: global, so --resume continues the warm-up
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # refresh=True would redraw every step
         done = step + 1
         if rank == 0 and (done % config.eval_every == 0 or done == config.steps):

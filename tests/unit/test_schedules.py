@@ -50,3 +50,40 @@ def test_ema_update_moves_one_minus_decay_of_the_way():
     ema_update(ema, live, decay=0.75)
     assert all(torch.allclose(e, torch.full_like(e, 1.5)) for e in ema.parameters())
     assert all(torch.equal(p, torch.full_like(p, 3.0)) for p in live.parameters())
+
+
+def test_ema_decay_warms_up_from_a_tenth_to_the_set_decay():
+    from hgr_core import ema_decay_at
+
+    assert ema_decay_at(0, 0.995) == pytest.approx(0.1)
+    assert ema_decay_at(90, 0.995) == pytest.approx(0.91)
+    assert ema_decay_at(1789, 0.995) < 0.995 and ema_decay_at(1790, 0.995) == pytest.approx(0.995)
+    assert ema_decay_at(100_000, 0.995) == 0.995
+    decays = [ema_decay_at(s, 0.999) for s in range(0, 20_000, 13)]
+    assert decays == sorted(decays)
+    with pytest.raises(ValueError, match="step must be >= 0, got -1"):
+        ema_decay_at(-1, 0.995)
+
+
+def _ema_after(targets: list[float], decay_of) -> float:
+    """The EMA of a one-parameter module (initialised at 0) whose live value is targets[t] at step t."""
+    ema, live = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        ema.weight.zero_()
+    for step, value in enumerate(targets):
+        with torch.no_grad():
+            live.weight.fill_(value)
+        ema_update(ema, live, decay_of(step))
+    return float(ema.weight.detach())
+
+
+def test_ema_with_warm_up_follows_a_short_run_and_ends_a_long_run_as_before():
+    from hgr_core import ema_decay_at
+
+    # A short run: the live weight jumps from the init (0) to 1 and stays there for 20 steps.
+    assert _ema_after([1.0] * 20, lambda s: ema_decay_at(s, 0.995)) == pytest.approx(1.0, abs=1e-6)
+    assert _ema_after([1.0] * 20, lambda s: 0.995) == pytest.approx(1 - 0.995 ** 20)  # 90% init without warm-up
+    # A long run with a moving target: after the warm-up both EMAs forget the start alike.
+    path = [math.sin(s / 300) for s in range(5000)]
+    warm, plain = _ema_after(path, lambda s: ema_decay_at(s, 0.995)), _ema_after(path, lambda s: 0.995)
+    assert warm == pytest.approx(plain, abs=1e-4) and abs(warm - path[-1]) > 0.01  # still an average, not the live value
