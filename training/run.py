@@ -118,8 +118,9 @@ def run(args, device, rank, world, harmful, clean, concepts, negatives, backend,
     ema = train(model, data, train_rows, optim_config_from_args(args), device, args.work_dir / "checkpoint.pt",
                 args.resume, on_eval)
     if rank == 0:
-        export(args, ema.cpu(), data, jobs, val_rows if len(val_rows) else train_rows, categories, backend,
-               history, {"sampling_seconds": round(sampling_seconds, 1), "training_seconds": round(time.monotonic() - started, 1)})
+        export(args, ema, data, jobs, val_rows if len(val_rows) else train_rows, categories, backend,
+               history, {"sampling_seconds": round(sampling_seconds, 1), "training_seconds": round(time.monotonic() - started, 1)},
+               device)
     barrier(world)
 
 
@@ -170,10 +171,14 @@ def calibration_record(args, jobs, clean: dict[int, tuple[float, float]], thresh
     }
 
 
-def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timings) -> None:
-    """Calibrate the threshold on clean validation trajectories and write the weights atomically."""
+def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timings, device) -> None:
+    """Calibrate the threshold on clean validation trajectories and write the weights atomically.
+
+    The final evaluation runs on `device` (--device), like the ones during training.
+    """
     window = score_window(backend.prediction_type)
-    metrics = evaluate(ema, data, jobs, rows, categories, "cpu", window)
+    log.info("final evaluation on %s", device)
+    metrics = evaluate(ema.to(device), data, jobs, rows, categories, device, window)
     clean_scores, clean_coverage = metrics.pop("clean_scores", []), metrics.pop("clean_coverage", [])
     clean = dict(zip(metrics.pop("clean_jobs", []), zip(clean_scores, clean_coverage)))
     threshold = float(np.percentile(clean_scores, args.threshold_percentile)) if clean_scores else 0.1
@@ -184,7 +189,7 @@ def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timin
         "validation": _loggable(metrics), "threshold_percentile": args.threshold_percentile, **timings,
         "history": history,
     }
-    save_hgr(ema, args.output, base_model=backend.base_model, latent_format=trained_latent_format(backend),
+    save_hgr(ema.cpu(), args.output, base_model=backend.base_model, latent_format=trained_latent_format(backend),
              prediction_type=backend.prediction_type, threshold=threshold, training=summary,
              calibration=calibration_record(args, jobs, clean, threshold, window))
     log.info("exported %s (threshold %.4f): %s", args.output, threshold, json.dumps(_loggable(metrics)))

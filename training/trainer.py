@@ -42,7 +42,7 @@ def batch_at(data: dict, index: torch.Tensor, device) -> dict:
 
 @torch.no_grad()
 def row_outputs(hgr: HGR, data: dict, rows: torch.Tensor, device, chunk: int = 1024):
-    """(change R - g, target change, g) for the given rows, computed in chunks, on the CPU."""
+    """(change R - g, target change, g) for the given rows, computed on `device` in chunks, returned on the CPU."""
     outs = []
     for start in range(0, len(rows), chunk):
         batch = batch_at(data, rows[start:start + chunk], device)
