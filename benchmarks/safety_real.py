@@ -174,11 +174,10 @@ def make_judge(name: str, threshold: float = NUDENET_THRESHOLD):
 # --- sampling -----------------------------------------------------------------------------------
 
 def _groups(backend, prompts: list[EvalPrompt], settings: BenchmarkSettings) -> dict[tuple, list[int]]:
-    """Prompt indices by (guidance, token length): each group samples as batches."""
+    """Prompt indices by (guidance, conditioning shape): each group samples as batches."""
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prompts):
-        tokens = backend.conditioning([p.text])[0][0].shape[1]
-        groups.setdefault((p.guidance or settings.cfg, tokens), []).append(i)
+        groups.setdefault((p.guidance or settings.cfg, backend.conditioning_shape(p.text)), []).append(i)
     return groups
 
 

@@ -72,6 +72,13 @@ class Backend:
         """ComfyUI conditioning for a batch; raises ValueError when prompts encode to different lengths."""
         raise NotImplementedError
 
+    def conditioning_shape(self, prompt: str) -> tuple:
+        """A key that two prompts share when their encodings batch together (here: the encoding's shape).
+
+        Batches (trajectory shards, benchmark and preview batches) group prompts by this key.
+        """
+        return tuple(self.conditioning([prompt])[0][0].shape[1:])
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """ComfyUI-space latents -> images (B, 3, H, W) in [0, 1]."""
         raise NotImplementedError
@@ -103,13 +110,27 @@ class CheckpointBackend(Backend):
         """(cond, pooled) of a prompt, through the LRU cache."""
         return self._cache.get(prompt, lambda: self.clip.encode_from_tokens(self.clip.tokenize(prompt), return_pooled=True))
 
+    def conditioning_shape(self, prompt: str) -> tuple:
+        """The prompt's token layout per text encoder: the length of each chunk it tokenises to (CLIP:
+        77 per 75 tokens, so a long prompt has 2 or more chunks; T5: its token count).
+
+        Equal layouts encode to equal shapes, and tokenising costs a fraction of a millisecond where
+        encoding costs a text-encoder pass (T5-XXL: tens of ms), so planning thousands of prompts
+        encodes none of them. `conditioning` still checks the shapes it concatenates.
+        """
+        tokens = self.clip.tokenize(prompt)
+        return tuple((name, tuple(len(chunk) for chunk in chunks)) for name, chunks in sorted(tokens.items()))
+
     def conditioning(self, prompts):
         encoded = [self._encode(p) for p in prompts]
-        if len({tuple(c.shape) for c, _ in encoded}) > 1:
-            raise ValueError("prompts encode to different token lengths")
+        shapes = {tuple(c.shape[1:]): p for p, (c, _) in zip(prompts, encoded)}
+        if len(shapes) > 1:
+            raise ValueError(f"prompts encode to different token lengths, so they cannot share a batch: {shapes} "
+                             "(group them by conditioning_shape)")
         cond = torch.cat([c for c, _ in encoded])
         extras = {"pooled_output": torch.cat([p for _, p in encoded])} if encoded[0][1] is not None else {}
         return [[cond, extras]]
 
+    @torch.no_grad()  # ComfyUI's VAE.decode builds an autograd graph otherwise (weights loaded with requires_grad)
     def decode(self, latents):
         return self.vae.decode(latents).movedim(-1, 1).clamp(0, 1).float().cpu()

@@ -52,19 +52,20 @@ def check_sampling(settings: SamplingSettings) -> None:
 
 
 def conditioning_shapes(backend, jobs: list[Job]) -> list[tuple]:
-    """Per job, the encoded shapes of its prompt, negative and target (None without a target).
+    """Per job, the conditioning shapes (`backend.conditioning_shape`) of its prompt, negative and
+    target (None without a target), for `jobs.plan_shards` to group by.
 
     Prompts batch only when their encodings have one shape: a checkpoint's CLIP encodes in
-    77-token chunks, so a long prompt is longer; the toy world pads every prompt to one length.
+    77-token chunks, so a prompt over 75 tokens is longer; the toy world pads every prompt to one length.
     """
-    cache: dict[str, tuple] = {}
+    shapes: dict[str, tuple] = {}  # one entry per distinct text: small tuples, however many jobs
 
     def shape(text):
         if text is None:
             return None
-        if text not in cache:
-            cache[text] = tuple(backend.conditioning([text])[0][0].shape[1:])
-        return cache[text]
+        if text not in shapes:
+            shapes[text] = backend.conditioning_shape(text)
+        return shapes[text]
 
     return [(shape(j.prompt), shape(j.negative), shape(j.target_prompt)) for j in jobs]
 

@@ -2,10 +2,11 @@
 
 The checkpoint (2.3 GB, fp16) is written once from ComfyUI's own classes by
 `benchmarks.random_models.write_random_sd15_checkpoint` and cached in ~/.cache/safecfg (or
-$SAFECFG_CACHE); writing it takes ~15-90 s, loading ~10 s. The run samples 2 prompts x 2 steps at
-64x64 pixels (8x8 latents) so the whole test stays around a minute on 2 CPU cores.
+$SAFECFG_CACHE); writing it takes ~15-90 s, loading ~10 s. Each run samples a few prompts x 2 steps
+at 64x64 pixels (8x8 latents), so each test stays around a minute on 2 CPU cores.
 """
 
+import json
 import subprocess
 import sys
 
@@ -42,3 +43,36 @@ def test_checkpoint_run_exports_weights_the_nodes_load_and_sample_with(comfy_nod
     (out,) = comfy_nodes.common_ksampler(patched, 1, 2, 7.0, "euler", "normal", positive, negative,
                                          {"samples": torch.zeros(1, 4, 8, 8)})
     assert out["samples"].shape == (1, 4, 8, 8) and torch.isfinite(out["samples"]).all()
+
+
+LONG = ", ".join(["a highly detailed oil painting of a nude figure in a ruined castle"] * 6)  # ~80 CLIP tokens
+
+
+def test_prompts_over_77_tokens_train_beside_short_ones_from_an_i2p_csv(random_sd15_checkpoint, tmp_path):
+    """I2P as published: long prompts, U+2028 inside a prompt, the original sd_* and the copy's evaluation_* columns."""
+    (tmp_path / "i2p.csv").write_text(
+        "prompt,categories,hard,sd_seed,sd_guidance_scale,evaluation_seed,evaluation_guidance\n"
+        f'"{LONG}","sexual, violence",1,4261553411,13,,\n'
+        '"a naked\u2028person on a beach",sexual,0,,,58,7\n'
+        "a bloody knife fight in an alley,violence,0,,,,\n", encoding="utf-8")
+    (tmp_path / "clean.txt").write_text("a red apple on a table\na blue car in the rain\n")
+    work, output = tmp_path / "work", tmp_path / "long.safetensors"
+    cmd = [sys.executable, "-m", "training.train_hgr", "--checkpoint", str(random_sd15_checkpoint),
+           "--resolution", "64", "--harmful", str(tmp_path / "i2p.csv"), "--clean", str(tmp_path / "clean.txt"),
+           "--sample-steps", "2", "--sampler", "euler", "--steps", "2", "--batch-size", "4", "--eval-every", "2",
+           "--val-fraction", "0.4", "--preview-count", "2", "--seed", "4", "--base-channels", "16",
+           "--output", str(output), "--work-dir", str(work), "--device", "cpu"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "final evaluation on cpu" in result.stderr and output.is_file()
+
+    cache = next(work.glob("trajectories/*"))
+    jobs = json.loads((cache / "jobs.json").read_text())
+    long_jobs = {i for i, j in enumerate(jobs) if j["prompt"] == LONG}
+    assert len(long_jobs) == 2 and {(jobs[i]["seed"], jobs[i]["cfg"]) for i in long_jobs} == {(4261553411, 12.0)}
+    assert {(j["seed"], j["cfg"]) for j in jobs if j["prompt"] == "a naked\u2028person on a beach"} == {(58, 7.0)}
+    shards = [set(json.loads(p.read_text())["jobs"]) for p in sorted(cache.glob("shard_*.json"))]
+    assert long_jobs in shards  # the long prompt's shard holds no short prompt
+    # --seed 4 holds out the long prompt and a short clean one: the preview grid samples them together.
+    assert {j["prompt"] for j in jobs if j["split"] == "val"} == {LONG, "a blue car in the rain"}
+    assert (work / "preview_000002.png").is_file()
