@@ -114,16 +114,17 @@ class CheckpointBackend(Backend):
         """The prompt's token layout per text encoder: the length of each chunk it tokenises to (CLIP:
         77 per 75 tokens, so a long prompt has 2 or more chunks; T5: its token count).
 
-        Equal layouts encode to equal shapes, and tokenising costs a fraction of a millisecond where
-        encoding costs a text-encoder pass (T5-XXL: tens of ms), so planning thousands of prompts
-        encodes none of them. `conditioning` still checks the shapes it concatenates.
+        Equal layouts encode to equal shapes. Tokenising is string work where encoding is a pass of
+        every text encoder (T5-XXL's included), so planning thousands of prompts encodes none of
+        them and leaves the bounded encoding cache to the shards. `conditioning` still checks the
+        shapes it concatenates.
         """
         tokens = self.clip.tokenize(prompt)
         return tuple((name, tuple(len(chunk) for chunk in chunks)) for name, chunks in sorted(tokens.items()))
 
     def conditioning(self, prompts):
         encoded = [self._encode(p) for p in prompts]
-        shapes = {tuple(c.shape[1:]): p for p, (c, _) in zip(prompts, encoded)}
+        shapes = {tuple(c.shape[1:]): p[:60] for p, (c, _) in zip(prompts, encoded)}  # shape -> a prompt
         if len(shapes) > 1:
             raise ValueError(f"prompts encode to different token lengths, so they cannot share a batch: {shapes} "
                              "(group them by conditioning_shape)")

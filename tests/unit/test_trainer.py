@@ -16,7 +16,7 @@ def _rows(count=32, shape=(4, 8, 8)):
 
 
 def _distance(a: HGR, b: HGR) -> float:
-    return sum(float((p - q).pow(2).sum()) for p, q in zip(a.parameters(), b.parameters())) ** 0.5
+    return sum(float((p - q).detach().pow(2).sum()) for p, q in zip(a.parameters(), b.parameters())) ** 0.5
 
 
 def test_a_short_run_exports_weights_close_to_the_trained_ones_not_the_identity_init(tmp_path):
