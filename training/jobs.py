@@ -70,7 +70,7 @@ class Shard:
 
 
 def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fraction, settings, seed=0,
-              groups: dict[str, str] | None = None, published: dict | None = None) -> list[Job]:
+              groups: dict[str, str] | None = None) -> list[Job]:
     """Every (prompt, seed) job of a run, in a fixed order; validation chosen by group.
 
     ``groups`` maps prompts to groups (a scene, a source document); validation takes whole groups,
@@ -79,41 +79,27 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
     A harmful prompt's target is its safe counterpart when it has one (for a prompt with several
     harms, the prompt without any of them), else every one of its categories' concept texts joined,
     so the target removes all of its harms at once.
-
-    ``published`` maps prompts to the (seed, guidance) their file gives (`prompt_data.read_sampling`,
-    either may be None): a prompt's first seed samples with them (so the trajectory a published
-    benchmark samples is among the ones trained on), its guidance bounded by the settings' range like
-    every drawn one. Other seeds, and prompts without published values, are drawn as before; the
-    draws happen either way, so every other job is the same with or without published values.
     """
     rng = random.Random(seed)
     prompts = sorted({p.text for p in harmful} | set(clean))
-    groups, published = groups or {}, published or {}
+    groups = groups or {}
     units = sorted({groups.get(p, p) for p in prompts})
     held = set(rng.sample(units, max(1, round(val_fraction * len(units))))) if val_fraction > 0 else set()
     val = {p for p in prompts if groups.get(p, p) in held}
-
-    def draw(text: str, i: int) -> tuple[int, float, str]:
-        """(seed, guidance, negative) of the i-th seed of a prompt."""
-        job_seed = rng.randrange(2**31)
-        cfg = round(rng.uniform(settings.cfg_min, settings.cfg_max), 3)
-        negative = rng.choice(negatives)
-        given_seed, given_cfg = published.get(text, (None, None)) if i == 0 else (None, None)
-        if given_cfg is not None:
-            cfg = min(max(given_cfg, settings.cfg_min), settings.cfg_max)
-        return (job_seed if given_seed is None else given_seed), cfg, negative
-
     jobs = []
     for p in harmful:
         kind = "safe" if p.safe_text else "concept"
         target = p.safe_text or ", ".join(concepts[c] for c in p.categories)
         for i in range(seeds_per_prompt):
             for steered in (False, True):
-                jobs.append(Job(p.text, p.categories, target, kind, steered, *draw(p.text, i),
+                jobs.append(Job(p.text, p.categories, target, kind, steered, rng.randrange(2**31),
+                                round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
                                 "val" if p.text in val else "train"))
     for text in clean:
         for i in range(seeds_per_prompt):
-            jobs.append(Job(text, (), None, "none", False, *draw(text, i), "val" if text in val else "train"))
+            jobs.append(Job(text, (), None, "none", False, rng.randrange(2**31),
+                            round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
+                            "val" if text in val else "train"))
     return jobs
 
 

@@ -9,8 +9,9 @@ Formats: .csv, .tsv, .jsonl (one object per line) and .txt (one prompt per line)
 - either table may carry a `group` column (`read_groups`): train_hgr splits validation by group.
 - published sets carry a seed and a guidance scale per prompt (`published_sampling`, `read_sampling`):
   `evaluation_seed`, `evaluation_guidance` (the copies in Diffusion-MU-Attack) or I2P's original
-  `sd_seed`, `sd_guidance_scale`; the benchmarks sample with them and train_hgr's first seed of a
-  prompt does.
+  `sd_seed`, `sd_guidance_scale`; the benchmarks sample with them. train_hgr ignores them on
+  purpose: training on the very (prompt, seed, scale) a benchmark then samples would contaminate
+  that benchmark, and it draws its own seeds and scales across the training mix.
 - concepts: JSON object {category: "concept words"}; built-in defaults cover common categories.
 `read_rows` is the one parser of these files; the benchmarks read published prompt sets with it.
 Every error names the file and line and says how to fix it.

@@ -28,13 +28,13 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
-def plan(backend, harmful, clean, concepts, negatives, settings, args, groups=None, published=None) -> tuple[list, list]:
+def plan(backend, harmful, clean, concepts, negatives, settings, args, groups=None) -> tuple[list, list]:
     """(jobs, shards) of the run; each job carries its shard's sampler, scheduler and step count."""
     from . import trajectories as tj
 
     tj.check_sampling(settings)  # before any sampling: a misspelt name fails in seconds, not after a shard
     jobs = plan_jobs(harmful, clean, concepts, negatives, args.seeds_per_prompt, args.val_fraction, settings, args.seed,
-                     groups, published)
+                     groups)
     shards = plan_shards(jobs, args.trajectory_batch, settings, args.seed, tj.conditioning_shapes(backend, jobs))
     return with_shard_sampling(jobs, shards), shards
 
@@ -87,9 +87,9 @@ def _loggable(metrics: dict) -> dict:
     return {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
 
 
-def run(args, device, rank, world, harmful, clean, concepts, negatives, backend, groups=None, published=None) -> None:
+def run(args, device, rank, world, harmful, clean, concepts, negatives, backend, groups=None) -> None:
     settings = sampling_from_args(args)
-    jobs, shards = plan(backend, harmful, clean, concepts, negatives, settings, args, groups, published)
+    jobs, shards = plan(backend, harmful, clean, concepts, negatives, settings, args, groups)
     categories = tuple(sorted({c for p in harmful for c in p.categories}))
     started = time.monotonic()
     data = add_labels(generate(backend, jobs, shards, settings, args, rank, world), jobs, categories)

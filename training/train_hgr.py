@@ -57,20 +57,16 @@ def load_prompts(args):
     concepts = prompt_data.read_concepts(args.concepts)
     prompt_data.check_concepts(harmful, concepts, "--harmful")
     negatives = prompt_data.read_clean(args.negatives) if args.negatives else list(DEFAULT_NEGATIVES)
-    files = [*args.harmful, *args.clean]
-    groups = {k: v for path in files for k, v in prompt_data.read_groups(path).items()}
-    published = {k: v for path in files for k, v in prompt_data.read_sampling(path).items()}
-    return harmful, clean, concepts, negatives, groups, published
+    groups = {k: v for path in [*args.harmful, *args.clean] for k, v in prompt_data.read_groups(path).items()}
+    return harmful, clean, concepts, negatives, groups
 
 
 DEFAULT_NEGATIVES = ("", "", "blurry, low quality", "worst quality, low quality", "blurry")
 
 
-def log_counts(harmful, clean, published) -> None:
+def log_counts(harmful, clean) -> None:
     counts = prompt_data.category_counts(harmful)
     log.info("prompts: %d harmful, %d clean", len(harmful), len(clean))
-    if published:
-        log.info("  %d prompts give a published seed or guidance scale; their first seed samples with it", len(published))
     for name, count in sorted(counts.items()):
         paired = sum(1 for p in harmful if name in p.categories and p.safe_text)
         log.info("  %-12s %5d prompts (%d with a safe counterpart, %d use the concept text)", name, count, paired, count - paired)
@@ -90,12 +86,12 @@ def main(argv=None) -> None:
     device = choose_device(args.device)
     setup_comfyui(args.comfyui, cpu=device == "cpu")
     rank, world = init_distributed(device)
-    harmful, clean, concepts, negatives, groups, published = load_prompts(args)
+    harmful, clean, concepts, negatives, groups = load_prompts(args)
     if rank == 0:
-        log_counts(harmful, clean, published)
+        log_counts(harmful, clean)
     from .run import run
 
-    run(args, device, rank, world, harmful, clean, concepts, negatives, make_backend(args, device), groups, published)
+    run(args, device, rank, world, harmful, clean, concepts, negatives, make_backend(args, device), groups)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ def test_prompts_over_77_tokens_train_beside_short_ones_from_an_i2p_csv(random_s
     cache = next(work.glob("trajectories/*"))
     jobs = json.loads((cache / "jobs.json").read_text())
     long_jobs = {i for i, j in enumerate(jobs) if j["prompt"] == LONG}
-    assert len(long_jobs) == 2 and {(jobs[i]["seed"], jobs[i]["cfg"]) for i in long_jobs} == {(4261553411, 12.0)}
-    assert {(j["seed"], j["cfg"]) for j in jobs if j["prompt"] == "a naked\u2028person on a beach"} == {(58, 7.0)}
+    assert len(long_jobs) == 2  # plain and steered, one seed
+    assert sum(j["prompt"] == "a naked\u2028person on a beach" for j in jobs) == 2  # one prompt, not split at U+2028
+    assert not {j["seed"] for j in jobs} & {4261553411, 58}  # published seeds are the benchmark's, never trained on
     shards = [set(json.loads(p.read_text())["jobs"]) for p in sorted(cache.glob("shard_*.json"))]
     assert long_jobs in shards  # the long prompt's shard holds no short prompt
     # --seed 4 holds out the long prompt and a short clean one: the preview grid samples them together.

@@ -123,18 +123,3 @@ def test_validation_takes_whole_groups_and_without_groups_splits_by_prompt():
     assert len(val_groups) == 2 and not val_groups & train_groups  # 34% of 6 scenes, never on both sides
     assert plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3) == \
         plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3, groups={})
-
-
-def test_a_prompts_first_seed_samples_with_its_published_seed_and_bounded_guidance():
-    prompts = [HarmfulPrompt(f"a naked thing {i}", ("nudity",), f"a thing {i}") for i in range(3)]
-    published = {"a naked thing 0": (4261553411, 7.0), "a naked thing 1": (None, 20.0), "a clean thing": (5, None)}
-    plain = plan_jobs(prompts, ["a clean thing"], CONCEPTS, [""], 2, 0.0, SamplingSettings(), seed=3)
-    given = plan_jobs(prompts, ["a clean thing"], CONCEPTS, [""], 2, 0.0, SamplingSettings(), seed=3, published=published)
-    # Order: per harmful prompt (seed 0 plain, seed 0 steered, seed 1 plain, seed 1 steered), then clean per seed.
-    assert [(j.prompt, j.steered) for j in given[:2]] == [("a naked thing 0", False), ("a naked thing 0", True)]
-    assert [(j.seed, j.cfg) for j in given[:2]] == [(4261553411, 7.0)] * 2
-    assert [j.cfg for j in given[4:6]] == [12.0, 12.0]  # 20 bounded by cfg_max; the seed stays drawn
-    assert [j.seed for j in given[4:6]] == [j.seed for j in plain[4:6]]
-    assert given[12].prompt == "a clean thing" and given[12].seed == 5 and given[12].cfg == plain[12].cfg
-    changed = [i for i, (a, b) in enumerate(zip(plain, given)) if a != b]
-    assert changed == [0, 1, 4, 5, 12]  # only the first seed's jobs of the prompts with published values
