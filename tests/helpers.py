@@ -43,3 +43,45 @@ def identity_hgr(**config):
     hgr = HGR(HGRConfig(base_channels=16, **config)).eval()
     hgr.metadata = {"prediction_type": "eps", "path": "identity-hgr"}
     return hgr
+
+
+# Tiny unet configs of ComfyUI 0.3.75's model families (comfy/supported_models.py), for models
+# built in-process: no checkpoint file of SDXL, SD3, Flux or Wan is small.
+SDXL_TINY_UNET = {  # the SDXL UNet's structure (ADM vector input, linear transformer projections), tiny
+    "model_channels": 32, "in_channels": 4, "out_channels": 4, "channel_mult": [1, 2],
+    "num_res_blocks": [1, 1], "transformer_depth": [0, 1], "transformer_depth_output": [0, 0, 1, 1],
+    "transformer_depth_middle": 1, "context_dim": 32, "num_head_channels": 32, "use_spatial_transformer": True,
+    "use_linear_in_transformer": True, "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816,
+    "use_temporal_attention": False, "use_temporal_resblock": False, "image_size": 32,
+}
+SD20_TINY_UNET = {  # SD2.x's structure (linear transformer projections, 64-channel heads: SD20's unet_extra_config), tiny
+    "model_channels": 64, "in_channels": 4, "out_channels": 4, "channel_mult": [1, 2],
+    "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
+    "transformer_depth_middle": 1, "context_dim": 32, "use_spatial_transformer": True,
+    "use_linear_in_transformer": True, "legacy": False, "adm_in_channels": None,
+    "use_temporal_attention": False, "use_temporal_resblock": False, "image_size": 32,
+}
+SD3_TINY_MMDIT = {"in_channels": 16, "out_channels": 16, "pos_embed_scaling_factor": None, "patch_size": 2, "depth": 1,
+                  "adm_in_channels": 32, "pos_embed_max_size": 16, "num_patches": 256,
+                  "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 64}}}
+FLUX_TINY = {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 32,
+             "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1,
+             "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True}
+WAN21_TINY = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": [1, 2, 2], "text_len": 8, "in_dim": 16,
+              "dim": 64, "ffn_dim": 64, "freq_dim": 32, "text_dim": 32, "out_dim": 16, "num_heads": 2, "num_layers": 1}
+
+
+def comfy_model(family: str, unet_config: dict, state_dict: dict | None = None):
+    """A ModelPatcher of `comfy.supported_models.<family>` with a tiny config (weights uninitialised).
+
+    state_dict: what the family's `model_type` reads to pick a prediction type (SD20: v or eps).
+    """
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = getattr(comfy.supported_models, family)(dict(unet_config))
+    config.set_inference_dtype(torch.float32, None)
+    return comfy.model_patcher.ModelPatcher(config.get_model(state_dict or {}),
+                                            load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=torch.device("cpu"))

@@ -11,6 +11,7 @@ from hgr_core import HGRConfig
 
 from .trainer import OptimConfig
 from .jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, SamplingSettings
+from .presets import PRESETS, preset_by_name
 
 
 def _positive_int(text: str) -> int:
@@ -65,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--toy-weights", type=Path, default=None, help="toy-world weights folder (default: the shipped toyworld/weights)")
     m.add_argument("--comfyui", type=Path, default=None,
                    help="ComfyUI folder (default: COMFYUI_PATH, the ComfyUI this pack is installed in, or the test copy)")
-    m.add_argument("--resolution", type=_positive_int, default=512, help="image size sampled with --checkpoint")
+    m.add_argument("--preset", type=preset_by_name, default=None, metavar="{" + ",".join(PRESETS) + "}",
+                   help="per-family defaults for --checkpoint (--resolution, --base-channels; explicit flags win), "
+                        "checked against the family, latent channels and prediction type ComfyUI detects: "
+                        + "; ".join(f"{p.name} {p.resolution} px, {p.latent_channels} ch {p.prediction}, width {p.base_channels}"
+                                    for p in PRESETS.values()))
+    m.add_argument("--resolution", type=_positive_int, default=512, help="image size sampled with --checkpoint (or the --preset's)")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device for sampling and training")
     m.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="model weights dtype for --checkpoint (auto: ComfyUI picks fp16/bf16 where the device supports it)")
@@ -99,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record at most this many steps per trajectory, spread over its schedule; unset: every model call")
     s.add_argument("--trajectory-batch", type=_positive_int, default=16, help="jobs sampled together (one shard)")
     n = p.add_argument_group("network")
-    n.add_argument("--base-channels", type=_positive_int, default=HGRConfig.base_channels, help="HGR width (multiple of 8)")
+    n.add_argument("--base-channels", type=_positive_int, default=HGRConfig.base_channels,
+                   help="HGR width (multiple of 8; or the --preset's)")
     n.add_argument("--channel-mult", type=_int_list, default=HGRConfig.channel_mult, help="width multipliers per U-Net level")
     n.add_argument("--blocks-per-level", type=_positive_int, default=HGRConfig.blocks_per_level, help="residual blocks per level")
     o = p.add_argument_group("optimisation")
@@ -121,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threshold-percentile", type=float, default=99.0,
                    help="detection threshold = this percentile of clean validation scores")
     return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse train_hgr's flags; a --preset's values become the defaults, so explicit flags still win.
+
+    Parsed twice with one parser (argparse keeps no record of which flags were given): the first
+    pass finds the preset, the second parses the same argv with the preset's defaults.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.preset is None:
+        return args
+    if args.toy:
+        parser.error("--preset describes a --checkpoint family; the toy world (--toy) has its own latent shape")
+    parser.set_defaults(**args.preset.flag_defaults())
+    return parser.parse_args(argv)
 
 
 def choose_device(name: str) -> str:

@@ -7,6 +7,10 @@ Examples:
         --harmful i2p.csv --harmful paired.csv --clean coco.txt \\
         --output ComfyUI/models/hgr/sd15.safetensors
 
+    # an SDXL checkpoint with the SDXL preset (1024 px; refused if ComfyUI detects another family)
+    python -m training.train_hgr --checkpoint sd_xl_base_1.0.safetensors --preset sdxl \\
+        --harmful i2p.csv --clean coco.txt --output ComfyUI/models/hgr/sdxl.safetensors
+
     # the toy world (CPU, minutes)
     python -m training.train_hgr --toy --harmful runs/prompts/harmful_train.csv \\
         --clean runs/prompts/clean_train.csv --concepts runs/prompts/concepts.json \\
@@ -35,7 +39,7 @@ if str(REPO) not in sys.path:
 from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
-from .cli import build_parser, choose_device  # noqa: E402
+from .cli import choose_device, parse_args  # noqa: E402
 
 log = logging.getLogger("train_hgr")
 
@@ -73,15 +77,21 @@ def log_counts(harmful, clean) -> None:
 
 
 def make_backend(args, device: str):
+    """The toy world, or the checkpoint once its family has CFG and fits --preset (refused before sampling)."""
     from .backends import CheckpointBackend, ToyBackend
+    from .presets import check_model, describe_choice, detect
 
     if args.toy:
         return ToyBackend(device, args.toy_weights)
-    return CheckpointBackend(args.checkpoint, args.resolution, args.precision)
+    if args.preset is not None:
+        log.info("%s", describe_choice(args.preset, args))
+    backend = CheckpointBackend(args.checkpoint, args.resolution, args.precision)
+    check_model(detect(backend.model), args.preset, f"--checkpoint {args.checkpoint.name}")
+    return backend
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     device = choose_device(args.device)
     setup_comfyui(args.comfyui, cpu=device == "cpu")

@@ -19,19 +19,23 @@ def test_checkpoint_run_exports_weights_the_nodes_load_and_sample_with(comfy_nod
     (tmp_path / "harmful.csv").write_text("prompt,categories\na naked person,sexual\n")
     (tmp_path / "clean.txt").write_text("a red apple on a table\n")
     output = hgr_dir / "sd15_random.safetensors"
-    cmd = [sys.executable, "-m", "training.train_hgr", "--checkpoint", str(random_sd15_checkpoint),
+    cmd = [sys.executable, "-m", "training.train_hgr", "--checkpoint", str(random_sd15_checkpoint), "--preset", "sd15",
            "--resolution", "64", "--harmful", str(tmp_path / "harmful.csv"), "--clean", str(tmp_path / "clean.txt"),
            "--sample-steps", "2", "--steps", "2", "--batch-size", "4", "--eval-every", "2", "--val-fraction", "0",
            "--base-channels", "16", "--output", str(output), "--work-dir", str(tmp_path / "work"), "--device", "cpu"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "nudity" in result.stderr and "1 prompts" in result.stderr  # counts shown before starting
+    # The preset fits the checkpoint ComfyUI detects; the explicit small sizes override its 512 px and width 48.
+    assert ("preset sd15: --resolution 64 (explicit; the preset's is 512), --base-channels 16 (explicit; the preset's "
+            "is 48); expects SD15 (SD15 latents, 4 channels, eps-prediction)") in result.stderr
 
     info = comfy_nodes.NODE_CLASS_MAPPINGS["SafeCFGLoadHGR"].GET_NODE_INFO_V1()
     assert output.name in info["input"]["required"]["hgr_name"][1]["options"]
     (hgr,) = run_node(comfy_nodes, "SafeCFGLoadHGR", hgr_name=output.name)
     assert hgr.metadata["base_model"] == "SD15" and hgr.config.categories == ("nudity",)
     assert hgr.metadata["training"]["trajectories"] == 3  # 1 harmful x (CFG + steered) + 1 clean
+    assert hgr.config.base_channels == 16 and hgr.metadata["training"]["preset"] == "sd15"
 
     import comfy.sd
 
@@ -43,6 +47,21 @@ def test_checkpoint_run_exports_weights_the_nodes_load_and_sample_with(comfy_nod
     (out,) = comfy_nodes.common_ksampler(patched, 1, 2, 7.0, "euler", "normal", positive, negative,
                                          {"samples": torch.zeros(1, 4, 8, 8)})
     assert out["samples"].shape == (1, 4, 8, 8) and torch.isfinite(out["samples"]).all()
+
+
+def test_a_preset_for_another_family_is_refused_before_any_sampling(random_sd15_checkpoint, tmp_path):
+    (tmp_path / "harmful.csv").write_text("prompt,categories\na naked person,sexual\n")
+    (tmp_path / "clean.txt").write_text("a red apple on a table\n")
+    cmd = [sys.executable, "-m", "training.train_hgr", "--checkpoint", str(random_sd15_checkpoint), "--preset", "sdxl",
+           "--harmful", str(tmp_path / "harmful.csv"), "--clean", str(tmp_path / "clean.txt"),
+           "--output", str(tmp_path / "x.safetensors"), "--work-dir", str(tmp_path / "work"), "--device", "cpu"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert (f"--preset sdxl expects SDXL (SDXL latents, 4 channels, eps-prediction), but ComfyUI detects --checkpoint "
+            f"{random_sd15_checkpoint.name} as SD15 (SD15 latents, 4 channels, eps-prediction) (differs in family, "
+            "latent format); use --preset sd15") in last
+    assert not (tmp_path / "work").exists() and not (tmp_path / "x.safetensors").exists()
 
 
 LONG = ", ".join(["a highly detailed oil painting of a nude figure in a ruined castle"] * 6)  # ~80 CLIP tokens

@@ -2,7 +2,7 @@
 it does not support, and the HGR is a model ComfyUI's model management loads beside the UNet.
 
 The models are built in-process from ComfyUI 0.3.75's own model configs (`comfy.supported_models`)
-with tiny unet configs: no checkpoint file of SDXL, SD3, Flux or Wan is small. Refusals happen in
+with tiny unet configs (helpers.py): no checkpoint file of SDXL, SD3, Flux or Wan is small. Refusals happen in
 `patch_model` before any sampling, so those models keep ComfyUI's uninitialised weights.
 """
 
@@ -12,34 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import identity_hgr, redirecting_hgr
-
-SDXL_TINY_UNET = {  # the SDXL UNet's structure (ADM vector input, linear transformer projections), tiny
-    "model_channels": 32, "in_channels": 4, "out_channels": 4, "channel_mult": [1, 2],
-    "num_res_blocks": [1, 1], "transformer_depth": [0, 1], "transformer_depth_output": [0, 0, 1, 1],
-    "transformer_depth_middle": 1, "context_dim": 32, "num_head_channels": 32, "use_spatial_transformer": True,
-    "use_linear_in_transformer": True, "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816,
-    "use_temporal_attention": False, "use_temporal_resblock": False, "image_size": 32,
-}
-SD3_TINY_MMDIT = {"in_channels": 16, "out_channels": 16, "pos_embed_scaling_factor": None, "patch_size": 2, "depth": 1,
-                  "adm_in_channels": 32, "pos_embed_max_size": 16, "num_patches": 256,
-                  "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 64}}}
-FLUX_TINY = {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 32,
-             "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1,
-             "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True}
-WAN21_TINY = {"image_model": "wan2.1", "model_type": "t2v", "patch_size": [1, 2, 2], "text_len": 8, "in_dim": 16,
-              "dim": 64, "ffn_dim": 64, "freq_dim": 32, "text_dim": 32, "out_dim": 16, "num_heads": 2, "num_layers": 1}
-
-
-def _model(family: str, unet_config: dict):
-    import comfy.model_management
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    config = getattr(comfy.supported_models, family)(dict(unet_config))
-    config.set_inference_dtype(torch.float32, None)
-    return comfy.model_patcher.ModelPatcher(config.get_model({}), load_device=comfy.model_management.get_torch_device(),
-                                            offload_device=torch.device("cpu"))
+from helpers import FLUX_TINY, SD3_TINY_MMDIT, SDXL_TINY_UNET, WAN21_TINY, identity_hgr, redirecting_hgr
+from helpers import comfy_model as _model
 
 
 @pytest.fixture(scope="module")
