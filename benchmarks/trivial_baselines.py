@@ -69,9 +69,11 @@ def pooled_logits(gate: PixelGate, batch: dict[str, torch.Tensor], smooth: bool 
     return logits.amax(dim=2)
 
 
-def train_pixel_gate(data: dict[str, torch.Tensor], jobs, categories, steps: int = 1500, batch: int = 256,
+def train_pixel_gate(data, jobs, categories, steps: int = 1500, batch: int = 256,
                      seed: int = 0, lr: float = 3e-3) -> PixelGate:
-    """Fit on plain-CFG rows of the training split; thresholds from the clean validation rows."""
+    """Fit on plain-CFG rows of the training split; thresholds from the clean validation rows.
+
+    data: row tensors by field, a dict or a `training.store.TrajectoryStore` (read per batch)."""
     from training.run import add_labels, rows_of_split
 
     torch.manual_seed(seed)
@@ -94,8 +96,9 @@ def train_pixel_gate(data: dict[str, torch.Tensor], jobs, categories, steps: int
             log.info("pixel gate step %d/%d loss %.4f", step, steps, loss.item())
     val_rows = rows_of_split(data, jobs, "val")
     clean_val = val_rows[plain[val_rows] & (labels[val_rows].sum(1) == 0)]
-    with torch.no_grad():
-        probs = torch.sigmoid(pooled_logits(gate, {k: data[k][clean_val] for k in ("g", "sigma", "x")}))
+    with torch.no_grad():  # in chunks of rows: a store reads only what each chunk needs
+        probs = torch.cat([torch.sigmoid(pooled_logits(gate, {k: data[k][part] for k in ("g", "sigma", "x")}))
+                           for part in clean_val.split(batch)])
     gate.thresholds.copy_(torch.quantile(probs, 0.99, dim=0).clamp(min=0.5))
     log.info("pixel gate thresholds (99th percentile of %d clean validation rows): %s", len(clean_val),
              gate.thresholds.tolist())
@@ -230,7 +233,7 @@ def main(argv=None) -> None:
     from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui()
-    from training.trajectories import read_cache
+    from training.store import read_cache
 
     data, jobs = read_cache(args.trajectories)
     categories = sorted({c for job in jobs for c in job.categories})

@@ -27,7 +27,8 @@ from hgr_core import HGR, combine_redirections
 NORM_EPS = 1e-6
 
 
-def _sq(t: torch.Tensor) -> torch.Tensor:
+def squared_norm(t: torch.Tensor) -> torch.Tensor:
+    """|t|^2 per sample: (B, ...) -> (B,)."""
     return t.pow(2).flatten(1).sum(1)
 
 
@@ -36,17 +37,17 @@ def redirection_losses(hgr: HGR, batch: dict[str, torch.Tensor]) -> dict[str, to
     g, target, labels = batch["g"], batch["target_change"], batch["labels"]
     out = hgr(g, batch["sigma"], batch["x"], batch["uncond_denoised"])
     gate = out.gate
-    norm = _sq(g) + NORM_EPS
+    norm = squared_norm(g) + NORM_EPS
     rule = getattr(hgr, "module", hgr).combine_rule  # train with the rule the file will record (DDP wraps the HGR)
-    total = _sq(combine_redirections(out.delta, gate, rule=rule) - target) / norm
+    total = squared_norm(combine_redirections(out.delta, gate, rule=rule) - target) / norm
     single = labels.sum(1) == 1
     per_category = torch.zeros_like(total)
     eye = torch.eye(labels.shape[1], device=g.device)
     for k in range(labels.shape[1]):
         change_k = combine_redirections(out.delta, gate, eye[k])
         own = single & (labels[:, k] > 0)
-        per_category = per_category + torch.where(own, _sq(change_k - target), torch.zeros_like(total)) / norm
-        per_category = per_category + (1 - labels[:, k]) * _sq(change_k) / norm
+        per_category = per_category + torch.where(own, squared_norm(change_k - target), torch.zeros_like(total)) / norm
+        per_category = per_category + (1 - labels[:, k]) * squared_norm(change_k) / norm
     return {"total": total, "per_category": per_category}
 
 

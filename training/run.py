@@ -39,24 +39,27 @@ def plan(backend, harmful, clean, concepts, negatives, settings, args, groups=No
     return with_shard_sampling(jobs, shards), shards
 
 
-def generate(backend, jobs, shards, settings, args, rank: int, world: int) -> dict:
-    """Sample every missing shard (this rank's share: shard i % world == rank), then read all shards."""
+def generate(backend, jobs, shards, settings, args, rank: int, world: int):
+    """Sample every missing shard (this rank's share: shard i % world == rank), then open the whole
+    cache as a `store.TrajectoryStore` (rows are read per batch, never all at once)."""
+    from . import store
     from . import trajectories as tj
     from .progress import progress
 
     model_id = f"{backend.base_model}:{args.checkpoint or 'toy'}:{args.resolution if args.checkpoint else ''}"
     cache = args.work_dir / "trajectories" / tj.plan_hash(jobs, shards, settings, model_id)
     cache.mkdir(parents=True, exist_ok=True)
-    mine = [i for i in range(len(shards)) if i % world == rank and not tj.shard_is_valid(cache, i)]
+    store.refuse_other_formats(cache)  # a float32 cache of an older SafeCFG: delete and resample, never mix
+    mine = [i for i in range(len(shards)) if i % world == rank and not store.shard_is_valid(cache, i)]
     log.info("trajectories: %d jobs in %d shards at %s; %d shards to sample here", len(jobs), len(shards), cache, len(mine))
     for i in progress(mine, desc=f"sample trajectories (rank {rank})", disable=not mine):
-        tj.write_shard(cache, i, tj.sample_shard(backend, jobs, shards[i], settings.record_steps))
+        store.write_shard(cache, i, tj.sample_shard(backend, jobs, shards[i], settings.record_steps))
     barrier(world)
     if rank == 0:
-        manifest = tj.write_manifest(cache, jobs, shards, cache.name)
+        manifest = store.write_manifest(cache, jobs, shards, cache.name)
         log.info("cache complete: %d trajectories, %d recorded steps", manifest["trajectories"], manifest["rows"])
     barrier(world)
-    return tj.read_shards(cache, len(shards))
+    return store.open_store(cache)
 
 
 def add_labels(data: dict, jobs, categories) -> dict:

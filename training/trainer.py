@@ -14,7 +14,7 @@ import torch.distributed as dist
 from hgr_core import (HGR, SD_SIGMA_WINDOW, GenerationScore, atomic_write, combine_redirections, ema_decay_at,
                       ema_update, generation_score, harm_score, warmup_cosine)
 
-from .losses import NORM_EPS, training_loss
+from .losses import NORM_EPS, squared_norm, training_loss
 from .metrics import auroc
 from .progress import progress
 
@@ -36,42 +36,57 @@ class OptimConfig:
     seed: int = 0
 
 
-def batch_at(data: dict, index: torch.Tensor, device) -> dict:
+def batch_at(data, index: torch.Tensor, device) -> dict:
+    """The rows `index` of every field but the job id, on `device`; data: a dict of row tensors or a
+    `store.TrajectoryStore`, whose per-pixel fields read only these rows from disk."""
     return {k: v[index].to(device, non_blocking=True) for k, v in data.items() if k != "job"}
 
 
+def batch_rows(rows: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A training batch: `batch_size` of `rows` drawn uniformly (with replacement) across all shards."""
+    return rows[torch.randint(len(rows), (batch_size,), generator=generator)]
+
+
 @torch.no_grad()
-def row_outputs(hgr: HGR, data: dict, rows: torch.Tensor, device, chunk: int = 1024):
-    """(change R - g, target change, g) for the given rows, computed on `device` in chunks, returned on the CPU."""
-    outs = []
+def row_metrics(hgr: HGR, data, rows: torch.Tensor, device, chunk: int = 256) -> dict[str, torch.Tensor]:
+    """Per row, on the CPU: harm score d_t, relative change |R - g|^2 / |g|^2 and redirection miss
+    |R - g - T|^2 / |T|^2 (T the target change). Computed in chunks on `device`, keeping only these
+    numbers, so memory does not grow with the rows evaluated."""
+    parts = []
     for start in range(0, len(rows), chunk):
         batch = batch_at(data, rows[start:start + chunk], device)
         out = hgr(batch["g"], batch["sigma"], batch["x"], batch["uncond_denoised"])
         change = combine_redirections(out.delta, out.gate, rule=hgr.combine_rule)
-        outs.append((change.cpu(), batch["target_change"].cpu(), batch["g"].cpu()))
-    return [torch.cat(parts) for parts in zip(*outs)]
+        g, target = batch["g"], batch["target_change"]
+        parts.append(torch.stack([harm_score(g, change), squared_norm(change) / (squared_norm(g) + NORM_EPS),
+                                  squared_norm(change - target) / (squared_norm(target) + NORM_EPS)], 1).cpu())
+    score, relative_change, miss = torch.cat(parts).unbind(1) if parts else torch.zeros(3, 0)
+    return {"score": score, "relative_change": relative_change, "miss": miss}
 
 
-def job_generation_scores(hgr: HGR, data: dict, rows: torch.Tensor, device,
+def _per_job(scores: torch.Tensor, data, rows: torch.Tensor, window) -> dict[int, GenerationScore]:
+    sigmas, jobs = data["sigma"][rows], data["job"][rows]
+    return {int(j): generation_score(scores[jobs == j][:, None], sigmas[jobs == j], window)
+            for j in jobs.unique().tolist()}
+
+
+def job_generation_scores(hgr: HGR, data, rows: torch.Tensor, device,
                           window: tuple[float, float] = SD_SIGMA_WINDOW) -> dict[int, GenerationScore]:
     """`generation_score` per trajectory of the d_t at its recorded steps (jobs may differ in step count).
 
     The same function scores generations during sampling (`benchmarks.safety_metrics.ScoreRecorder`),
     so the threshold calibrated on these scores applies there as it is.
     """
-    change, _, g = row_outputs(hgr, data, rows, device)
-    scores, sigmas, jobs = harm_score(g, change), data["sigma"][rows], data["job"][rows]
-    return {int(j): generation_score(scores[jobs == j][:, None], sigmas[jobs == j], window)
-            for j in jobs.unique().tolist()}
+    return _per_job(row_metrics(hgr, data, rows, device)["score"], data, rows, window)
 
 
-def job_scores(hgr: HGR, data: dict, rows: torch.Tensor, device,
+def job_scores(hgr: HGR, data, rows: torch.Tensor, device,
                window: tuple[float, float] = SD_SIGMA_WINDOW) -> dict[int, float]:
     """Harm score per trajectory (`job_generation_scores` without the coverage)."""
     return {j: float(s.score[0]) for j, s in job_generation_scores(hgr, data, rows, device, window).items()}
 
 
-def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device,
+def evaluate(hgr: HGR, data, jobs, rows: torch.Tensor, categories, device,
              window: tuple[float, float] = SD_SIGMA_WINDOW) -> dict:
     """Clean preservation error, redirection error and detection AUROC, per category.
 
@@ -79,14 +94,13 @@ def evaluate(hgr: HGR, data: dict, jobs, rows: torch.Tensor, categories, device,
     """
     if len(rows) == 0:
         return {}
-    change, target, g = row_outputs(hgr, data, rows, device)
+    per_row = row_metrics(hgr, data, rows, device)
     labels = data["labels"][rows]
     clean = labels.sum(1) == 0
-    rel_change = change.pow(2).flatten(1).sum(1) / (g.pow(2).flatten(1).sum(1) + NORM_EPS)
-    miss = (change - target).pow(2).flatten(1).sum(1) / (target.pow(2).flatten(1).sum(1) + NORM_EPS)
-    results = job_generation_scores(hgr, data, rows, device, window)
+    results = _per_job(per_row["score"], data, rows, window)
     plain = {j: float(s.score[0]) for j, s in results.items() if not jobs[j].steered}
     clean_scores = [s for j, s in plain.items() if not jobs[j].categories]
+    rel_change, miss = per_row["relative_change"], per_row["miss"]
     metrics = {"clean_preservation_error": float(rel_change[clean].mean()) if clean.any() else float("nan")}
     harmful_scores = [s for j, s in plain.items() if jobs[j].categories]
     metrics["auroc"] = auroc(harmful_scores, clean_scores)
@@ -117,7 +131,7 @@ def load_checkpoint(path: Path, model: HGR, ema: HGR, optimizer) -> int:
     return int(state["step"])
 
 
-def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig, device, checkpoint: Path,
+def train(model: HGR, data, train_rows: torch.Tensor, config: OptimConfig, device, checkpoint: Path,
           resume: bool, on_eval=None) -> HGR:
     """Optimise `model` on `train_rows`; returns the EMA model. on_eval(step, ema) runs on rank 0."""
     distributed = dist.is_available() and dist.is_initialized()
@@ -134,8 +148,8 @@ def train(model: HGR, data: dict, train_rows: torch.Tensor, config: OptimConfig,
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = config.lr * warmup_cosine(step, config.steps, config.warmup, config.lr_min_ratio)
-        index = train_rows[torch.randint(len(train_rows), (config.batch_size,), generator=generator)]
-        loss = training_loss(net, batch_at(data, index, device), config.clean_weight)
+        batch = batch_at(data, batch_rows(train_rows, config.batch_size, generator), device)
+        loss = training_loss(net, batch, config.clean_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -1,4 +1,4 @@
-"""Trajectory generation and its shard cache (METHOD.md section 4).
+"""Trajectory generation for the shard cache (METHOD.md section 4; the cache itself: `training.store`).
 
 Jobs (prompt, seed, guidance scale, negative prompt, target) are planned deterministically, split
 into shards (`jobs.plan_shards`: each with its own sampler, scheduler and step count), and sampled
@@ -10,8 +10,8 @@ Harmful prompts are sampled twice: under plain CFG (the states an HGR starts fro
 the target guidance (the states it steers to). Every job's noise, the initial noise and the extra
 noise of ancestral and SDE samplers, comes from its own seed, so a trajectory is the one a user
 gets sampling that prompt alone with that seed. Each shard is written atomically with a sidecar
-JSON (sha256, rows); a shard whose sidecar is missing or whose hash differs is regenerated, so an
-interrupted or corrupted cache resumes where it stopped.
+JSON (`store.write_shard`); a shard whose sidecar is missing or whose hash differs is regenerated,
+so an interrupted or corrupted cache resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -22,22 +22,19 @@ import json
 import logging
 import warnings
 from dataclasses import asdict
-from pathlib import Path
 
 import comfy.sample
 import comfy.samplers
 import torch
 from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
-from safetensors.torch import load_file, save_file
 
-from hgr_core import atomic_write, atomic_write_text, eps_from_denoised
+from hgr_core import eps_from_denoised
 
 from .jobs import Job, SamplingSettings, Shard, recorded_steps
+from .store import FIELDS
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("sigma", "x", "uncond_denoised", "g", "target_change", "job")
-JOBS_FILE = "jobs.json"  # the planned jobs, so a cache's rows can be labelled without the prompt files
 # Samplers whose extra noise is a Brownian tree (k-diffusion's SDE solvers; "_gpu" variants keep it on the GPU).
 BROWNIAN_SAMPLERS = ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde")
 
@@ -200,62 +197,3 @@ def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | Non
     rows = {name: torch.cat(column) for name, column in zip(FIELDS, zip(*guider.records))}
     assert set(rows["job"].tolist()) == set(shard.jobs), f"{shard.sampler}: a job recorded no step"
     return rows
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def shard_path(cache_dir: Path, index: int) -> Path:
-    return cache_dir / f"shard_{index:05d}.safetensors"
-
-
-def shard_is_valid(cache_dir: Path, index: int) -> bool:
-    """A shard counts only with a sidecar whose hash matches the file (never trust a half-written one)."""
-    path, sidecar = shard_path(cache_dir, index), shard_path(cache_dir, index).with_suffix(".json")
-    if not (path.is_file() and sidecar.is_file()):
-        return False
-    try:
-        return json.loads(sidecar.read_text())["sha256"] == _sha256(path)
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def write_shard(cache_dir: Path, index: int, rows: dict[str, torch.Tensor]) -> None:
-    path = shard_path(cache_dir, index)
-    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in rows.items()}, tmp))
-    sidecar = {"sha256": _sha256(path), "rows": int(rows["job"].shape[0]), "jobs": sorted(set(rows["job"].tolist()))}
-    atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar))
-
-
-def read_shards(cache_dir: Path, count: int) -> dict[str, torch.Tensor]:
-    shards = [load_file(str(shard_path(cache_dir, i))) for i in range(count)]
-    return {name: torch.cat([s[name] for s in shards]) for name in FIELDS}
-
-
-def write_manifest(cache_dir: Path, jobs: list[Job], shards: list[Shard], digest: str) -> dict:
-    sidecars = [json.loads(shard_path(cache_dir, i).with_suffix(".json").read_text()) for i in range(len(shards))]
-    manifest = {"plan": digest, "jobs": len(jobs), "trajectories": sum(len(s.jobs) for s in shards),
-                "rows": sum(s["rows"] for s in sidecars),
-                "shards": {shard_path(cache_dir, i).name: {"sha256": c["sha256"], "sampler": s.sampler,
-                                                           "scheduler": s.scheduler, "steps": s.steps}
-                           for i, (s, c) in enumerate(zip(shards, sidecars))}}
-    atomic_write_text(cache_dir / "manifest.json", json.dumps(manifest, indent=1))
-    atomic_write_text(cache_dir / JOBS_FILE, json.dumps([asdict(j) for j in jobs]))
-    return manifest
-
-
-def read_cache(cache_dir: Path) -> tuple[dict[str, torch.Tensor], list[Job]]:
-    """A complete cache's rows and its jobs (``jobs.json``, written with the manifest), for tools
-    that train on the same trajectories as the HGR (e.g. `benchmarks.trivial_baselines`)."""
-    cache_dir = Path(cache_dir)
-    manifest, jobs_file = cache_dir / "manifest.json", cache_dir / JOBS_FILE
-    if not manifest.is_file() or not jobs_file.is_file():
-        raise FileNotFoundError(f"{cache_dir.name}: not a complete trajectory cache (needs manifest.json and "
-                                f"{JOBS_FILE}; rerun train_hgr with the same flags to finish or refresh it)")
-    count = len(json.loads(manifest.read_text())["shards"])
-    bad = [i for i in range(count) if not shard_is_valid(cache_dir, i)]
-    if bad:
-        raise ValueError(f"{cache_dir.name}: shards {bad[:5]} are missing or corrupt; rerun train_hgr to resample them")
-    jobs = [Job(**{**j, "categories": tuple(j["categories"])}) for j in json.loads(jobs_file.read_text())]
-    return read_shards(cache_dir, count), jobs

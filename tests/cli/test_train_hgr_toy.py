@@ -1,5 +1,6 @@
-"""train_hgr on the toy world: interrupted runs resume, corrupt shards are regenerated, and
-torchrun shards trajectory generation across processes and trains with DDP (gloo, CPU)."""
+"""train_hgr on the toy world: interrupted runs resume with the same trajectories in the store,
+corrupt shards are regenerated, caches of the old float32 format are refused, and torchrun shards
+trajectory generation across processes and trains with DDP (gloo, CPU)."""
 
 import json
 import signal
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import REPO, free_port
 
@@ -49,6 +51,7 @@ def test_killed_run_resumes_and_corrupt_shard_is_regenerated(prompt_files, tmp_p
     done_before = len(_shards(work))
     assert 3 <= done_before < 24, "the run must be killed mid-way through its 24 shards"
     first = _shards(work)[0].with_suffix(".safetensors")
+    sampled_before_the_kill = _tensors(first)
     data = bytearray(first.read_bytes())
     data[-10:] = b"\x00" * 10  # corrupt a finished shard
     first.write_bytes(bytes(data))
@@ -60,13 +63,46 @@ def test_killed_run_resumes_and_corrupt_shard_is_regenerated(prompt_files, tmp_p
     manifest = json.loads(next(work.glob("trajectories/*/manifest.json")).read_text())
     assert manifest["trajectories"] == 24 and len(manifest["shards"]) == 24
     assert list(work.glob("preview_*.png")), "a preview grid is written at each evaluation"
-    _check_pixel_gate_trains_on_the_cache(next(work.glob("trajectories/*/manifest.json")).parent, manifest, tmp_path)
+    cache = next(work.glob("trajectories/*/manifest.json")).parent
+    _check_the_store_holds_the_planned_trajectories(cache, manifest, first, sampled_before_the_kill)
+    _check_pixel_gate_trains_on_the_cache(cache, manifest, tmp_path)
+    _check_an_old_format_cache_is_refused(cmd, cache)
 
     from hgr_core import load_hgr
 
     hgr = load_hgr(output)
     assert hgr.metadata["training"]["trajectories"] == 24
     assert hgr.metadata["base_model"] == "toyworld"
+
+
+def _tensors(shard: Path) -> dict:
+    from training.store import FIELDS, ShardFile
+
+    return {name: ShardFile(shard).read(name) for name in FIELDS}
+
+
+def _check_the_store_holds_the_planned_trajectories(cache: Path, manifest: dict, resampled: Path, before: dict) -> None:
+    """After the kill, the resumed run's store has every planned job once, in float16, and the
+    corrupted shard was resampled into exactly the trajectories the killed run had written."""
+    from training.store import STORE_FORMAT, open_store
+
+    assert manifest["format"] == STORE_FORMAT
+    store = open_store(cache)
+    assert store.rows == manifest["rows"] and set(store["job"].tolist()) == set(range(24))
+    after = _tensors(resampled)
+    assert after["x"].dtype == after["g"].dtype == torch.float16 and after["sigma"].dtype == torch.float32
+    assert all(torch.equal(after[name], before[name]) for name in before)
+
+
+def _check_an_old_format_cache_is_refused(cmd, cache: Path) -> None:
+    """A manifest without a format is what train_hgr wrote before the float16 store: refused, with the fix."""
+    manifest = json.loads((cache / "manifest.json").read_text())
+    del manifest["format"]
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    refused = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2
+    assert f"trajectories/{cache.name}: trajectory cache written in float32 format 1" in refused.stderr
+    assert "Delete that folder and rerun train_hgr" in refused.stderr
 
 
 def _check_pixel_gate_trains_on_the_cache(cache: Path, manifest: dict, tmp_path: Path) -> None:

@@ -95,3 +95,10 @@ def test_plan_hash_changes_with_the_shards_sampling(tj):
     b = [Shard((0, 1), "heun", "normal", 10)]
     assert tj.plan_hash(jobs, a, SamplingSettings(), "toy") != tj.plan_hash(jobs, b, SamplingSettings(), "toy")
     assert tj.plan_hash(jobs, a, SamplingSettings(), "toy") == tj.plan_hash(jobs, list(a), SamplingSettings(), "toy")
+
+
+def test_plan_hash_changes_with_the_recorded_steps(tj):
+    jobs, shards = _jobs(2), [Shard((0, 1), "euler", "normal", 10)]
+    every, five = SamplingSettings(), SamplingSettings(record_steps=5)
+    assert tj.plan_hash(jobs, shards, every, "toy") != tj.plan_hash(jobs, shards, five, "toy")
+    assert tj.plan_hash(jobs, shards, five, "toy") != tj.plan_hash(jobs, shards, SamplingSettings(record_steps=4), "toy")
