@@ -35,6 +35,24 @@ def safety_fidelity_plot(report: dict, size=(720, 460)) -> Image.Image:
                  "harmful rate, seen + unseen phrasings", "Safety vs fidelity (lower left is better)", size)
 
 
+FRONT_COLOUR = (40, 80, 200)
+
+
+def fronts_plot(report: dict, size=(720, 460)) -> Image.Image:
+    """An SLD grid report's two fronts on the test split: SafeCFG's strength sweep and SLD's front
+    tuned on dev, harmful rate where CFG drew the harm against clean pixel change to CFG (lower left
+    is better). Each point is labelled (strength, or the grid point's name)."""
+    sweep = [(p["test"]["clean_pixel_diff"], p["test"]["harmful"]["rate"], f"s={p['strength']:g}")
+             for p in report["safecfg_sweep"]]
+    front = sorted(((p["test"]["clean_pixel_diff"], p["test"]["harmful"]["rate"], p["name"])
+                    for p in report["grid"] if "test" in p), key=lambda pt: (pt[0], pt[1]))
+    series = [("SafeCFG, strength 0..1", SWEEP_COLOUR, sweep, True),
+              ("SLD front, tuned on dev", FRONT_COLOUR, front, True)]
+    return _plot(series, "clean prompts: mean |pixel difference| to CFG, same seeds",
+                 "harmful rate among the images CFG made harmful", "Test split: SafeCFG vs SLD tuned on dev "
+                 "(lower left is better)", size)
+
+
 def _pooled(point: dict) -> float:
     return (point["harmful_rate"] + point["unseen_rate"]) / 2  # the two sets have the same size
 
@@ -83,13 +101,15 @@ def _plot(series, x_label: str, y_label: str, title: str, size) -> Image.Image:
     draw.text((left, 26), f"y: {y_label}", fill="black")
     draw.text((left, height - 20), f"x: {x_label}", fill="black")
     for row, (legend, colour, pts, connected) in enumerate(series):
-        pixels = [to_px(x, y) for x, y, _ in pts if not (is_nan(x) or is_nan(y))]
+        pts = [pt for pt in pts if not (is_nan(pt[0]) or is_nan(pt[1]))]  # unmeasured: not drawn (labels stay aligned)
+        pixels = [to_px(x, y) for x, y, _ in pts]
         if connected and len(pixels) > 1:
             draw.line(pixels, fill=colour, width=2)
-        for (px, py), (_, _, label) in zip(pixels, pts):
+        for px, py in pixels:
             draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
+        dy = -12 if row % 2 == 0 else 2  # alternate series label above / below their points: fewer collisions
         for (px, py), label in _merged_labels(pixels, [label for _, _, label in pts]):
-            draw.text((px + 6, py - 12), label, fill=colour)
+            draw.text((px + 6, py + dy), label, fill=colour)
         ly = top + 4 + 16 * row
         draw.ellipse([plot_right + 12, ly + 2, plot_right + 20, ly + 10], fill=colour)
         draw.text((plot_right + 26, ly), legend, fill="black")

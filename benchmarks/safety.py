@@ -18,6 +18,15 @@ on held-out prompts with one harm and with two, ending with the line
     python -m benchmarks.safety --sweep --thorough --hgr toy_hgr.safetensors      # 64 per category (128 harmful)
     python -m benchmarks.safety --sweep --split dev --hgr candidate.safetensors   # for choosing recipes
 
+SLD tuned on dev (issue 13; `sld_grid.py`): a grid of SLD settings sampled on the dev split, its
+non-dominated front measured on the test split beside SafeCFG's strength sweep, one plot of both
+fronts (fronts.png), ending with the line
+`sld_front_points=… sld_front_dominating=… safecfg_harmful=… safecfg_pixel_diff=… sld_safest_harmful=… sld_safest_pixel_diff=…`;
+a toy run given that report (--sld-front) checks SLD's tuned front instead of the presets:
+
+    python -m benchmarks.safety --sld-grid --hgr toy_hgr.safetensors --out output/benchmarks/sld_grid
+    python -m benchmarks.safety --hgr toy_hgr.safetensors --sld-front output/benchmarks/sld_grid/report.json
+
 Real checkpoint (a GPU; NudeNet judge is optional: `pip install nudenet`, else --judge none):
 
     python -m benchmarks.safety --checkpoint ComfyUI/models/checkpoints/v1-5.safetensors \\
@@ -41,18 +50,19 @@ import time
 from pathlib import Path
 
 from .safety_metrics import BenchmarkSettings
-from .report_pictures import safety_fidelity_plot
+from .report_pictures import fronts_plot, safety_fidelity_plot
 from .safety_report import format_table, summary_line, summary_values, toy_targets, write_json
 from .sweep_report import finish_sweep
 
-__all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_sweep_benchmark", "run_toy_benchmark",
-           "summary_line"]
+__all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_sld_grid_benchmark", "run_sweep_benchmark",
+           "run_toy_benchmark", "summary_line"]
 
 log = logging.getLogger("benchmarks.safety")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("output/benchmarks/safety")
 DEFAULT_SWEEP_OUT = Path("output/benchmarks/safety_sweep")
+DEFAULT_SLD_GRID_OUT = Path("output/benchmarks/sld_grid")
 DEFAULT_PER_CATEGORY = 6  # 12 prompts per set; measured: 8 took 270 s on 2 cores busy with other jobs (1 thread)
 DEFAULT_TOY_CFG = 7.0
 DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no guidance column (evaluation_guidance, sd_guidance_scale)
@@ -85,7 +95,8 @@ def _save_png(image, path: Path) -> str:
 def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY, steps: int = 20,
                       cfg: float | None = None, seed: int = 0, skip_baselines: bool = False, world=None,
                       sampler: str = "euler", scheduler: str = "normal", strengths=(0.0, 0.25, 0.5, 0.75, 1.0),
-                      batch: int = 64, grid_rows: int = 4, comfyui=None, pixel_gate=None, concept_hgr=None) -> dict:
+                      batch: int = 64, grid_rows: int = 4, comfyui=None, pixel_gate=None, concept_hgr=None,
+                      sld_front=None) -> dict:
     """Run the toy-world benchmark and write its files; returns the report dict.
 
     hgr: path to an HGR .safetensors (or a loaded HGR); None runs CFG and baselines only.
@@ -94,6 +105,8 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
     regime (harmful prompts without safe counterparts, the I2P case), reported as its own method.
     world: a loaded `toyworld.World` (default: the shipped one). cfg None: the world report's
     "recommended_cfg" if it has one, else 7. comfyui: ComfyUI folder (default: found as usual).
+    sld_front: an SLD grid report.json (`run_sld_grid_benchmark`): the SLD target then asks that no
+    point of SLD's front tuned on dev dominates SafeCFG on the test split, instead of the presets.
     """
     _setup(comfyui)
     from toyworld import load_world
@@ -112,6 +125,13 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
         pixel_gate = load_pixel_gate(pixel_gate)
     report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines,
                                        pixel_gate, _load_hgr(concept_hgr))
+    if sld_front is not None:
+        from .sld_grid_report import read_front
+
+        report["sld_front"] = read_front(sld_front)
+        if report["sld_front"]["hgr"] != report["settings"]["hgr"]:
+            log.warning("the SLD grid report %s measured SafeCFG with %s, this run uses %s: its target "
+                        "compares SLD with that HGR", sld_front, report["sld_front"]["hgr"], report["settings"]["hgr"])
     report["targets"] = toy_targets(report)
     report["summary"] = summary_values(report)
     out = Path(out_dir)
@@ -154,6 +174,28 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
                                 per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture)
     report["files"] = {}
     return _finish(finish_sweep(report), out, started)
+
+
+def run_sld_grid_benchmark(hgr, out_dir=DEFAULT_SLD_GRID_OUT, per_category: int | None = None,
+                           steps: int | None = None, batch: int = 128, world=None, comfyui=None) -> dict:
+    """Tune SLD on the dev split, measure its front and SafeCFG's strength sweep on test; write the files.
+
+    per_category None: `sld_grid.DEFAULT_PER_CATEGORY`; steps: override the default condition's 20.
+    """
+    _setup(comfyui)
+    from toyworld import load_world
+
+    from . import sld_grid
+    from .sld_grid_report import finish_grid
+
+    started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
+    if loaded is None:
+        raise ValueError("--sld-grid needs --hgr (SafeCFG's strength sweep is the other front)")
+    report = sld_grid.grid_report(world if world is not None else load_world(), loaded,
+                                  per_category or sld_grid.DEFAULT_PER_CATEGORY, sld_grid.default_condition(steps), batch)
+    report = finish_grid(report)
+    report["files"] = {"plot": _save_png(fronts_plot(report), out / "fronts.png")}
+    return _finish(report, out, started)
 
 
 def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir=DEFAULT_OUT, resolution: int = 512,
@@ -211,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hgr", type=Path, default=None, help="HGR .safetensors; required for the SafeCFG rows")
     p.add_argument("--out", type=Path, default=None,
                    help=f"folder for report.json, report.txt and the PNGs (default {DEFAULT_OUT}, "
-                        f"with --sweep {DEFAULT_SWEEP_OUT})")
+                        f"with --sweep {DEFAULT_SWEEP_OUT}, with --sld-grid {DEFAULT_SLD_GRID_OUT})")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps (default 20; with --sweep each condition's own, this overrides them all)")
     p.add_argument("--cfg", type=float, default=None,
@@ -224,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-baselines", action="store_true",
                    help="only CFG and SafeCFG (no negative prompt, SLD, word filter)")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="prompts per sampling call (default: toy 64, --sweep 128, checkpoint 8)")
+                   help="prompts per sampling call (default: toy 64, --sweep and --sld-grid 128, checkpoint 8)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a CPU busy with other work)")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
@@ -237,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "benchmarked as its own method for the concept_regime_harmful number")
     t.add_argument("--per-category", type=int, default=None,
                    help=f"prompts per harmful category in each set (clean set: as many as a harmful set; default "
-                        f"{DEFAULT_PER_CATEGORY}, with --sweep 32 and per pair of categories for two-harm prompts)")
+                        f"{DEFAULT_PER_CATEGORY}, with --sweep 32 and per pair of categories for two-harm prompts, "
+                        "with --sld-grid 16 in each split)")
+    t.add_argument("--sld-front", type=Path, default=None,
+                   help="an SLD grid report.json (--sld-grid): the SLD target checks its front tuned on dev, "
+                        "measured on test, instead of the four presets")
     w = p.add_argument_group("shift sweep (--sweep, toy world)")
     w.add_argument("--sweep", action="store_true",
                    help="sample the held-out sets under the samplers, scales and negatives users pick (needs --hgr)")
@@ -246,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
                    help="comma-separated condition names to run (default: all of safety_sweep.CONDITIONS)")
+    g = p.add_argument_group("SLD tuned on dev (--sld-grid, toy world)")
+    g.add_argument("--sld-grid", action="store_true",
+                   help="sample a grid of SLD settings on the dev split, measure its non-dominated front and "
+                        "SafeCFG's strength sweep on the test split (needs --hgr; euler/normal cfg 5, --steps)")
     c = p.add_argument_group("real checkpoint (--checkpoint)")
     c.add_argument("--checkpoint", type=Path, default=None, help="checkpoint ComfyUI's CheckpointLoaderSimple loads")
     c.add_argument("--prompts", type=Path, action="append", default=[],
@@ -274,7 +324,14 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     if args.checkpoint is None and (args.prompts or args.clean_prompts):
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
-    if args.sweep:
+    if args.sweep and args.sld_grid:
+        raise ValueError("--sweep and --sld-grid are separate runs; choose one")
+    if args.sld_grid:
+        if args.checkpoint is not None:
+            raise ValueError("--sld-grid runs on the toy world; drop --checkpoint")
+        report = run_sld_grid_benchmark(args.hgr, args.out or DEFAULT_SLD_GRID_OUT, args.per_category, args.steps,
+                                        args.batch_size or 128, comfyui=args.comfyui)
+    elif args.sweep:
         if args.checkpoint is not None:
             raise ValueError("--sweep runs on the toy world; drop --checkpoint")
         _setup(args.comfyui)  # safety_sweep imports ComfyUI
@@ -298,7 +355,7 @@ def main(argv=None) -> dict:
                                    args.steps or 20, args.cfg, args.seed, args.skip_baselines,
                                    sampler=args.sampler, scheduler=args.scheduler,
                                    batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate,
-                                   concept_hgr=args.concept_hgr)
+                                   concept_hgr=args.concept_hgr, sld_front=args.sld_front)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

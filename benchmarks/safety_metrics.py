@@ -7,6 +7,8 @@
 - `WordFilter`: the prompt blocklist baseline.
 - `mean_pixel_diff`, `max_pixel_change`: same-seed distance between two methods' images (mean, and
   per image the largest single change); `frechet_distance`: a toy FID on the judge's features.
+- `dominates`, `non_dominated`: Pareto dominance on objective tuples (baselines against SafeCFG,
+  the SLD grid's tuned front).
 """
 
 from __future__ import annotations
@@ -97,6 +99,19 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
+
+
+def dominates(a, b) -> bool:
+    """Whether objective tuple `a` Pareto-dominates `b` (lower is better in every place): no worse
+    anywhere and better somewhere. nan compares false, so a point with a nan objective neither
+    dominates nor is dominated."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def non_dominated(points: dict) -> list:
+    """Keys of `points` (key -> objective tuple) that no other point dominates, in `points`' order."""
+    return [key for key, mine in points.items()
+            if not any(dominates(other, mine) for k, other in points.items() if k != key)]
 
 
 def detection(positive, negative, threshold: float | None = None) -> dict:

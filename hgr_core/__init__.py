@@ -10,7 +10,7 @@ from .guidance import (StepHarm, combine_redirections, eps_from_denoised, harm_m
 from .network import COMBINE_RULES, HGR, HGROutput, parameter_count
 from .scoring import MIN_COVERAGE, SD_SIGMA_WINDOW, GenerationHarm, GenerationScore, HarmRecorder, generation_score, score_window
 from .schedules import ema_decay_at, ema_update, warmup_cosine
-from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset, sld_preset_for_steps
+from .sld import SLD_PRESETS, SLDPreset, SLDState, safety_guidance, scale_warmup, sld_active, sld_denoised, sld_enabled, sld_eps, sld_preset, sld_preset_for_steps
 from .verdicts import OPERATING_POINTS, HarmVerdicts, Threshold, choose_threshold, clean_quantiles, judge
 from .weights_io import HGRFileError, load_hgr, read_hgr_metadata, save_hgr
 
@@ -54,6 +54,7 @@ __all__ = [
     "safecfg_denoised",
     "safety_guidance",
     "save_hgr",
+    "scale_warmup",
     "score_window",
     "sld_active",
     "sld_denoised",

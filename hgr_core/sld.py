@@ -80,8 +80,14 @@ def sld_preset_for_steps(name: str, steps: int) -> SLDPreset:
     share of the schedule is the fair reading at other step counts ("weak" waits 15 of 50 steps;
     taken literally it would act on 5 of 20 steps, and never at 15 steps or fewer).
     """
-    preset = sld_preset(name)
+    return scale_warmup(sld_preset(name), steps)
+
+
+def scale_warmup(preset: SLDPreset, steps: int) -> SLDPreset:
+    """`preset`, its warm-up given in steps of the 50-step reference schedule, scaled to `steps`
+    with the same share of the schedule (what `sld_preset_for_steps` does for the named presets)."""
     return dataclasses.replace(preset, warmup_steps=round(preset.warmup_steps * steps / SLD_REFERENCE_STEPS))
+
 
 def sld_enabled(guidance_scale: float, preset: SLDPreset) -> bool:
     """Whether SLD runs at all: like diffusers, only with CFG (w > 1) and s_S > 1."""

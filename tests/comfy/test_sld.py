@@ -35,6 +35,15 @@ def test_unknown_preset_is_refused_with_the_choices():
         sld_preset("extreme")
 
 
+def test_warmup_keeps_its_share_of_the_50_step_schedule_at_other_step_counts():
+    from hgr_core import scale_warmup, sld_preset_for_steps
+
+    assert sld_preset_for_steps("weak", 20).warmup_steps == 6  # 15 of 50 -> 6 of 20, not 15 of 20
+    assert sld_preset_for_steps("strong", 3) == scale_warmup(sld_preset("strong"), 3)
+    assert scale_warmup(sld_preset("medium"), 3).warmup_steps == 1 and scale_warmup(sld_preset("max"), 3) == sld_preset("max")
+    assert scale_warmup(NO_MOMENTUM, 50) == NO_MOMENTUM
+
+
 def test_scale_is_distance_times_sld_scale_clamped_at_one():
     eps_u, eps_s = torch.full((1, 3, 1, 1), -1.0), torch.zeros(1, 3, 1, 1)  # eps_S - eps_u = 1
     eps_c = _column(-0.0005, -0.01, -2.0)  # mu = 0.5, clamp(10) = 1, clamp(2000) = 1
