@@ -2,7 +2,8 @@
 
 Writes N and 4N synthetic trajectories of `--latent` latents (`--steps` recorded steps each) with
 the store's own writer (`training.store.write_shard`, `write_manifest`), then, in a fresh process
-each, opens the store as `benchmarks.trivial_baselines` does (`read_cache`: verified shards, jobs,
+each, opens the store as `benchmarks.trivial_baselines` does but lazily (`read_cache` with
+`preload_bytes=0`, the path of caches over `store.PRELOAD_BYTES`: verified shards, jobs,
 labels, train split) and draws `--batches` training batches through the training loop's data path
 (`trainer.batch_rows`, `trainer.batch_at`); `--train` also runs `trainer.train` on a tiny HGR (the
 optimiser's memory does not depend on N; it is slow on a CPU). Reports each process's peak RSS
@@ -81,7 +82,7 @@ def measure(folder: Path, batches: int, batch_size: int, train: bool) -> dict:
     from training.run import add_labels, rows_of_split
     from training.trainer import OptimConfig, batch_at, batch_rows
 
-    data, jobs = store.read_cache(folder)
+    data, jobs = store.read_cache(folder, preload_bytes=0)  # the lazy path: what real-scale caches use
     data = add_labels(data, jobs, ("nudity",))
     rows = rows_of_split(data, jobs, "train")
     opened = peak_rss()

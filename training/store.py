@@ -13,7 +13,8 @@ the shard files with positioned reads at the offsets of the safetensors header. 
 pages of a map stay resident (and count towards the process's RSS) for as long as the file is
 open, so a long-lived map grows with the rows touched, and reopening one per batch cost about
 0.4 ms a shard here. Beyond those few bytes a row, memory holds one batch, whatever the number of
-trajectories (`benchmarks.trajectory_memory` measures it).
+trajectories (`benchmarks.trajectory_memory` measures it). Caches of at most ``PRELOAD_BYTES``
+(1 GiB; every toy-world cache) are read into memory once instead, for speed.
 
 A cache in another format (float32 shards of format 1, which carry no format field) is refused
 with `StoreFormatError`: delete its folder and rerun train_hgr with the same flags to resample it.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sys
 from collections.abc import MutableMapping
 from dataclasses import asdict
@@ -46,6 +48,12 @@ JOBS_FILE = "jobs.json"  # the planned jobs, so a cache's rows can be labelled w
 MANIFEST = "manifest.json"
 _DTYPES = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
 _HASH_CHUNK = 1 << 24
+# A cache whose per-pixel fields take at most this many bytes on disk is read into RAM once when
+# opened (as float16) and batches are sliced from memory: a toy-world cache (tens of MB) then trains
+# as fast as before the store existed, where reading each batch's rows from 32 shard files cost
+# about a third of the demo's training time. Larger caches (real checkpoints: 128 KiB a recorded
+# step at 512 px) are read lazily, so memory stays bounded by this limit plus one batch.
+PRELOAD_BYTES = 1 << 30
 
 
 class StoreFormatError(ValueError):
@@ -226,7 +234,7 @@ class TrajectoryStore(MutableMapping):
     labels) and a `RowField` for the per-pixel ones; `store[name][rows]` returns float32 rows.
     """
 
-    def __init__(self, folder: Path, shards: list[ShardFile]):
+    def __init__(self, folder: Path, shards: list[ShardFile], preload_bytes: int = PRELOAD_BYTES):
         if sys.byteorder != "little":
             raise RuntimeError("the trajectory store reads safetensors' little-endian bytes as they are")
         self.folder, self.shards = Path(folder), shards
@@ -237,10 +245,19 @@ class TrajectoryStore(MutableMapping):
         self.starts = torch.cumsum(counts, 0) - counts  # first global row of each shard
         self.rows = int(counts.sum())
         self._per_row = {name: torch.cat([s.read(name) for s in shards]) for name in ROW_DTYPES}
+        self._in_memory = {}  # per-pixel fields read whole (float16) when the cache is small (PRELOAD_BYTES)
+        if self.pixel_bytes() <= preload_bytes:
+            self._in_memory = {name: torch.cat([s.read(name) for s in shards]) for name in HALF_FIELDS}
+
+    def pixel_bytes(self) -> int:
+        """Bytes the per-pixel fields take on disk (what a preload holds in RAM)."""
+        return sum(math.prod(s.fields[name][1]) * s.fields[name][0].itemsize for s in self.shards for name in HALF_FIELDS)
 
     def gather(self, name: str, rows) -> torch.Tensor:
         """Rows of a per-pixel field by global index, as float32, reading only those rows from disk."""
         rows = _row_index(rows, self.rows)
+        if name in self._in_memory:
+            return self._in_memory[name][rows].float()
         shard = torch.searchsorted(self.starts, rows, right=True) - 1
         out = torch.empty((len(rows), *self[name].shape[1:]), dtype=torch.float32)
         for s in shard.unique().tolist():
@@ -274,20 +291,22 @@ class TrajectoryStore(MutableMapping):
         return len(self._per_row) + len(HALF_FIELDS)
 
 
-def open_store(cache_dir: Path) -> TrajectoryStore:
-    """The complete cache at `cache_dir` (its manifest lists the shards), opened for batched reading."""
+def open_store(cache_dir: Path, preload_bytes: int = PRELOAD_BYTES) -> TrajectoryStore:
+    """The complete cache at `cache_dir` (its manifest lists the shards), opened for batched reading
+    (read into RAM once if its per-pixel fields take at most `preload_bytes`)."""
     cache_dir = Path(cache_dir)
     refuse_other_formats(cache_dir)
     manifest = _read_json(cache_dir / MANIFEST)
     if not isinstance(manifest, dict):
         raise FileNotFoundError(f"{cache_dir.name}: not a complete trajectory cache (needs {MANIFEST}; rerun "
                                 "train_hgr with the same flags to finish it)")
-    store = TrajectoryStore(cache_dir, [ShardFile(cache_dir / name) for name in manifest["shards"]])
-    log.info("trajectory store %s: %d recorded steps in %d shards", cache_dir.name, store.rows, len(store.shards))
+    store = TrajectoryStore(cache_dir, [ShardFile(cache_dir / name) for name in manifest["shards"]], preload_bytes)
+    log.info("trajectory store %s: %d recorded steps in %d shards (%s)", cache_dir.name, store.rows, len(store.shards),
+             "read into memory" if store._in_memory else "read lazily")
     return store
 
 
-def read_cache(cache_dir: Path) -> tuple[TrajectoryStore, list[Job]]:
+def read_cache(cache_dir: Path, preload_bytes: int = PRELOAD_BYTES) -> tuple[TrajectoryStore, list[Job]]:
     """A complete, verified cache's store and its jobs (``jobs.json``, written with the manifest), for
     tools that train on the same trajectories as the HGR (e.g. `benchmarks.trivial_baselines`)."""
     cache_dir = Path(cache_dir)
@@ -301,4 +320,4 @@ def read_cache(cache_dir: Path) -> tuple[TrajectoryStore, list[Job]]:
     if bad:
         raise ValueError(f"{cache_dir.name}: shards {bad[:5]} are missing or corrupt; rerun train_hgr to resample them")
     jobs = [Job(**{**j, "categories": tuple(j["categories"])}) for j in json.loads(jobs_file.read_text())]
-    return open_store(cache_dir), jobs
+    return open_store(cache_dir, preload_bytes), jobs

@@ -4,6 +4,7 @@ float32 caches refused, and the trainer's consumers reading a store as they read
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -41,7 +42,7 @@ def _write_cache(folder, shard_jobs=((0, 1), (2, 3), (4, 5))) -> dict[str, torch
 
 def test_store_keeps_per_row_fields_exact_and_pixels_in_float16(tmp_path):
     written = _write_cache(tmp_path)
-    data = store.open_store(tmp_path)
+    data = store.open_store(tmp_path, preload_bytes=0)
     assert data.rows == 18 and data["x"].shape == (18, *LATENT) and len(data["x"]) == 18
     assert torch.equal(data["sigma"], written["sigma"]) and data["sigma"].dtype == torch.float32
     assert torch.equal(data["job"], written["job"]) and data["job"].dtype == torch.int64
@@ -57,7 +58,7 @@ def test_store_keeps_per_row_fields_exact_and_pixels_in_float16(tmp_path):
 
 def test_gather_returns_rows_in_the_asked_order_across_shards_with_repeats(tmp_path):
     written = _write_cache(tmp_path)
-    data = store.open_store(tmp_path)
+    data = store.open_store(tmp_path, preload_bytes=0)  # the lazy path, read from the shard files
     rows = torch.tensor([17, 0, 5, 6, 6, 12, 1, 2, 3])  # every shard, a repeat, a run of consecutive rows
     assert torch.equal(data["g"][rows], written["g"][rows].half().float())
     mask = torch.zeros(18, dtype=torch.bool)
@@ -167,3 +168,14 @@ def test_an_unreadable_shard_is_named_with_the_fix(tmp_path):
         store.open_store(tmp_path)
     with pytest.raises(ValueError, match=r"shards \[1\] are missing or corrupt"):
         store.read_cache(tmp_path)
+
+
+def test_a_small_cache_is_read_into_memory_once_and_gives_the_lazy_reads_rows(tmp_path):
+    _write_cache(tmp_path)
+    lazy, loaded = store.open_store(tmp_path, preload_bytes=0), store.open_store(tmp_path)
+    assert lazy.pixel_bytes() == 18 * len(store.HALF_FIELDS) * math.prod(LATENT) * 2  # float16 on disk
+    assert not lazy._in_memory and set(loaded._in_memory) == set(store.HALF_FIELDS)
+    assert store.open_store(tmp_path, preload_bytes=lazy.pixel_bytes() - 1)._in_memory == {}
+    rows = torch.tensor([17, 0, 5, 6, 6, 12])
+    for name in store.HALF_FIELDS:
+        assert torch.equal(loaded[name][rows], lazy[name][rows]) and loaded[name][rows].dtype == torch.float32
