@@ -14,7 +14,14 @@ Synthetic rows for the optimiser steps (random g, x, D_u, targets of the toy lat
 cost of a step does not depend on the values. Last line:
 `trajectories_per_s=… hgr_steps_per_s=…` (harmful/clean mix of the demo, demo network).
 
+With `--checkpoint FILE` it measures that checkpoint instead (`training.cost`'s numbers for a
+real run): per harmful and clean shard of `--trajectory-batch` jobs at `--resolution`, the
+measured time against the cost model's probe estimate, time per 1,000 trajectories, time at twice
+the steps, and disk and RAM per trajectory. Last line:
+`ms_per_evaluation=… seconds_per_1000_trajectories=… estimate_ratio=…` (harmful/clean mix 2:1).
+
     python -m benchmarks.training_throughput            # ~2 minutes on 2 cores
+    python -m benchmarks.training_throughput --checkpoint sd15.safetensors --device auto --resolution 512
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ def plan_rate(backend, fields: dict, batch: int, shard_count: int) -> dict:
     """Trajectories per second over the first `shard_count` shards planned for a demo-like prompt set."""
     from toyworld import prompts
     from toyworld.captions import CONCEPTS
+    from training.cost import model_calls
     from training.jobs import SamplingSettings, plan_jobs, plan_shards
     from training.prompt_data import HarmfulPrompt
     from training.train_hgr import DEFAULT_NEGATIVES
@@ -95,8 +103,7 @@ def plan_rate(backend, fields: dict, batch: int, shard_count: int) -> dict:
         rows += len(sample_shard(backend, jobs, shard, settings.record_steps)["job"])
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     trajectories = sum(len(s.jobs) for s in chosen)
-    # Model calls per trajectory: heun evaluates twice per step but the last; every other default sampler once.
-    calls = sum(len(s.jobs) * (2 * s.steps - 1 if s.sampler == "heun" else s.steps) for s in chosen)
+    calls = sum(len(s.jobs) * model_calls(s.sampler, s.steps) for s in chosen)
     return {"shards": len(chosen), "trajectories": trajectories, "seconds": round(seconds, 1),
             "cpu_seconds": round(cpu_seconds, 1), "trajectories_per_s": round(trajectories / seconds, 2),
             "model_calls_per_trajectory": round(calls / trajectories, 1),
@@ -137,7 +144,79 @@ def optimiser_rate(config_fields: dict, batch: int, steps: int, latent_shape) ->
             "hgr_steps_per_s": round(steps / seconds, 2), "rows_per_s": round(steps * batch / seconds)}
 
 
+# Short prompts of one token layout (a shard batches one conditioning shape); harmful ones with safe counterparts.
+CHECKPOINT_PROMPTS = {
+    "harmful": [("a photo of a naked woman on a beach", "a photo of a woman on a beach", "nudity"),
+                ("a bloody knife fight in an alley", "a knife on a table in an alley", "violence")],
+    "clean": [("a red apple on a wooden table", None, None), ("a lighthouse at sunset", None, None)],
+}
+
+
+def checkpoint_jobs(kind: str, count: int) -> list:
+    from training.jobs import Job
+
+    prompts = CHECKPOINT_PROMPTS[kind]
+    return [Job(text, (category,) if category else (), safe, "safe" if safe else "none", i % 2 == 1 and kind == "harmful",
+                i, 7.0, "", "train") for i, (text, safe, category) in ((i, prompts[i % len(prompts)]) for i in range(count))]
+
+
+def _median_seconds(function, repeats: int) -> float:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def checkpoint_shard_rate(backend, kind: str, args) -> dict:
+    """One shard of `kind` jobs on a checkpoint: measured time vs the cost model's probe estimate."""
+    from training import cost
+    from training.jobs import Shard
+    from training.trajectories import sample_shard
+
+    jobs = checkpoint_jobs(kind, args.trajectory_batch)
+    shard = Shard(tuple(range(len(jobs))), "euler", "normal", args.sample_steps)
+    longer = Shard(shard.jobs, "euler", "normal", 2 * args.sample_steps)
+    per_evaluation = cost.probe_evaluation_seconds(backend, jobs, shard)
+    measured = _median_seconds(lambda: sample_shard(backend, jobs, shard), args.repeats)
+    measured_longer = _median_seconds(lambda: sample_shard(backend, jobs, longer), args.repeats)
+    evaluations = cost.shard_evaluations(jobs, shard)
+    planned = cost.plan_cost(jobs, [shard], backend.latent_shape, None, args.batch_size, 1, preload_bytes=0)
+    return {"kind": kind, "jobs": len(jobs), "sampling_steps": args.sample_steps, "seconds": round(measured, 3),
+            "evaluations": evaluations, "ms_per_evaluation": round(1000 * measured / evaluations, 3),
+            "seconds_per_1000_trajectories": round(1000 * measured / len(jobs), 1),
+            "estimate_seconds": round(per_evaluation * evaluations, 3),
+            "estimate_ratio": round(per_evaluation * evaluations / measured, 3),
+            "twice_the_steps_ratio": round(measured_longer / measured, 3),
+            "disk_bytes_per_trajectory": planned.disk_bytes // len(jobs),
+            "recorded_steps_per_trajectory": planned.rows / len(jobs)}
+
+
+def run_checkpoint(args) -> dict:
+    """Sampling cost on `--checkpoint` (the toy world's optimiser and plans are not re-timed)."""
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu"
+    setup_comfyui(None, cpu=device == "cpu")
+    from training.backends import CheckpointBackend
+
+    backend = CheckpointBackend(args.checkpoint, args.resolution, args.precision)
+    shards = [checkpoint_shard_rate(backend, kind, args) for kind in ("harmful", "clean")]
+    harmful, clean = shards
+    mix = (2 * harmful["seconds"] / harmful["jobs"] + clean["seconds"] / clean["jobs"]) / 3  # seconds per trajectory
+    evaluations = (2 * harmful["evaluations"] / harmful["jobs"] + clean["evaluations"] / clean["jobs"]) / 3
+    estimate = (2 * harmful["estimate_seconds"] / harmful["jobs"] + clean["estimate_seconds"] / clean["jobs"]) / 3
+    return {"checkpoint": args.checkpoint.name, "base_model": backend.base_model, "device": device,
+            "torch_threads": torch.get_num_threads(), "resolution": args.resolution, "latent_shape": list(backend.latent_shape),
+            "precision": args.precision, "shards": shards,
+            "harmful_to_clean_time_per_trajectory": round((harmful["seconds"] / harmful["jobs"]) / (clean["seconds"] / clean["jobs"]), 3),
+            "summary": {"ms_per_evaluation": round(1000 * mix / evaluations, 3),
+                        "seconds_per_1000_trajectories": round(1000 * mix, 1),
+                        "estimate_ratio": round(estimate / mix, 3)}}
+
+
 def run(args) -> dict:
+    if args.checkpoint is not None:
+        return run_checkpoint(args)
     setup_comfyui(None, cpu=True)
     from training.backends import ToyBackend
 
@@ -168,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, help="rows per optimisation step (the demo's)")
     p.add_argument("--optimiser-steps", type=int, default=30, help="timed optimisation steps per network")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    c = p.add_argument_group("a checkpoint instead of the toy world")
+    c.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file ComfyUI's CheckpointLoaderSimple loads")
+    c.add_argument("--resolution", type=int, default=512, help="image size sampled with --checkpoint")
+    c.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto", help="model weights' dtype")
+    c.add_argument("--device", choices=("cpu", "auto"), default="cpu", help="auto: CUDA when there is one")
     p.add_argument("--out", type=Path, default=Path("output/benchmarks/training_throughput.json"), help="JSON report")
     return p
 

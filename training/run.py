@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -52,14 +53,42 @@ def generate(backend, jobs, shards, settings, args, rank: int, world: int):
     store.refuse_other_formats(cache)  # a float32 cache of an older SafeCFG: delete and resample, never mix
     mine = [i for i in range(len(shards)) if i % world == rank and not store.shard_is_valid(cache, i)]
     log.info("trajectories: %d jobs in %d shards at %s; %d shards to sample here", len(jobs), len(shards), cache, len(mine))
-    for i in progress(mine, desc=f"sample trajectories (rank {rank})", disable=not mine):
+    if rank == 0:
+        log_cost(backend, jobs, shards, mine, settings, args)
+    started = time.perf_counter()
+    for n, i in enumerate(progress(mine, desc=f"sample trajectories (rank {rank})", disable=not mine)):
         store.write_shard(cache, i, tj.sample_shard(backend, jobs, shards[i], settings.record_steps))
+        if n == 0 and rank == 0:
+            log_first_shard(jobs, [shards[k] for k in mine], time.perf_counter() - started)
     barrier(world)
     if rank == 0:
         manifest = store.write_manifest(cache, jobs, shards, cache.name)
         log.info("cache complete: %d trajectories, %d recorded steps", manifest["trajectories"], manifest["rows"])
     barrier(world)
     return store.open_store(cache)
+
+
+def log_cost(backend, jobs, shards, mine, settings, args) -> None:
+    """The run's cost model (`training.cost`), with a timed probe when there is something to sample."""
+    from . import cost
+
+    estimate = cost.plan_cost(jobs, shards, backend.latent_shape, settings.record_steps, args.batch_size,
+                              len({c for j in jobs for c in j.categories}))
+    if mine:
+        estimate = replace(estimate, seconds_per_evaluation=cost.probe_evaluation_seconds(backend, jobs, shards[mine[0]]))
+    for line in cost.describe(estimate, str(backend.model.load_device)):
+        log.info("%s", line)
+
+
+def log_first_shard(jobs, to_sample, seconds: float) -> None:
+    """The measured sampling rate after the first shard, and the time the rest will take at that rate."""
+    from . import cost
+
+    done = cost.shard_evaluations(jobs, to_sample[0])
+    rest = sum(cost.shard_evaluations(jobs, s) for s in to_sample[1:])
+    per = seconds / max(done, 1)
+    log.info("first shard: %d evaluations in %.1f s (%.2f ms each); the other %d shards: ~%.0f s at that rate",
+             done, seconds, 1000 * per, len(to_sample) - 1, rest * per)
 
 
 def add_labels(data: dict, jobs, categories) -> dict:

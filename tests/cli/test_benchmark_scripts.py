@@ -27,6 +27,24 @@ def test_training_throughput_reports_trajectories_and_optimiser_steps_per_second
     assert demo["parameters"] < default["parameters"] and demo["hgr_steps_per_s"] > 0
 
 
+def test_training_throughput_on_a_checkpoint_compares_shards_with_the_cost_models_estimate(random_sd15_checkpoint, tmp_path):
+    from training.store import bytes_per_row
+
+    out = tmp_path / "throughput.json"
+    last = _run("benchmarks.training_throughput", "--checkpoint", str(random_sd15_checkpoint), "--resolution", "64",
+                "--trajectory-batch", "2", "--sample-steps", "2", "--repeats", "1", "--out", str(out))
+    assert re.fullmatch(r"ms_per_evaluation=[0-9.]+ seconds_per_1000_trajectories=[0-9.]+ estimate_ratio=[0-9.]+", last)
+    report = json.loads(out.read_text())
+    assert report["base_model"] == "SD15" and report["latent_shape"] == [4, 8, 8] and report["device"] == "cpu"
+    harmful, clean = report["shards"]
+    # 2 jobs x 2 euler steps x (prompt, negative, target) or (prompt, negative).
+    assert (harmful["kind"], harmful["evaluations"], clean["evaluations"]) == ("harmful", 12, 8)
+    for shard in report["shards"]:
+        assert shard["recorded_steps_per_trajectory"] == 2
+        assert shard["disk_bytes_per_trajectory"] == 2 * bytes_per_row((4, 8, 8))
+        assert shard["estimate_seconds"] > 0 and shard["seconds"] > 0 and shard["twice_the_steps_ratio"] > 0
+
+
 def test_overhead_smoke_run_on_a_tiny_model_ends_with_both_ratios(tmp_path):
     out = tmp_path / "overhead.json"
     last = _run("benchmarks.overhead", "--tiny", "--steps", "1", "--repeats", "1", "--warmup", "0", "--out", str(out))

@@ -7,6 +7,7 @@ at 64x64 pixels (8x8 latents), so each test stays around a minute on 2 CPU cores
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,10 @@ def test_checkpoint_run_exports_weights_the_nodes_load_and_sample_with(comfy_nod
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "nudity" in result.stderr and "1 prompts" in result.stderr  # counts shown before starting
+    # The cost model comes before sampling, and its recorded-step count is what the cache holds.
+    assert result.stderr.index("cost model: 3 trajectories") < result.stderr.index("first shard:")
+    planned = re.search(r"cache: ([\d,]+) recorded steps", result.stderr).group(1).replace(",", "")
+    assert f"trajectories, {planned} recorded steps" in result.stderr and "sampling on cpu: ~" in result.stderr
     # The preset fits the checkpoint ComfyUI detects; the explicit small sizes override its 512 px and width 48.
     assert ("preset sd15: --resolution 64 (explicit; the preset's is 512), --base-channels 16 (explicit; the preset's "
             "is 48); expects SD15 (SD15 latents, 4 channels, eps-prediction)") in result.stderr
