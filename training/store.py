@@ -249,6 +249,11 @@ class TrajectoryStore(MutableMapping):
         if self.pixel_bytes() <= preload_bytes:
             self._in_memory = {name: torch.cat([s.read(name) for s in shards]) for name in HALF_FIELDS}
 
+    @property
+    def preloaded(self) -> bool:
+        """Whether the per-pixel fields were read into memory when the store opened (`PRELOAD_BYTES`)."""
+        return bool(self._in_memory)
+
     def pixel_bytes(self) -> int:
         """Bytes the per-pixel fields take on disk (what a preload holds in RAM)."""
         return sum(math.prod(s.fields[name][1]) * s.fields[name][0].itemsize for s in self.shards for name in HALF_FIELDS)
@@ -302,7 +307,7 @@ def open_store(cache_dir: Path, preload_bytes: int = PRELOAD_BYTES) -> Trajector
                                 "train_hgr with the same flags to finish it)")
     store = TrajectoryStore(cache_dir, [ShardFile(cache_dir / name) for name in manifest["shards"]], preload_bytes)
     log.info("trajectory store %s: %d recorded steps in %d shards (%s)", cache_dir.name, store.rows, len(store.shards),
-             "read into memory" if store._in_memory else "read lazily")
+             "read into memory" if store.preloaded else "read lazily")
     return store
 
 

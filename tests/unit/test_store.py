@@ -174,8 +174,8 @@ def test_a_small_cache_is_read_into_memory_once_and_gives_the_lazy_reads_rows(tm
     _write_cache(tmp_path)
     lazy, loaded = store.open_store(tmp_path, preload_bytes=0), store.open_store(tmp_path)
     assert lazy.pixel_bytes() == 18 * len(store.HALF_FIELDS) * math.prod(LATENT) * 2  # float16 on disk
-    assert not lazy._in_memory and set(loaded._in_memory) == set(store.HALF_FIELDS)
-    assert store.open_store(tmp_path, preload_bytes=lazy.pixel_bytes() - 1)._in_memory == {}
+    assert not lazy.preloaded and loaded.preloaded
+    assert not store.open_store(tmp_path, preload_bytes=lazy.pixel_bytes() - 1).preloaded
     rows = torch.tensor([17, 0, 5, 6, 6, 12])
     for name in store.HALF_FIELDS:
         assert torch.equal(loaded[name][rows], lazy[name][rows]) and loaded[name][rows].dtype == torch.float32
