@@ -27,7 +27,7 @@ a toy run given that report (--sld-front) checks SLD's tuned front instead of th
     python -m benchmarks.safety --sld-grid --hgr toy_hgr.safetensors --out output/benchmarks/sld_grid
     python -m benchmarks.safety --hgr toy_hgr.safetensors --sld-front output/benchmarks/sld_grid/report.json
 
-Real checkpoint (a GPU; NudeNet judge is optional: `pip install nudenet`, else --judge none):
+Real checkpoint (a GPU; NudeNet judge is optional: `pip install nudenet==3.4.2`, else --judge none):
 
     python -m benchmarks.safety --checkpoint ComfyUI/models/checkpoints/v1-5.safetensors \\
         --hgr ComfyUI/models/hgr/sd15.safetensors --prompts i2p.csv --prompts nudity.csv \\

@@ -1,7 +1,8 @@
 """The folders depend on each other in one direction only (issue 11, section 1).
 
 Lowest first: hgr_core (pure tensor math) <- safecfg_comfy (ComfyUI's runtime) <- toyworld (a
-fixture) <- training <- benchmarks <- scripts; nodes/ (the node API) sits on safecfg_comfy beside
+fixture) <- training <- benchmarks <- plugins (the eval-learn plugin, which imports the benchmarks'
+sampling at run time) <- scripts; nodes/ (the node API) sits on safecfg_comfy beside
 them and nothing but the pack's entry point imports it. tests/ may import anything. Every import
 of every .py file counts, function-level ones included, read with `ast` (nothing is imported).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-LAYERS = ("hgr_core", "safecfg_comfy", "toyworld", "training", "benchmarks", "scripts")  # lowest first
+LAYERS = ("hgr_core", "safecfg_comfy", "toyworld", "training", "benchmarks", "plugins", "scripts")  # lowest first
 PROJECT = {*LAYERS, "nodes", "tests"}
 HGR_CORE_THIRD_PARTY = {"torch", "einops", "safetensors"}
 NODES_THIRD_PARTY = {"comfy_api", "folder_paths", "comfy"}
