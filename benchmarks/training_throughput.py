@@ -185,6 +185,7 @@ def checkpoint_shard_rate(backend, kind: str, args) -> dict:
     planned = cost.plan_cost(jobs, [shard], backend.latent_shape, None, args.batch_size, 1, preload_bytes=0)
     return {"kind": kind, "jobs": len(jobs), "sampling_steps": args.sample_steps, "seconds": round(measured, 3),
             "evaluations": evaluations, "ms_per_evaluation": round(1000 * measured / evaluations, 3),
+            "seconds_per_call": round(measured / cost.model_calls(shard.sampler, shard.steps), 3),
             "seconds_per_1000_trajectories": round(1000 * measured / len(jobs), 1),
             "estimate_seconds": round(per_evaluation * evaluations, 3),
             "estimate_ratio": round(per_evaluation * evaluations / measured, 3),
