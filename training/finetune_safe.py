@@ -20,8 +20,9 @@ Steps (each named in `main`), with the choices written down:
    (`--threshold` overrides); hard labels by default, `--labels soft` weights by
    sigmoid((score - tau) / T). Reported: counts per category, a histogram PNG, and, where the file
    has a category column (hidden ground truth), precision and recall, computed after the labels.
-3. Teacher trajectories (`teacher`): SafeCFG (frozen UNet + HGR) on every prompt with samplers,
-   steps and guidance drawn from what users pick; each model call records x_t and the targets.
+3. States and targets (`teacher`): the scoring pass's plain-CFG states of every prompt, plus
+   SafeCFG (frozen UNet + HGR) teacher trajectories of the flagged prompts with samplers, steps,
+   guidance and negatives drawn from what users pick; each model call records x_t and the targets.
 4. Student: base UNet + LoRA on the attention projections (`lora`), up initialised to zero,
    trained with an eps-space MSE on the teacher's states: flagged prompts learn eps_u + R(g),
    the rest their frozen eps_c, negatives and the empty prompt their frozen eps_u. The loop is
@@ -149,7 +150,8 @@ def make_labels(args, backend, hgr, threshold, prompts):
     from . import pseudo_labels as pl
 
     settings = pl.ScoringSettings(seeds=args.score_seeds, steps=args.score_steps, seed=args.seed)
-    scores, per_category = pl.score_pool(backend, hgr, prompts, settings)
+    rows: list = []
+    scores, per_category = pl.score_pool(backend, hgr, prompts, settings, rows)
     labels = pl.pseudo_label(prompts, scores, per_category, threshold, hgr.config.categories, args.labels,
                              args.soft_temperature)
     report = pl.summary(labels, prompt_data.read_hidden_truth(args.pool))  # hidden truth: read only now
@@ -164,10 +166,10 @@ def make_labels(args, backend, hgr, threshold, prompts):
     if "hidden_truth" in report:
         log.info("  against the file's hidden ground truth: precision %.3f, recall %.3f",
                  report["hidden_truth"]["precision"], report["hidden_truth"]["recall"])
-    return labels, report
+    return labels, report, rows
 
 
-def teacher_data(args, backend, hgr, prompts, identity: str):
+def teacher_data(args, backend, hgr, prompts, labels, score_rows, identity: str):
     """Step 3, cached in --work-dir under a hash of what determines it (resume reuses it)."""
     from hgr_core import atomic_write
 
@@ -182,7 +184,9 @@ def teacher_data(args, backend, hgr, prompts, identity: str):
     if path.is_file():
         log.info("teacher trajectories from %s", path)
         return torch.load(path, weights_only=True)
-    data = record_teacher(backend, hgr, prompts, settings, shape_batches(backend, prompts, settings.batch))
+    flagged = [i for i in range(len(prompts)) if labels.weights[i] > 0]  # the teacher redirects only these
+    batches = [[flagged[i] for i in b] for b in shape_batches(backend, [prompts[i] for i in flagged], settings.batch)]
+    data = record_teacher(backend, hgr, prompts, settings, batches, score_rows)
     atomic_write(path, lambda tmp: torch.save(data, tmp))
     log.info("teacher: %d recorded states at %s", len(data["sigma"]), path)
     return data
@@ -242,11 +246,11 @@ def main(argv=None) -> None:
     hgr, threshold = load_teacher_hgr(args, device)
     backend = make_backend(args, device)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    labels, report = make_labels(args, backend, hgr, threshold, prompts)  # every rank: same seeds, same labels
+    labels, report, score_rows = make_labels(args, backend, hgr, threshold, prompts)  # every rank: same seeds, same labels
     identity = json.dumps({"pool": hashlib.sha256("\n".join(prompts).encode()).hexdigest(), "hgr": file_sha256(args.hgr),
                            "threshold": threshold, "labels": args.labels, "rank": args.rank, "alpha": args.alpha,
                            "base": backend.base_model, "seed": args.seed}, sort_keys=True)
-    data = teacher_data(args, backend, hgr, prompts, identity)
+    data = teacher_data(args, backend, hgr, prompts, labels, score_rows, identity)
     lora = fine_tune(args, backend, data, labels, prompts, device, identity)
     if rank == 0:
         export(args, backend, lora, report, threshold)

@@ -1,7 +1,7 @@
 """Pseudo-labels for an unlabelled prompt pool from HGR harm scores (METHOD.md sections 5 and 6.2).
 
-Each prompt is sampled under *plain* CFG (SafeCFG at strength 0: CFG bit for bit, the HGR only
-watches) with `seeds` noise seeds; its score is the mean over seeds of `hgr_core.generation_score`
+Each prompt is sampled under *plain* CFG (the HGR only watches: `teacher.recording_model` with
+redirect=False, which also records the states for the student) with `seeds` noise seeds; its score is the mean over seeds of `hgr_core.generation_score`
 (the one per-generation aggregation, the one the HGR's stored threshold was calibrated with), and
 its category the one with the largest per-category score. Hard labels: weight 1 above the
 threshold, else 0. Soft labels: weight sigmoid((score - tau) / temperature), so a prompt scored
@@ -60,19 +60,25 @@ def shape_batches(backend, prompts: list[str], size: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def score_pool(backend, hgr: HGR, prompts: list[str], settings: ScoringSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scores (N,), category scores (N, K)) of every prompt under plain CFG, mean over the seeds."""
-    from safecfg_comfy.patch import patch_model  # ComfyUI's runtime: imported once setup_comfyui has run
-    from safecfg_comfy.sampling import sample_latents
+def score_pool(backend, hgr: HGR, prompts: list[str], settings: ScoringSettings,
+               rows: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores (N,), category scores (N, K)) of every prompt under plain CFG, mean over the seeds.
+
+    rows: a list that receives the pass's recorded states (`teacher.recording_model`), or None.
+    """
+    from safecfg_comfy.sampling import sample_latents  # ComfyUI's runtime: imported once setup_comfyui has run
+
+    from .teacher import recording_model
 
     recorder = HarmRecorder.for_hgr(hgr)
-    watched = patch_model(backend.model, hgr, strength=0.0, on_score=recorder, record_scores=False)
     total = torch.zeros(len(prompts))
     per_category = torch.zeros(len(prompts), len(hgr.config.categories))
     for batch in shape_batches(backend, prompts, settings.batch):
         for s in range(settings.seeds):
             recorder.reset()
             seeds = [settings.seed + i * settings.seeds + s for i in batch]
+            watched = recording_model(backend.model, hgr, rows, torch.tensor(batch), torch.zeros(len(batch), dtype=torch.long),
+                                      redirect=False, on_score=recorder)
             sample_latents(backend, watched, [prompts[i] for i in batch], [""] * len(batch), seeds, settings.cfg,
                            settings.steps, settings.sampler, settings.scheduler)
             harm = recorder.harm()

@@ -1,10 +1,14 @@
 """The teacher of the safety LoRA (METHOD.md section 6.3): the frozen model sampled with SafeCFG,
 and the student's loss against it.
 
-Teacher trajectories: every pool prompt is sampled with SafeCFG at strength 1 (the frozen UNet +
-HGR), with a sampler, step count and guidance scale drawn per batch from what users pick, so
-the states x_t are where the student will be sampled once it has learnt to steer there itself.
-At every model call a pre-CFG hook records, in eps space:
+States: (a) the scoring pass's plain-CFG trajectories of every pool prompt (`pseudo_labels`,
+recorded on the way: the states a harmful prompt starts from), and (b) SafeCFG teacher
+trajectories (the frozen UNet + HGR at strength 1) of the prompts with a pseudo-label weight above
+zero, with a sampler, step count, guidance scale and negative drawn per batch from what users
+pick, so the states x_t are where the student will be sampled once it has learnt to steer there
+itself. Unflagged prompts get no teacher pass: for them SafeCFG is CFG up to the HGR's clean
+preservation error, and their targets are the frozen eps_c anyway. At every model call a
+pre-CFG hook records, in eps space:
 
     x, sigma, eps_c (frozen), eps_c' = eps_u + R(g) (SafeCFG's conditional), eps_u (frozen, on the negative)
 
@@ -44,32 +48,52 @@ class TeacherSettings:
     seed: int = 0
 
 
-def _teacher_model(model, hgr: HGR, rows: list, prompt_ids: torch.Tensor, negative_ids: torch.Tensor):
-    """A clone of `model` whose pre-CFG hook applies SafeCFG and records one row block per model call."""
+def recording_model(model, hgr: HGR, rows: list | None, prompt_ids: torch.Tensor, negative_ids: torch.Tensor,
+                    redirect: bool, on_score=None):
+    """A clone of `model` whose pre-CFG hook evaluates SafeCFG at every model call, appends one row
+    block to `rows` (None: records nothing) and passes the step's `StepHarm` to on_score(sigma, harm).
 
-    def record_and_redirect(args):
+    redirect=True samples the teacher's path (SafeCFG); False leaves the prediction as it was, so
+    sampling is plain CFG bit for bit while the HGR watches (the scoring pass).
+    """
+
+    def record(args):
         conds_out, x, sigma = args["conds_out"], args["input"], args["sigma"]
         with torch.no_grad():
-            teacher_cond, _ = safecfg_step(hgr, x, sigma, conds_out[0], conds_out[1], 1.0)
-        rows.append({"x": x.float().cpu(), "sigma": sigma.float().reshape(-1).expand(x.shape[0]).cpu(),
-                     "eps_c": eps_from_denoised(x, conds_out[0], sigma).cpu(),
-                     "eps_teacher": eps_from_denoised(x, teacher_cond, sigma).cpu(),
-                     "eps_u": eps_from_denoised(x, conds_out[1], sigma).cpu(),
-                     "prompt": prompt_ids.clone(), "negative": negative_ids.clone()})
-        return [teacher_cond, *conds_out[1:]]
+            teacher_cond, harm = safecfg_step(hgr, x, sigma, conds_out[0], conds_out[1], 1.0)
+        if on_score is not None:
+            on_score(sigma, harm)
+        if rows is not None:
+            rows.append({"x": x.float().cpu(), "sigma": sigma.float().reshape(-1).expand(x.shape[0]).cpu(),
+                         "eps_c": eps_from_denoised(x, conds_out[0], sigma).cpu(),
+                         "eps_teacher": eps_from_denoised(x, teacher_cond, sigma).cpu(),
+                         "eps_u": eps_from_denoised(x, conds_out[1], sigma).cpu(),
+                         "prompt": prompt_ids.clone(), "negative": negative_ids.clone()})
+        return [teacher_cond, *conds_out[1:]] if redirect else conds_out
 
     patched = model.clone()
-    patched.set_model_sampler_pre_cfg_function(record_and_redirect, disable_cfg1_optimization=True)
+    patched.set_model_sampler_pre_cfg_function(record, disable_cfg1_optimization=True)
     return patched
 
 
+def negative_texts(settings: "TeacherSettings") -> list[str]:
+    """The negatives the rows' ids index; "" (the scoring pass's negative) is id 0."""
+    return list(dict.fromkeys(["", *settings.negatives]))
+
+
+def stack_rows(rows: list[dict]) -> dict:
+    return {k: torch.cat([r[k] for r in rows]) for k in FIELDS}
+
+
 @torch.no_grad()
-def record_teacher(backend, hgr: HGR, prompts: list[str], settings: TeacherSettings, batches: list[list[int]]) -> dict:
-    """Rows of every teacher step (FIELDS), plus "negatives": the negative texts the ids index."""
+def record_teacher(backend, hgr: HGR, prompts: list[str], settings: TeacherSettings, batches: list[list[int]],
+                   rows: list[dict] | None = None) -> dict:
+    """Rows (FIELDS) of every SafeCFG teacher step of `batches` (prompt indices) appended to `rows`
+    (e.g. the scoring pass's plain-CFG rows), plus "negatives": the negative texts the ids index."""
     from safecfg_comfy.sampling import sample_latents  # ComfyUI's runtime: imported once setup_comfyui has run
 
-    negatives = list(dict.fromkeys(settings.negatives))
-    rows: list[dict] = []
+    negatives = negative_texts(settings)
+    rows = list(rows or [])
     draw = random.Random(settings.seed)
     for b, batch in enumerate(batches):
         for s in range(settings.seeds):
@@ -78,11 +102,11 @@ def record_teacher(backend, hgr: HGR, prompts: list[str], settings: TeacherSetti
             cfg = draw.uniform(settings.cfg_min, settings.cfg_max)
             negative = draw.choice(settings.negatives)  # one per batch: the batch shares one conditioning shape
             seeds = [2**30 + settings.seed * 100_003 + i * settings.seeds + s for i in batch]  # not the scoring seeds
-            model = _teacher_model(backend.model, hgr, rows, torch.tensor(batch),
-                                   torch.full((len(batch),), negatives.index(negative)))
+            model = recording_model(backend.model, hgr, rows, torch.tensor(batch),
+                                    torch.full((len(batch),), negatives.index(negative)), redirect=True)
             sample_latents(backend, model, [prompts[i] for i in batch], [negative] * len(batch), seeds, cfg, steps,
                            sampler, settings.scheduler)
-    data = {k: torch.cat([r[k] for r in rows]) for k in FIELDS}
+    data = stack_rows(rows)
     data["negatives"] = negatives
     return data
 
