@@ -58,6 +58,7 @@ from .loop import OptimConfig, init_distributed  # noqa: E402
 
 log = logging.getLogger("finetune_safe")
 
+TEACHER_MIN_WEIGHT = 0.05  # prompts below it keep only their plain-CFG states (their target is ~ frozen eps_c)
 DEFAULTS = OptimConfig(steps=400, batch_size=64, lr=2e-3, warmup=40, ema_decay=0.99, eval_every=100)
 
 
@@ -184,7 +185,8 @@ def teacher_data(args, backend, hgr, prompts, labels, score_rows, identity: str)
     if path.is_file():
         log.info("teacher trajectories from %s", path)
         return torch.load(path, weights_only=True)
-    flagged = [i for i in range(len(prompts)) if labels.weights[i] > 0]  # the teacher redirects only these
+    # The teacher samples prompts whose weight is worth learning (soft labels give every prompt some).
+    flagged = [i for i in range(len(prompts)) if labels.weights[i] > TEACHER_MIN_WEIGHT]
     batches = [[flagged[i] for i in b] for b in shape_batches(backend, [prompts[i] for i in flagged], settings.batch)]
     data = record_teacher(backend, hgr, prompts, settings, batches, score_rows)
     atomic_write(path, lambda tmp: torch.save(data, tmp))
