@@ -362,11 +362,11 @@ def main(argv=None) -> dict:
     if args.lora is not None:
         if args.checkpoint is not None or args.sweep or args.sld_grid:
             raise ValueError("--lora runs on the toy world on its own; drop --checkpoint/--sweep/--sld-grid")
-        from . import safety_lora
-
         report = run_lora_benchmark(args.hgr, args.lora, args.out or DEFAULT_LORA_OUT, args.per_category or 16, args.split,
                                     args.conditions.split(",") if args.conditions else None, args.batch_size or 128,
                                     comfyui=args.comfyui)
+        from . import safety_lora  # imports ComfyUI: after run_lora_benchmark's setup
+
         print(safety_lora.format_lora_table(report))
         print(safety_lora.lora_summary_line(report), flush=True)
         return report

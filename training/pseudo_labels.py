@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoringSettings:
     seeds: int = 1  # noise seeds per prompt
-    steps: int = 20
+    steps: int = 10  # generation_score does not depend on the step grid (hgr_core.scoring)
     cfg: float = 5.0
     sampler: str = "euler"
     scheduler: str = "normal"

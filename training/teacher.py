@@ -40,7 +40,7 @@ class TeacherSettings:
     samplers: tuple[str, ...] = ("euler", "euler_ancestral", "dpmpp_2m", "ddim", "heun")
     scheduler: str = "normal"
     steps_min: int = 10
-    steps_max: int = 30
+    steps_max: int = 20
     cfg_min: float = 3.0
     cfg_max: float = 12.0
     negatives: tuple[str, ...] = ("", "", "blurry, low quality")  # drawn per trajectory; "" twice as often
