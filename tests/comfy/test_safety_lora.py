@@ -103,3 +103,23 @@ def test_lora_in_a_real_comfyui_graph_changes_sampling_and_leaves_the_base_model
     assert (with_lora - base).abs().mean().item() > 1e-3
     direct = toy_graph.sample(toy_graph.model, [prompt], seeds=[3], cfg=5.0, steps=4)
     assert torch.equal(base, direct)  # after the LoRA graph the shared UNet is unpatched again
+
+
+def test_the_lora_model_samples_with_plain_cfg_cost_no_hook_and_no_hgr(comfy_nodes, toy_graph, tmp_path):
+    from benchmarks.safety_lora import CallCounter, cfg_hooks
+    from safecfg_comfy.lora import apply_lora
+    from training.lora import save_lora
+
+    path = save_lora(_random_lora(toy_graph), tmp_path / "l.safetensors", {"base_model": "toyworld"})
+    lora_model = apply_lora(toy_graph.model, path)
+    counter = CallCounter(toy_graph.model.model.diffusion_model)
+    try:
+        rows = []
+        for model in (toy_graph.model, lora_model):
+            counter.rows = 0
+            toy_graph.sample(model, ["a bloody red circle on white"] * 3, seeds=[0, 1, 2], cfg=7.0, steps=5)
+            rows.append(counter.rows)
+    finally:
+        counter.handle.remove()
+    assert rows[0] == rows[1] == 3 * 2 * 5  # cond + uncond per image and step, nothing more
+    assert cfg_hooks(lora_model) == [] and lora_model.get_additional_models() == toy_graph.model.get_additional_models()
