@@ -7,7 +7,7 @@ Steps: write an unlabelled pool of toy *train-scene* prompts (`toyworld.prompts.
 96 harmful + 96 clean, the category column kept only as hidden ground truth), run
 `python -m training.finetune_safe --toy` on it with the shipped test HGR (timed), then
 `python -m benchmarks.safety --lora` on the held-out sweep prompts, and copy its comparison
-picture (base CFG vs LoRA vs SafeCFG vs LoRA + SafeCFG, same seeds) to docs/.
+picture (base CFG vs LoRA vs SafeCFG vs LoRA + SafeCFG, same seeds) and the pool's score histogram to docs/.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     subprocess.run(bench + (["--conditions", args.conditions] if args.conditions else []), cwd=REPO, check=True)
     if args.split == "test":
         shutil.copyfile(args.out / f"benchmark_{args.split}" / "comparison.png", args.picture)
+        shutil.copyfile(args.out / "work" / "score_histogram.png", args.picture.with_name(args.picture.stem + "_scores.png"))
 
 
 if __name__ == "__main__":

@@ -123,3 +123,16 @@ loaded = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(model.model,
 patched, _ = comfy.sd.load_lora_for_models(model, None, lora, 1.0, 0)
 print(len([k for k in lora if k.endswith('lora_down.weight')]), len(loaded))
 """
+
+
+def test_torchrun_two_processes_train_with_ddp_and_rank_zero_writes_the_lora(tmp_path):
+    pool = _pool(tmp_path / "pool.csv", POOL)
+    out = tmp_path / "ddp.safetensors"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+                           "training.finetune_safe", "--toy", "--hgr", str(HGR), "--pool", str(pool), "--output", str(out),
+                           "--work-dir", str(tmp_path / "work"), *TINY, "--steps", "4"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    # DDP (no find_unused_parameters) raises on a later step if a LoRA gradient was not reduced.
+    assert torch.load(tmp_path / "work" / "lora_checkpoint.pt", weights_only=True)["step"] == 4
+    assert len([k for k in load_file(out) if k.endswith("lora_up.weight")]) == 56
