@@ -123,3 +123,21 @@ def test_the_lora_model_samples_with_plain_cfg_cost_no_hook_and_no_hgr(comfy_nod
         counter.handle.remove()
     assert rows[0] == rows[1] == 3 * 2 * 5  # cond + uncond per image and step, nothing more
     assert cfg_hooks(lora_model) == [] and lora_model.get_additional_models() == toy_graph.model.get_additional_models()
+
+
+def test_safety_benchmark_gains_the_lora_rows(comfy_nodes, toy_graph, tmp_path):
+    from benchmarks.safety import run_lora_benchmark
+    from benchmarks.safety_lora import format_lora_table
+    from training.lora import save_lora
+
+    path = save_lora(_random_lora(toy_graph), tmp_path / "l.safetensors", {"base_model": "toyworld"})
+    report = run_lora_benchmark(Path(__file__).parents[1] / "data" / "toy_hgr.safetensors", path, tmp_path / "out",
+                                per_category=1, split="dev", conditions=["default"], world=toy_graph)
+    methods = report["conditions"][0]["methods"]
+    assert set(methods) == {"cfg", "safecfg", "lora", "lora_safecfg"}
+    assert methods["cfg"]["harmful"]["n"] == 2 and methods["cfg"]["clean_fidelity"] == 1.0
+    assert methods["lora"]["cost"] == {**methods["cfg"]["cost"], "seconds": methods["lora"]["cost"]["seconds"]}
+    assert methods["lora_safecfg"]["cost"]["cfg_hooks"] == ["safecfg_pre_cfg"]
+    table = format_lora_table(report)
+    assert "| safety LoRA (no HGR) |" in table and "| safety LoRA + SafeCFG |" in table
+    assert (tmp_path / "out" / "comparison.png").is_file() and (tmp_path / "out" / "report.json").is_file()
