@@ -63,6 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("output/benchmarks/safety")
 DEFAULT_SWEEP_OUT = Path("output/benchmarks/safety_sweep")
 DEFAULT_SLD_GRID_OUT = Path("output/benchmarks/sld_grid")
+DEFAULT_LORA_OUT = Path("output/benchmarks/safety_lora")
 DEFAULT_PER_CATEGORY = 6  # 12 prompts per set; measured: 8 took 270 s on 2 cores busy with other jobs (1 thread)
 DEFAULT_TOY_CFG = 7.0
 DEFAULT_REAL_CFG = 7.5  # SD's usual scale, used where a prompt file gives no guidance column (evaluation_guidance, sd_guidance_scale)
@@ -174,6 +175,34 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
                                 per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture)
     report["files"] = {}
     return _finish(finish_sweep(report), out, started)
+
+
+def run_lora_benchmark(hgr, lora, out_dir=DEFAULT_LORA_OUT, per_category: int = 16, split: str = "test",
+                       conditions=None, batch: int = 128, world=None, comfyui=None) -> dict:
+    """The safety LoRA rows (`safety_lora`): CFG, SafeCFG, LoRA without HGR, LoRA + SafeCFG per sweep condition."""
+    _setup(comfyui)
+    from toyworld import load_world
+
+    from . import safety_lora
+    from . import safety_sweep as sweep
+
+    started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
+    if loaded is None:
+        raise ValueError("--lora needs --hgr (the SafeCFG rows and the LoRA's teacher)")
+    known = {c.name: c for c in sweep.CONDITIONS}
+    unknown = sorted(set(conditions or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown sweep conditions {unknown}; choose from {list(known)}")
+    chosen = [known[n] for n in conditions] if conditions else list(sweep.CONDITIONS)
+    report, pictures = safety_lora.lora_report(world if world is not None else load_world(), loaded, Path(lora), split,
+                                               per_category, chosen, batch)
+    report["files"] = {"grid": _save_png(safety_lora.comparison_picture(pictures["specs"], pictures["images"]),
+                                         out / "comparison.png"),
+                       "report": str(out / "report.json"), "table": str(out / "report.txt")}
+    report["seconds"] = round(time.monotonic() - started, 1)
+    write_json(report, out / "report.json")
+    (out / "report.txt").write_text(safety_lora.format_lora_table(report) + "\n" + safety_lora.lora_summary_line(report) + "\n")
+    return report
 
 
 def run_sld_grid_benchmark(hgr, out_dir=DEFAULT_SLD_GRID_OUT, per_category: int | None = None,
@@ -292,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
                    help="comma-separated condition names to run (default: all of safety_sweep.CONDITIONS)")
+    lo = p.add_argument_group("safety LoRA rows (--lora, toy world; --split, --conditions, --per-category apply)")
+    lo.add_argument("--lora", type=Path, default=None,
+                    help="a safety LoRA from training.finetune_safe: adds 'safety LoRA (no HGR)' and 'safety LoRA + SafeCFG' "
+                         "rows next to CFG and SafeCFG under the sweep's conditions (needs --hgr)")
     g = p.add_argument_group("SLD tuned on dev (--sld-grid, toy world)")
     g.add_argument("--sld-grid", action="store_true",
                    help="sample a grid of SLD settings on the dev split, measure its non-dominated front and "
@@ -326,6 +359,17 @@ def main(argv=None) -> dict:
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
     if args.sweep and args.sld_grid:
         raise ValueError("--sweep and --sld-grid are separate runs; choose one")
+    if args.lora is not None:
+        if args.checkpoint is not None or args.sweep or args.sld_grid:
+            raise ValueError("--lora runs on the toy world on its own; drop --checkpoint/--sweep/--sld-grid")
+        report = run_lora_benchmark(args.hgr, args.lora, args.out or DEFAULT_LORA_OUT, args.per_category or 16, args.split,
+                                    args.conditions.split(",") if args.conditions else None, args.batch_size or 128,
+                                    comfyui=args.comfyui)
+        from . import safety_lora  # imports ComfyUI: after run_lora_benchmark's setup
+
+        print(safety_lora.format_lora_table(report))
+        print(safety_lora.lora_summary_line(report), flush=True)
+        return report
     if args.sld_grid:
         if args.checkpoint is not None:
             raise ValueError("--sld-grid runs on the toy world; drop --checkpoint")

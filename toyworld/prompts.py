@@ -220,3 +220,25 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
     log.info("wrote prompt files to %s (%d of %d harmful training prompts with two harms)", out, two_harm,
              harmful_train_count)
     return paths
+
+
+def write_pool_file(path: str | os.PathLike, harmful_count: int = 200, clean_count: int = 200,
+                    two_harm_share: float = 0.2, seed: int = 0) -> Path:
+    """An unlabelled pool for `training.finetune_safe`: train-scene harmful and clean prompts, shuffled.
+
+    Columns `prompt, category`: the category column is the hidden ground truth (empty = clean),
+    which finetune_safe never reads for its labels, only to report their precision and recall.
+    """
+    two_harm = round(two_harm_share * harmful_count)
+    specs = harmful_train(harmful_count - two_harm) + (harmful_two_harm(two_harm, seed=16, split="train") if two_harm else [])
+    specs += clean_train(clean_count)
+    order = np.random.default_rng(seed).permutation(len(specs))
+
+    def write(f):
+        out = csv.writer(f)
+        out.writerow(["prompt", "category"])
+        out.writerows([specs[i].text, ",".join(specs[i].categories)] for i in order)
+
+    path = Path(path)
+    _atomic_write(path, write)
+    return path

@@ -232,3 +232,31 @@ def check_concepts(harmful: list[HarmfulPrompt], concepts: dict[str, str], sourc
     missing = sorted({c for p in harmful if p.safe_text is None for c in p.categories if c not in concepts})
     if missing:
         raise PromptFileError(f"{source}: no concept text for categories {missing}; add them to a --concepts JSON file")
+
+
+def read_pool(path: str | Path) -> list[str]:
+    """The prompts of an unlabelled pool file (any prompt file format), in file order, duplicates dropped.
+
+    Only the `prompt` field is read: a `category`/`categories` column, if the file has one, never
+    reaches `finetune_safe`'s pseudo-labels or training (`read_hidden_truth` reads it for the report).
+    """
+    path = Path(path)
+    prompts = list(dict.fromkeys(_prompt(path, line, row) for line, row in _rows(path)))
+    if not prompts:
+        raise PromptFileError(f"{path}: no prompts found")
+    return prompts
+
+
+def read_hidden_truth(path: str | Path) -> dict[str, tuple[str, ...]] | None:
+    """{prompt: categories} from a pool file's `category`/`categories` column (empty = clean), or None
+    when the file has no such column. Used only to report pseudo-label precision and recall."""
+    path = Path(path)
+    rows = _rows(path)
+    if not any("category" in row or "categories" in row for _, row in rows):
+        return None
+    truth = {}
+    for line, row in rows:
+        raw = row.get("category") or row.get("categories") or ""
+        raw = ",".join(raw) if isinstance(raw, list) else str(raw)
+        truth[_prompt(path, line, row)] = tuple(dict.fromkeys(canonical_category(c) for c in raw.split(",") if c.strip()))
+    return truth

@@ -28,7 +28,6 @@ detection threshold on clean validation prompts -> export EMA weights atomically
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -40,19 +39,9 @@ from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
 from .cli import choose_device, parse_args  # noqa: E402
+from .loop import init_distributed  # noqa: E402
 
 log = logging.getLogger("train_hgr")
-
-
-def init_distributed(device: str) -> tuple[int, int]:
-    """(rank, world size); initialises torch.distributed when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    return dist.get_rank(), world
 
 
 def load_prompts(args):

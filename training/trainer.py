@@ -1,39 +1,26 @@
-"""The HGR optimisation loop: AdamW, warm-up + cosine schedule, gradient clipping, EMA with warm-up,
-per-category validation metrics, checkpoints with resume, optional DistributedDataParallel."""
+"""HGR training on the trajectory cache: batches, the loss, per-category validation metrics.
+
+The loop itself (AdamW, warm-up + cosine, clipping, EMA, checkpoints with resume, DDP) is
+`training.loop.optimise`, shared with `finetune_safe`.
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
-from hgr_core import (HGR, SD_SIGMA_WINDOW, GenerationScore, atomic_write, combine_redirections, ema_decay_at,
-                      ema_update, generation_score, harm_score, warmup_cosine)
+from hgr_core import HGR, SD_SIGMA_WINDOW, GenerationScore, combine_redirections, generation_score, harm_score
 
+from .loop import OptimConfig, optimise
 from .losses import NORM_EPS, squared_norm, training_loss
 from .metrics import auroc
-from .progress import progress
+
+__all__ = ["OptimConfig", "batch_at", "batch_rows", "evaluate", "job_generation_scores", "job_scores", "row_metrics",
+           "train"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 100  # linear warm-up steps, then cosine decay to lr_min_ratio * lr
-    lr_min_ratio: float = 0.1
-    ema_decay: float = 0.995  # reached after a warm-up (hgr_core.ema_decay_at)
-    grad_clip: float = 1.0
-    clean_weight: float = 1.0
-    eval_every: int = 500
-    seed: int = 0
 
 
 def batch_at(data, index: torch.Tensor, device) -> dict:
@@ -114,51 +101,13 @@ def evaluate(hgr: HGR, data, jobs, rows: torch.Tensor, categories, device,
     return metrics
 
 
-def save_checkpoint(path: Path, model: HGR, ema: HGR, optimizer, step: int) -> None:
-    state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-             "step": step, "config": model.config.to_json()}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(path: Path, model: HGR, ema: HGR, optimizer) -> int:
-    """Restore a checkpoint of our own (weights_only=True: nothing else is unpickled)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != model.config.to_json():
-        raise ValueError(f"--resume: {path} was written for another HGR config; use a new --work-dir")
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
-
-
 def train(model: HGR, data, train_rows: torch.Tensor, config: OptimConfig, device, checkpoint: Path,
           resume: bool, on_eval=None) -> HGR:
-    """Optimise `model` on `train_rows`; returns the EMA model. on_eval(step, ema) runs on rank 0."""
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start = load_checkpoint(checkpoint, model, ema, optimizer) if resume and checkpoint.is_file() else 0
-    if start:
-        log.info("resumed from %s at step %d", checkpoint, start)
-    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    generator = torch.Generator().manual_seed(config.seed * 1000 + rank + start)
-    bar = progress(range(start, config.steps), desc="train HGR", disable=rank != 0, initial=start, total=config.steps)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * warmup_cosine(step, config.steps, config.warmup, config.lr_min_ratio)
+    """Optimise `model` on `train_rows` (`loop.optimise`); returns the EMA model. on_eval(step, ema) runs on rank 0."""
+
+    def loss_fn(net, generator):
         batch = batch_at(data, batch_rows(train_rows, config.batch_size, generator), device)
-        loss = training_loss(net, batch, config.clean_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        ema_update(ema, model, ema_decay_at(step, config.ema_decay))  # step: global, so --resume continues the warm-up
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # refresh=True would redraw every step
-        done = step + 1
-        if rank == 0 and (done % config.eval_every == 0 or done == config.steps):
-            save_checkpoint(checkpoint, model, ema, optimizer, done)
-            if on_eval is not None:
-                on_eval(done, ema)
-    return ema
+        return training_loss(net, batch, config.clean_weight)
+
+    return optimise(model, loss_fn, config, device, checkpoint, resume, model.config.to_json(), desc="train HGR",
+                    on_eval=on_eval)

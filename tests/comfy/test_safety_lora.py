@@ -1,0 +1,142 @@
+"""The safety LoRA file in ComfyUI: key format, LoraLoaderModelOnly in a real graph, weight equality."""
+
+from pathlib import Path
+
+import torch
+
+from graph import toy_txt2img
+
+
+def _random_lora(world, rank=4, alpha=2.0, seed=1):
+    from training.lora import LoRA
+
+    lora = LoRA.for_unet(world.model.model.diffusion_model, rank, alpha, seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in lora.up.values():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+    return lora
+
+
+def _install(lora, name="safety_test.safetensors") -> str:
+    import folder_paths
+
+    from training.lora import save_lora
+
+    folder = Path(folder_paths.get_folder_paths("loras")[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    save_lora(lora, folder / name, {"base_model": "toyworld"})
+    return name
+
+
+def test_every_attention_projection_of_every_transformer_block_gets_a_comfyui_named_lora(toy_graph):
+    import comfy.lora
+
+    from training.lora import attention_linears
+
+    unet = toy_graph.model.model.diffusion_model
+    blocks = sum(1 for name, _ in unet.named_modules() if name.endswith("transformer_blocks.0"))
+    linears = attention_linears(unet)
+    assert len(linears) == blocks * 2 * 4  # attn1 and attn2, each to_q, to_k, to_v, to_out.0
+    key_map = comfy.lora.model_lora_keys_unet(toy_graph.model.model, {})
+    file = _random_lora(toy_graph).state_for_file()
+    loaded = comfy.lora.load_lora(file, key_map)
+    assert len(loaded) == len(linears)  # every name in the file maps onto a UNet weight
+    assert {k for k in loaded} == {f"diffusion_model.{p}.weight" for p in linears}
+
+
+def test_a_fresh_lora_leaves_the_unet_exactly_as_it_was(toy_graph):
+    from training.lora import LoRA
+
+    base = toy_graph.model.model
+    x, sigma = torch.randn(2, 4, 8, 8), torch.tensor([3.0, 0.5])
+    context = toy_graph.encode_text(["a bloody red circle on white", ""])
+    with torch.no_grad():
+        before = base.apply_model(x, sigma, None, context)
+        handles = LoRA.for_unet(base.diffusion_model, 4, 4.0).attach(base.diffusion_model)
+        try:
+            after = base.apply_model(x, sigma, None, context)
+        finally:
+            for h in handles:
+                h.remove()
+    assert torch.equal(before, after)
+
+
+def test_loraloadermodelonly_patches_w_plus_alpha_over_rank_up_down_at_strength_one(comfy_nodes, toy_graph):
+    from training.lora import read_lora_file
+
+    import folder_paths
+
+    name = _install(_random_lora(toy_graph, rank=4, alpha=2.0))
+    node = comfy_nodes.NODE_CLASS_MAPPINGS["LoraLoaderModelOnly"]()  # a legacy node: the executor makes an instance
+    (patched,) = node.load_lora_model_only(model=toy_graph.model, lora_name=name, strength_model=1.0)
+    unet = toy_graph.model.model.diffusion_model
+    original = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    entries = read_lora_file(Path(folder_paths.get_full_path_or_raise("loras", name)))  # safetensors, not training.lora
+    patched.patch_model()
+    try:
+        now = unet.state_dict()
+        for lora_name, t in entries.items():
+            path = lora_name[len("lora_unet_"):]
+            weight_key = next(k for k in original if k.endswith(".weight") and k[:-7].replace(".", "_") == path)
+            expected = original[weight_key] + (float(t["alpha"]) / t["down"].shape[0]) * t["up"] @ t["down"]
+            torch.testing.assert_close(now[weight_key], expected, rtol=1e-5, atol=1e-6)
+        untouched = [k for k in original if "attn" not in k]
+        assert all(torch.equal(now[k], original[k]) for k in untouched)
+    finally:
+        patched.unpatch_model()
+    assert all(torch.equal(unet.state_dict()[k], v) for k, v in original.items())
+
+
+def test_lora_in_a_real_comfyui_graph_changes_sampling_and_leaves_the_base_model_unchanged(comfy_nodes, toy_graph):
+    from graph import Graph
+
+    name = _install(_random_lora(toy_graph), "safety_graph.safetensors")
+    prompt = "a bloody red circle on white"
+    g = Graph()
+    model = g.node("LoraLoaderModelOnly", model=g.node("ToyWorldModel"), lora_name=name, strength_model=1.0)
+    g, lora_latent, _ = toy_txt2img(prompt, seed=3, steps=4, model=model, graph=g)
+    with_lora = g.run().output(lora_latent)["samples"]
+    g_base, base_latent, _ = toy_txt2img(prompt, seed=3, steps=4)
+    base = g_base.run().output(base_latent)["samples"]
+    assert (with_lora - base).abs().mean().item() > 1e-3
+    direct = toy_graph.sample(toy_graph.model, [prompt], seeds=[3], cfg=5.0, steps=4)
+    assert torch.equal(base, direct)  # after the LoRA graph the shared UNet is unpatched again
+
+
+def test_the_lora_model_samples_with_plain_cfg_cost_no_hook_and_no_hgr(comfy_nodes, toy_graph, tmp_path):
+    from benchmarks.safety_lora import CallCounter, cfg_hooks
+    from safecfg_comfy.lora import apply_lora
+    from training.lora import save_lora
+
+    path = save_lora(_random_lora(toy_graph), tmp_path / "l.safetensors", {"base_model": "toyworld"})
+    lora_model = apply_lora(toy_graph.model, path)
+    counter = CallCounter(toy_graph.model.model.diffusion_model)
+    try:
+        rows = []
+        for model in (toy_graph.model, lora_model):
+            counter.rows = 0
+            toy_graph.sample(model, ["a bloody red circle on white"] * 3, seeds=[0, 1, 2], cfg=7.0, steps=5)
+            rows.append(counter.rows)
+    finally:
+        counter.handle.remove()
+    assert rows[0] == rows[1] == 3 * 2 * 5  # cond + uncond per image and step, nothing more
+    assert cfg_hooks(lora_model) == [] and lora_model.get_additional_models() == toy_graph.model.get_additional_models()
+
+
+def test_safety_benchmark_gains_the_lora_rows(comfy_nodes, toy_graph, tmp_path):
+    from benchmarks.safety import run_lora_benchmark
+    from benchmarks.safety_lora import format_lora_table
+    from training.lora import save_lora
+
+    path = save_lora(_random_lora(toy_graph), tmp_path / "l.safetensors", {"base_model": "toyworld"})
+    report = run_lora_benchmark(Path(__file__).parents[1] / "data" / "toy_hgr.safetensors", path, tmp_path / "out",
+                                per_category=1, split="dev", conditions=["default"], world=toy_graph)
+    methods = report["conditions"][0]["methods"]
+    assert set(methods) == {"cfg", "safecfg", "lora", "lora_safecfg"}
+    assert methods["cfg"]["harmful"]["n"] == 2 and methods["cfg"]["clean_fidelity"] == 1.0
+    assert methods["lora"]["cost"] == {**methods["cfg"]["cost"], "seconds": methods["lora"]["cost"]["seconds"]}
+    assert methods["lora_safecfg"]["cost"]["cfg_hooks"] == ["safecfg_pre_cfg"]
+    table = format_lora_table(report)
+    assert "| safety LoRA (no HGR) |" in table and "| safety LoRA + SafeCFG |" in table
+    assert (tmp_path / "out" / "comparison.png").is_file() and (tmp_path / "out" / "report.json").is_file()
