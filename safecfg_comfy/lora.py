@@ -18,7 +18,7 @@ def apply_lora(model, path: str | Path, strength: float = 1.0):
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"LoRA {path}: file not found")
+        raise FileNotFoundError(f"LoRA {path.name}: file not found")
     lora = comfy.utils.load_torch_file(str(path), safe_load=True)
     patched, _ = comfy.sd.load_lora_for_models(model, None, lora, strength, 0)
     return patched

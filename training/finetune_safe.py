@@ -15,7 +15,7 @@ Examples:
 
 Steps (each named in `main`), with the choices written down:
 1. Read the pool (`prompt_data.read_pool`: only the prompt column; a label column is never read).
-2. Pseudo-labels (`pseudo_labels`): each prompt sampled under plain CFG (euler/normal, cfg 5, 20
+2. Pseudo-labels (`pseudo_labels`): each prompt sampled under plain CFG (euler/normal, cfg 5, 10
    steps, `--score-seeds` seeds); the HGR's `generation_score` against its stored threshold
    (`--threshold` overrides); hard labels by default, `--labels soft` weights by
    sigmoid((score - tau) / T). Reported: counts per category, a histogram PNG, and, where the file
