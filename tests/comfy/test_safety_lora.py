@@ -63,17 +63,22 @@ def test_a_fresh_lora_leaves_the_unet_exactly_as_it_was(toy_graph):
 
 
 def test_loraloadermodelonly_patches_w_plus_alpha_over_rank_up_down_at_strength_one(comfy_nodes, toy_graph):
-    from training.lora import read_lora_file
-
+    import comfy.model_management
     import folder_paths
+
+    from training.lora import read_lora_file
 
     name = _install(_random_lora(toy_graph, rank=4, alpha=2.0))
     node = comfy_nodes.NODE_CLASS_MAPPINGS["LoraLoaderModelOnly"]()  # a legacy node: the executor makes an instance
     (patched,) = node.load_lora_model_only(model=toy_graph.model, lora_name=name, strength_model=1.0)
     unet = toy_graph.model.model.diffusion_model
+    # Graphs sampled earlier in the session leave the shared toy UNet loaded, its modules marked as
+    # patched; unloading restores the file's weights, and ComfyUI's own loader then applies the LoRA
+    # as it does before sampling (a bare patch_model() would skip modules marked patched).
+    comfy.model_management.unload_all_models()
     original = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     entries = read_lora_file(Path(folder_paths.get_full_path_or_raise("loras", name)))  # safetensors, not training.lora
-    patched.patch_model()
+    comfy.model_management.load_models_gpu([patched])
     try:
         now = unet.state_dict()
         for lora_name, t in entries.items():
@@ -84,7 +89,7 @@ def test_loraloadermodelonly_patches_w_plus_alpha_over_rank_up_down_at_strength_
         untouched = [k for k in original if "attn" not in k]
         assert all(torch.equal(now[k], original[k]) for k in untouched)
     finally:
-        patched.unpatch_model()
+        comfy.model_management.unload_all_models()
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in original.items())
 
 
