@@ -11,49 +11,8 @@ from hgr_core import HGRConfig
 
 from .trainer import OptimConfig
 from .jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, SamplingSettings
+from .flags import add_optimisation_flags, fraction, int_list, int_range, name_list, positive_int, safetensors_output
 from .presets import PRESETS, preset_by_name
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,4, got {text!r}") from None
-
-
-def _name_list(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names like euler,heun, got {text!r}")
-    return names
-
-
-def _int_range(text: str) -> tuple[int, int]:
-    values = _int_list(text)
-    if len(values) != 2 or not 1 <= values[0] <= values[1]:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX with 1 <= MIN <= MAX like 10,50, got {text!r}")
-    return values
-
-
-def _output(text: str) -> Path:
-    path = Path(text)
-    if path.suffix != ".safetensors":
-        raise argparse.ArgumentTypeError(f"must end in .safetensors (e.g. ComfyUI/models/hgr/my_hgr.safetensors), got {text}")
-    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checked against the family, latent channels and prediction type ComfyUI detects: "
                         + "; ".join(f"{p.name} {p.resolution} px, {p.latent_channels} ch {p.prediction}, width {p.base_channels}"
                                     for p in PRESETS.values()))
-    m.add_argument("--resolution", type=_positive_int, default=512, help="image size sampled with --checkpoint (or the --preset's)")
+    m.add_argument("--resolution", type=positive_int, default=512, help="image size sampled with --checkpoint (or the --preset's)")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device for sampling and training")
     m.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="model weights dtype for --checkpoint (auto: ComfyUI picks fp16/bf16 where the device supports it)")
@@ -83,45 +42,39 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--concepts", type=Path, default=None, help="JSON {category: concept text}; extends built-in defaults")
     d.add_argument("--negatives", type=Path, default=None,
                    help="negative prompts to draw from (txt); default: empty and typical user negatives")
-    d.add_argument("--val-fraction", type=_fraction, default=0.1, help="share of prompts held out for validation")
+    d.add_argument("--val-fraction", type=fraction, default=0.1, help="share of prompts held out for validation")
     s = p.add_argument_group("trajectories")
-    s.add_argument("--seeds-per-prompt", type=_positive_int, default=1, help="trajectories per prompt (per mode)")
+    s.add_argument("--seeds-per-prompt", type=positive_int, default=1, help="trajectories per prompt (per mode)")
     samplers = s.add_mutually_exclusive_group()
-    samplers.add_argument("--samplers", type=_name_list, default=",".join(DEFAULT_SAMPLERS), metavar="A,B,...",
+    samplers.add_argument("--samplers", type=name_list, default=",".join(DEFAULT_SAMPLERS), metavar="A,B,...",
                           help="ComfyUI samplers; each shard draws one")
     samplers.add_argument("--sampler", default=None, help="one ComfyUI sampler for every shard (overrides --samplers)")
     schedulers = s.add_mutually_exclusive_group()
-    schedulers.add_argument("--schedulers", type=_name_list, default=",".join(DEFAULT_SCHEDULERS), metavar="A,B,...",
+    schedulers.add_argument("--schedulers", type=name_list, default=",".join(DEFAULT_SCHEDULERS), metavar="A,B,...",
                             help="ComfyUI schedulers; each shard draws one")
     schedulers.add_argument("--scheduler", default=None, help="one ComfyUI scheduler for every shard (overrides --schedulers)")
     steps = s.add_mutually_exclusive_group()
-    steps.add_argument("--steps-range", type=_int_range, default=f"{SamplingSettings.steps_min},{SamplingSettings.steps_max}",
+    steps.add_argument("--steps-range", type=int_range, default=f"{SamplingSettings.steps_min},{SamplingSettings.steps_max}",
                        metavar="MIN,MAX", help="sampling steps per trajectory; each shard draws one in [MIN, MAX]")
-    steps.add_argument("--sample-steps", type=_positive_int, default=None,
+    steps.add_argument("--sample-steps", type=positive_int, default=None,
                        help="sampling steps for every shard (overrides --steps-range)")
     s.add_argument("--cfg-min", type=float, default=SamplingSettings.cfg_min, help="lowest guidance scale drawn (per job)")
     s.add_argument("--cfg-max", type=float, default=SamplingSettings.cfg_max, help="highest guidance scale drawn (per job)")
-    s.add_argument("--record-steps", type=_positive_int, default=None,
+    s.add_argument("--record-steps", type=positive_int, default=None,
                    help="record at most this many steps per trajectory, spread over its schedule; unset: every model call")
-    s.add_argument("--trajectory-batch", type=_positive_int, default=16, help="jobs sampled together (one shard)")
+    s.add_argument("--trajectory-batch", type=positive_int, default=16, help="jobs sampled together (one shard)")
     n = p.add_argument_group("network")
-    n.add_argument("--base-channels", type=_positive_int, default=HGRConfig.base_channels,
+    n.add_argument("--base-channels", type=positive_int, default=HGRConfig.base_channels,
                    help="HGR width (multiple of 8; or the --preset's)")
-    n.add_argument("--channel-mult", type=_int_list, default=HGRConfig.channel_mult, help="width multipliers per U-Net level")
-    n.add_argument("--blocks-per-level", type=_positive_int, default=HGRConfig.blocks_per_level, help="residual blocks per level")
+    n.add_argument("--channel-mult", type=int_list, default=HGRConfig.channel_mult, help="width multipliers per U-Net level")
+    n.add_argument("--blocks-per-level", type=positive_int, default=HGRConfig.blocks_per_level, help="residual blocks per level")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--steps", type=_positive_int, default=OptimConfig.steps, help="optimisation steps")
-    o.add_argument("--batch-size", type=_positive_int, default=OptimConfig.batch_size, help="recorded steps per batch (per process)")
-    o.add_argument("--lr", type=float, default=OptimConfig.lr, help="peak AdamW learning rate")
-    o.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay, help="AdamW weight decay")
-    o.add_argument("--warmup", type=int, default=OptimConfig.warmup, help="linear warm-up steps before cosine decay")
-    o.add_argument("--ema-decay", type=float, default=OptimConfig.ema_decay, help="EMA decay of the exported weights, reached after a warm-up min(decay, (1+t)/(10+t)) at step t")
-    o.add_argument("--grad-clip", type=float, default=OptimConfig.grad_clip, help="gradient norm clip")
+    add_optimisation_flags(o, OptimConfig(), batch="recorded steps per batch (per process)", ema="weights",
+                           eval_every="steps between evaluation/checkpoint/preview",
+                           seed="seed of the job plan and the optimisation")
     o.add_argument("--clean-weight", type=float, default=OptimConfig.clean_weight, help="lambda: weight of clean-prompt rows")
-    o.add_argument("--eval-every", type=_positive_int, default=OptimConfig.eval_every, help="steps between evaluation/checkpoint/preview")
-    o.add_argument("--seed", type=int, default=0, help="seed of the job plan and the optimisation")
     r = p.add_argument_group("output")
-    r.add_argument("--output", type=_output, required=True, help="where to write the HGR .safetensors (e.g. ComfyUI/models/hgr/x.safetensors)")
+    r.add_argument("--output", type=safetensors_output, required=True, help="where to write the HGR .safetensors (e.g. ComfyUI/models/hgr/x.safetensors)")
     r.add_argument("--work-dir", type=Path, default=Path("runs/train_hgr"), help="trajectory cache, checkpoints, previews")
     r.add_argument("--resume", action="store_true", help="continue training from --work-dir/checkpoint.pt")
     r.add_argument("--preview-count", type=int, default=6, help="validation prompts in each preview grid (0 = none)")

@@ -53,14 +53,15 @@ import torch  # noqa: E402
 from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
-from .cli import _name_list, _output, _positive_int, _int_range, choose_device  # noqa: E402
+from .cli import choose_device  # noqa: E402
+from .flags import add_optimisation_flags, int_range, name_list, positive_int, safetensors_output  # noqa: E402
 from .loop import OptimConfig, init_distributed  # noqa: E402
 
 log = logging.getLogger("finetune_safe")
 
 TEACHER_MIN_WEIGHT = 0.05  # prompts below it keep only their plain-CFG states (their target is ~ frozen eps_c)
 # Sized so the toy world fine-tunes in under 10 minutes on a shared 2-core CPU (README, "Safety LoRA").
-DEFAULTS = OptimConfig(steps=200, batch_size=32, lr=3e-3, warmup=20, ema_decay=0.99, eval_every=50)
+DEFAULTS = OptimConfig(steps=200, batch_size=32, lr=3e-3, weight_decay=0.0, warmup=20, ema_decay=0.99, eval_every=50)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model options")
     m.add_argument("--toy-weights", type=Path, default=None, help="toy-world weights folder (default: the shipped one)")
     m.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the one the pack is in)")
-    m.add_argument("--resolution", type=_positive_int, default=512, help="image size sampled with --checkpoint")
+    m.add_argument("--resolution", type=positive_int, default=512, help="image size sampled with --checkpoint")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device for sampling and training")
     m.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="fp32",
                    help="model weights dtype for --checkpoint (the LoRA trains in float32 beside them)")
@@ -86,31 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threshold", type=float, default=None, help="harm-score threshold (default: the one stored in --hgr)")
     d.add_argument("--labels", choices=("hard", "soft"), default="hard", help="pseudo-labels: score > tau, or sigmoid((score - tau) / T)")
     d.add_argument("--soft-temperature", type=float, default=0.05, help="T of --labels soft")
-    d.add_argument("--score-seeds", type=_positive_int, default=ScoringSettings.seeds, help="plain-CFG samples per prompt for its score")
-    d.add_argument("--score-steps", type=_positive_int, default=ScoringSettings.steps, help="sampling steps of the scoring pass")
+    d.add_argument("--score-seeds", type=positive_int, default=ScoringSettings.seeds, help="plain-CFG samples per prompt for its score")
+    d.add_argument("--score-steps", type=positive_int, default=ScoringSettings.steps, help="sampling steps of the scoring pass")
     t = p.add_argument_group("teacher trajectories")
-    t.add_argument("--teacher-seeds", type=_positive_int, default=TeacherSettings.seeds, help="SafeCFG trajectories per prompt")
-    t.add_argument("--samplers", type=_name_list, default=",".join(TeacherSettings.samplers), metavar="A,B,...",
+    t.add_argument("--teacher-seeds", type=positive_int, default=TeacherSettings.seeds, help="SafeCFG trajectories per prompt")
+    t.add_argument("--samplers", type=name_list, default=",".join(TeacherSettings.samplers), metavar="A,B,...",
                    help="ComfyUI samplers; each batch draws one")
-    t.add_argument("--steps-range", type=_int_range, default=f"{TeacherSettings.steps_min},{TeacherSettings.steps_max}",
+    t.add_argument("--steps-range", type=int_range, default=f"{TeacherSettings.steps_min},{TeacherSettings.steps_max}",
                    metavar="MIN,MAX", help="sampling steps per teacher trajectory")
     t.add_argument("--cfg-min", type=float, default=TeacherSettings.cfg_min, help="lowest guidance scale drawn")
     t.add_argument("--cfg-max", type=float, default=TeacherSettings.cfg_max, help="highest guidance scale drawn")
-    t.add_argument("--trajectory-batch", type=_positive_int, default=TeacherSettings.batch, help="prompts sampled together")
+    t.add_argument("--trajectory-batch", type=positive_int, default=TeacherSettings.batch, help="prompts sampled together")
     o = p.add_argument_group("LoRA and optimisation")
-    o.add_argument("--rank", type=_positive_int, default=8, help="LoRA rank")
+    o.add_argument("--rank", type=positive_int, default=8, help="LoRA rank")
     o.add_argument("--alpha", type=float, default=8.0, help="LoRA alpha (the update is scaled by alpha / rank)")
-    o.add_argument("--steps", type=_positive_int, default=DEFAULTS.steps, help="optimisation steps")
-    o.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size, help="teacher states per batch (x2: cond and uncond)")
-    o.add_argument("--lr", type=float, default=DEFAULTS.lr, help="peak AdamW learning rate")
-    o.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay of the LoRA matrices")
-    o.add_argument("--warmup", type=int, default=DEFAULTS.warmup, help="linear warm-up steps before cosine decay")
-    o.add_argument("--ema-decay", type=float, default=DEFAULTS.ema_decay, help="EMA decay of the exported LoRA (with warm-up)")
-    o.add_argument("--grad-clip", type=float, default=DEFAULTS.grad_clip, help="gradient norm clip")
-    o.add_argument("--eval-every", type=_positive_int, default=DEFAULTS.eval_every, help="steps between checkpoints")
-    o.add_argument("--seed", type=int, default=0, help="seed of scoring, teacher sampling and optimisation")
+    add_optimisation_flags(o, DEFAULTS, batch="teacher states per batch (x2: cond and uncond)", ema="LoRA",
+                           eval_every="steps between checkpoints", seed="seed of scoring, teacher sampling and optimisation")
     r = p.add_argument_group("output")
-    r.add_argument("--output", type=_output, required=True, help="the LoRA .safetensors (e.g. ComfyUI/models/loras/x.safetensors)")
+    r.add_argument("--output", type=safetensors_output, required=True, help="the LoRA .safetensors (e.g. ComfyUI/models/loras/x.safetensors)")
     r.add_argument("--work-dir", type=Path, default=Path("runs/finetune_safe"),
                    help="pseudo-labels, histogram, teacher cache, checkpoint")
     r.add_argument("--resume", action="store_true", help="continue from --work-dir/lora_checkpoint.pt")
