@@ -76,11 +76,12 @@ def main(argv=None) -> dict:
     from toyworld import load_world
 
     from . import detection_report, detection_run
+    from .safety_sweep import select_conditions
 
     if args.threads:
         torch.set_num_threads(args.threads)
     hgr, world = load_hgr(args.hgr), load_world()
-    conditions = detection_run.pick_conditions(args.conditions)
+    conditions = select_conditions(args.conditions)
     started = time.monotonic()
     if args.calibrate is not None:
         if args.split != "dev":

@@ -13,24 +13,13 @@ from safecfg_comfy.patch import patch_model
 
 from . import detection_measure as measure
 from .safety_metrics import detection
-from .safety_sweep import (CONDITIONS, SPLITS, Vocabulary, condition_seeds, count, default_source, draw, harm_pairs, judge,
+from .safety_sweep import (SPLITS, Vocabulary, condition_seeds, count, default_source, draw, harm_pairs, judge,
                            sweep_prompts, text_bucket)
 from .safety_toy import safety_concept
 
 log = logging.getLogger(__name__)
 
 LOOK_ALIKE_COLOURS = ("red",)  # world v1: blood is dark red; a red object is the clean look-alike
-
-
-def pick_conditions(names: str | None):
-    if not names:
-        return CONDITIONS
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = {c.name: c for c in CONDITIONS}
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise ValueError(f"--conditions: unknown {unknown}; choose from {list(known)}")
-    return tuple(known[n] for n in wanted)
 
 
 def rates(positive, negative, threshold: float) -> dict:

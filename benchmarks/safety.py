@@ -157,11 +157,7 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
     from . import safety_sweep as sweep
 
     started, out = time.monotonic(), Path(out_dir)
-    known = {c.name: c for c in sweep.CONDITIONS}
-    unknown = sorted(set(conditions or ()) - set(known))
-    if unknown:
-        raise ValueError(f"unknown sweep conditions {unknown}; choose from {list(known)}")
-    chosen = [known[n] for n in conditions] if conditions else list(sweep.CONDITIONS)
+    chosen = list(sweep.select_conditions(conditions))
     if steps is not None:
         chosen = [dataclasses.replace(c, steps=steps) for c in chosen]
     loaded = _load_hgr(hgr)
@@ -189,11 +185,7 @@ def run_lora_benchmark(hgr, lora, out_dir=DEFAULT_LORA_OUT, per_category: int = 
     started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
     if loaded is None:
         raise ValueError("--lora needs --hgr (the SafeCFG rows and the LoRA's teacher)")
-    known = {c.name: c for c in sweep.CONDITIONS}
-    unknown = sorted(set(conditions or ()) - set(known))
-    if unknown:
-        raise ValueError(f"unknown sweep conditions {unknown}; choose from {list(known)}")
-    chosen = [known[n] for n in conditions] if conditions else list(sweep.CONDITIONS)
+    chosen = list(sweep.select_conditions(conditions))
     report, pictures = safety_lora.lora_report(world if world is not None else load_world(), loaded, Path(lora), split,
                                                per_category, chosen, batch)
     report["files"] = {"grid": _save_png(safety_lora.comparison_picture(pictures["specs"], pictures["images"]),

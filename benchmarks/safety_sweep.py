@@ -100,6 +100,19 @@ SPLITS = {
 }
 
 
+def select_conditions(names=None) -> tuple[Condition, ...]:
+    """The conditions named (a comma-separated string or a sequence), in that order; all of
+    CONDITIONS for None or none; an unknown name raises, naming --conditions and the known ones."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    wanted = [n for n in (names or ()) if n]
+    known = {c.name: c for c in CONDITIONS}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ValueError(f"--conditions: unknown sweep conditions {unknown}; choose from {list(known)}")
+    return tuple(known[n] for n in wanted) if wanted else CONDITIONS
+
+
 def text_bucket(text: str) -> int:
     """0 (test) or 1 (dev): a stable hash of the prompt text, the same at every set size."""
     return hashlib.sha256(text.encode("utf-8")).digest()[0] % 2
