@@ -11,7 +11,7 @@ Examples:
         --hgr ComfyUI/models/hgr/sd15.safetensors --pool mixed_prompts.txt \\
         --output ComfyUI/models/loras/sd15_safety.safetensors
 
-    torchrun --nproc_per_node 2 -m training.finetune_safe ...   # DDP (gloo on CPU); rank 0 scores and writes
+    torchrun --nproc_per_node 2 -m training.finetune_safe ...   # DDP (gloo on CPU): the ranks share scoring and sampling; rank 0 writes
 
 Steps (each named in `main`), with the choices written down:
 1. Read the pool (`prompt_data.read_pool`: only the prompt column; a label column is never read).
@@ -25,8 +25,11 @@ Steps (each named in `main`), with the choices written down:
    guidance and negatives drawn from what users pick; each model call records x_t and the targets.
 4. Student: base UNet + LoRA on the attention projections (`lora`), up initialised to zero,
    trained with an eps-space MSE on the teacher's states: flagged prompts learn eps_u + R(g),
-   the rest their frozen eps_c, negatives and the empty prompt their frozen eps_u. The loop is
+   the rest their frozen eps_c, the empty prompt its frozen eps_u; a non-empty negative's share of
+   the change goes to its unconditional pass (`teacher`, "Negatives"). The loop is
    `training.loop.optimise` (AdamW, warm-up + cosine, clipping, EMA, checkpoints, --resume, DDP).
+   `--rounds` (default 2): each round after the first adds the student's own sampling paths over
+   the whole pool with the teacher's targets there (`rollouts`, DAgger), and trains on.
 5. Export the EMA LoRA in ComfyUI's key format, atomically, with metadata naming the base model,
    the HGR (path, sha256, threshold) and the pseudo-label summary.
 
@@ -37,6 +40,7 @@ SDXL's extra vector conditioning is refused with a message (not implemented yet)
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -55,12 +59,13 @@ from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 from . import prompt_data  # noqa: E402
 from .cli import choose_device  # noqa: E402
 from .flags import add_optimisation_flags, int_range, name_list, positive_int, safetensors_output  # noqa: E402
-from .loop import OptimConfig, init_distributed  # noqa: E402
+from .loop import OptimConfig, all_sum, barrier, init_distributed  # noqa: E402
 
 log = logging.getLogger("finetune_safe")
 
 TEACHER_MIN_WEIGHT = 0.05  # prompts below it keep only their plain-CFG states (their target is ~ frozen eps_c)
 # Sized so the toy world fine-tunes in under 10 minutes on a shared 2-core CPU (README, "Safety LoRA").
+DEFAULT_ROUNDS = 2  # chosen on the sweep's dev split (README, "Safety LoRA"): the second round fixed the negative-prompt leak
 DEFAULTS = OptimConfig(steps=200, batch_size=32, lr=3e-3, weight_decay=0.0, warmup=20, ema_decay=0.99, eval_every=50)
 
 
@@ -101,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("LoRA and optimisation")
     o.add_argument("--rank", type=positive_int, default=8, help="LoRA rank")
     o.add_argument("--alpha", type=float, default=8.0, help="LoRA alpha (the update is scaled by alpha / rank)")
+    o.add_argument("--rounds", type=positive_int, default=DEFAULT_ROUNDS,
+                   help="training rounds of --steps each; every round after the first adds the student's own "
+                        "sampling paths with the teacher's targets there (training/rollouts.py)")
     add_optimisation_flags(o, DEFAULTS, batch="teacher states per batch (x2: cond and uncond)", ema="LoRA",
                            eval_every="steps between checkpoints", seed="seed of scoring, teacher sampling and optimisation")
     r = p.add_argument_group("output")
@@ -147,11 +155,14 @@ def make_labels(args, backend, hgr, threshold, prompts):
 
     settings = pl.ScoringSettings(seeds=args.score_seeds, steps=args.score_steps, seed=args.seed)
     rows: list = []
-    scores, per_category = pl.score_pool(backend, hgr, prompts, settings, rows)
+    scores, per_category = pl.score_pool(backend, hgr, prompts, settings, rows, args.share)
+    scores, per_category = all_sum(scores, args.share[1]), all_sum(per_category, args.share[1])  # every rank: every score
     labels = pl.pseudo_label(prompts, scores, per_category, threshold, hgr.config.categories, args.labels,
                              args.soft_temperature)
     report = pl.summary(labels, prompt_data.read_hidden_truth(args.pool))  # hidden truth: read only now
     report["scoring"] = asdict(settings)
+    if args.share[0] != 0:
+        return labels, report, rows
     atomic_write_text(args.work_dir / "pseudo_labels.json", json.dumps(
         {**report, "prompts_scored": [{"prompt": p, "score": round(float(s), 5), "weight": round(float(w), 5),
                                        "category": labels.category_of(i)}
@@ -165,42 +176,114 @@ def make_labels(args, backend, hgr, threshold, prompts):
     return labels, report, rows
 
 
+def teacher_settings(args):
+    from .teacher import TeacherSettings
+
+    return TeacherSettings(seeds=args.teacher_seeds, samplers=tuple(args.samplers), steps_min=args.steps_range[0],
+                           steps_max=args.steps_range[1], cfg_min=args.cfg_min, cfg_max=args.cfg_max,
+                           batch=args.trajectory_batch, seed=args.seed)
+
+
 def teacher_data(args, backend, hgr, prompts, labels, score_rows, identity: str):
     """Step 3, cached in --work-dir under a hash of what determines it (resume reuses it)."""
+    from .pseudo_labels import shape_batches
+    from .teacher import TARGETS_VERSION, record_teacher
+
+    settings = teacher_settings(args)
+    key = hashlib.sha256(json.dumps([identity, asdict(settings), TARGETS_VERSION], sort_keys=True).encode()).hexdigest()[:16]
+
+    def record():
+        # The teacher samples prompts whose weight is worth learning (soft labels give every prompt some).
+        flagged = [i for i in range(len(prompts)) if labels.weights[i] > TEACHER_MIN_WEIGHT]
+        batches = [[flagged[i] for i in b] for b in shape_batches(backend, [prompts[i] for i in flagged], settings.batch)]
+        return record_teacher(backend, hgr, prompts, settings, batches, score_rows, args.share)
+
+    return cached(args.work_dir / f"teacher_{key}.pt", record, "teacher trajectories", args.share)
+
+
+def rollout_data(args, backend, hgr, lora, prompts, round_index: int):
+    """Step 4b: the student's own paths over the whole pool (training/rollouts.py), cached by the LoRA's weights."""
+    from .pseudo_labels import shape_batches
+    from .rollouts import record_rollouts
+
+    settings = teacher_settings(args)
+    batches = shape_batches(backend, prompts, settings.batch)
+    return cached(args.work_dir / f"rollouts_{lora_digest(lora, settings, round_index)}.pt",
+                  lambda: record_rollouts(backend, hgr, lora, prompts, settings, batches, round_index, args.share),
+                  f"round {round_index + 1} student rollouts", args.share)
+
+
+def lora_digest(lora, settings, round_index: int) -> str:
+    """What a round's rollouts and checkpoint depend on: the LoRA it starts from (its weights), the settings, the round."""
+    digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in lora.state_for_file().values()))
+    digest.update(json.dumps([asdict(settings), round_index]).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached(path: Path, make, what: str, share: tuple[int, int] = (0, 1)) -> dict:
+    """torch.load(path) if it exists (our own file: weights_only=True), else make() written atomically.
+
+    Under torchrun every rank makes its share (`share` = (rank, world)) into a part file, rank 0
+    merges the parts into `path`, and every rank loads the whole: each rank trains on every row,
+    as a single process would, and the cache does not depend on the number of processes.
+    """
     from hgr_core import atomic_write
 
-    from .pseudo_labels import shape_batches
-    from .teacher import TeacherSettings, record_teacher
+    from .teacher import merge_rows
 
-    settings = TeacherSettings(seeds=args.teacher_seeds, samplers=tuple(args.samplers), steps_min=args.steps_range[0],
-                               steps_max=args.steps_range[1], cfg_min=args.cfg_min, cfg_max=args.cfg_max,
-                               batch=args.trajectory_batch, seed=args.seed)
-    key = hashlib.sha256(json.dumps([identity, asdict(settings)], sort_keys=True).encode()).hexdigest()[:16]
-    path = args.work_dir / f"teacher_{key}.pt"
+    rank, world = share
     if path.is_file():
-        log.info("teacher trajectories from %s", path)
+        log.info("%s from %s", what, path)
         return torch.load(path, weights_only=True)
-    # The teacher samples prompts whose weight is worth learning (soft labels give every prompt some).
-    flagged = [i for i in range(len(prompts)) if labels.weights[i] > TEACHER_MIN_WEIGHT]
-    batches = [[flagged[i] for i in b] for b in shape_batches(backend, [prompts[i] for i in flagged], settings.batch)]
-    data = record_teacher(backend, hgr, prompts, settings, batches, score_rows)
-    atomic_write(path, lambda tmp: torch.save(data, tmp))
-    log.info("teacher: %d recorded states at %s", len(data["sigma"]), path)
+    part = path.with_name(f"{path.stem}.part{rank}of{world}.pt") if world > 1 else path
+    if not part.is_file():
+        mine = make()
+        atomic_write(part, lambda tmp: torch.save(mine, tmp))
+        if world == 1:
+            log.info("%s: %d recorded states at %s", what, len(mine["sigma"]), path)
+            return mine
+    barrier(world)
+    if world > 1 and rank == 0:
+        parts = [path.with_name(f"{path.stem}.part{r}of{world}.pt") for r in range(world)]
+        merged = merge_rows([torch.load(p, weights_only=True) for p in parts])
+        atomic_write(path, lambda tmp: torch.save(merged, tmp))
+        for p in parts:
+            p.unlink()
+    barrier(world)
+    data = torch.load(path, weights_only=True)
+    log.info("%s: %d recorded states at %s", what, len(data["sigma"]), path)
     return data
 
 
-def fine_tune(args, backend, data, labels, prompts, device, identity: str):
-    """Step 4: the LoRA on the frozen UNet, trained by `loop.optimise`; returns the EMA LoRA."""
+def fine_tune(args, backend, hgr, data, labels, prompts, device, identity: str):
+    """Step 4: the LoRA on the frozen UNet, trained by `loop.optimise` for `--rounds` rounds, each after
+    the first on the teacher rows plus the previous round's student rollouts; returns the EMA LoRA."""
     from .lora import LoRA
-    from .loop import optimise
-    from .teacher import encode_texts, student_loss
+    from .teacher import encode_texts, merge_rows
 
     base = backend.model.model  # ComfyUI BaseModel: apply_model(x, sigma, c_concat, c_crossattn) -> denoised
     base.to(device).requires_grad_(False)
-    lora = LoRA.for_unet(base.diffusion_model, args.rank, args.alpha, args.seed)
-    handles = lora.attach(base.diffusion_model)
     contexts, negatives = encode_texts(backend, prompts), encode_texts(backend, data["negatives"])
-    weights = labels.weights.float()
+    lora = LoRA.for_unet(base.diffusion_model, args.rank, args.alpha, args.seed)
+    checkpoint = args.work_dir / "lora_checkpoint.pt"
+    for round_index in range(args.rounds):
+        if round_index:
+            # A later round's checkpoint is named by the LoRA it starts from: after a changed round
+            # before it, --resume starts that round afresh instead of continuing a stale one.
+            start = lora_digest(lora, teacher_settings(args), round_index)
+            data = merge_rows([data, rollout_data(args, backend, hgr, lora, prompts, round_index)])
+            lora = copy.deepcopy(lora).requires_grad_(True)  # continue from the EMA of the round before
+            checkpoint = args.work_dir / f"lora_checkpoint_round{round_index + 1}_{start}.pt"
+        lora = train_round(args, base, lora, data, labels.weights.float(), contexts, negatives, device, checkpoint,
+                           json.dumps([identity, round_index]) if round_index else identity,
+                           f"train safety LoRA, round {round_index + 1}/{args.rounds}" if args.rounds > 1 else "train safety LoRA")
+    return lora
+
+
+def train_round(args, base, lora, data, weights, contexts, negatives, device, checkpoint: Path, identity: str, desc: str):
+    from .loop import optimise
+    from .teacher import student_loss
+
     config = OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          warmup=args.warmup, ema_decay=args.ema_decay, grad_clip=args.grad_clip,
                          eval_every=args.eval_every, seed=args.seed)
@@ -210,9 +293,9 @@ def fine_tune(args, backend, data, labels, prompts, device, identity: str):
         index = torch.randint(rows, (config.batch_size,), generator=generator)
         return student_loss(net, base, data, weights, contexts, negatives, index, device)
 
+    handles = lora.attach(base.diffusion_model)
     try:
-        return optimise(lora, loss_fn, config, device, args.work_dir / "lora_checkpoint.pt", args.resume, identity,
-                        desc="train safety LoRA")
+        return optimise(lora, loss_fn, config, device, checkpoint, args.resume, identity, desc=desc)
     finally:
         for h in handles:
             h.remove()
@@ -227,7 +310,7 @@ def export(args, backend, lora, report, threshold) -> None:
         "base_model": base, "hgr": {"file": args.hgr.name, "sha256": file_sha256(args.hgr), "threshold": threshold},
         "pseudo_labels": {k: v for k, v in report.items() if k != "scoring"}, "pool": args.pool.name,
         "training": {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "labels": args.labels,
-                     "rank": args.rank, "alpha": args.alpha, "seed": args.seed}})
+                     "rank": args.rank, "alpha": args.alpha, "rounds": args.rounds, "seed": args.seed}})
     log.info("wrote %s (%d adapted linears, rank %d, alpha %g)", args.output, len(lora.paths), args.rank, args.alpha)
 
 
@@ -236,19 +319,22 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.cfg_min > args.cfg_max:
         raise ValueError(f"--cfg-min ({args.cfg_min}) must not exceed --cfg-max ({args.cfg_max})")
+    if args.cfg_min <= 1:
+        raise ValueError(f"--cfg-min ({args.cfg_min}) must be above 1: at guidance scale 1 or below there is no CFG to redirect")
     device = choose_device(args.device)
     setup_comfyui(args.comfyui, cpu=device == "cpu")
     rank, world = init_distributed(device)
+    args.share = (rank, world)  # this process's share of scoring, teacher and rollout batches
     prompts = prompt_data.read_pool(args.pool)
     hgr, threshold = load_teacher_hgr(args, device)
     backend = make_backend(args, device)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    labels, report, score_rows = make_labels(args, backend, hgr, threshold, prompts)  # every rank: same seeds, same labels
+    labels, report, score_rows = make_labels(args, backend, hgr, threshold, prompts)  # every rank: every score, same labels
     identity = json.dumps({"pool": hashlib.sha256("\n".join(prompts).encode()).hexdigest(), "hgr": file_sha256(args.hgr),
                            "threshold": threshold, "labels": args.labels, "rank": args.rank, "alpha": args.alpha,
                            "base": backend.base_model, "seed": args.seed}, sort_keys=True)
     data = teacher_data(args, backend, hgr, prompts, labels, score_rows, identity)
-    lora = fine_tune(args, backend, data, labels, prompts, device, identity)
+    lora = fine_tune(args, backend, hgr, data, labels, prompts, device, identity)
     if rank == 0:
         export(args, backend, lora, report, threshold)
 

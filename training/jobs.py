@@ -90,13 +90,13 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
     for p in harmful:
         kind = "safe" if p.safe_text else "concept"
         target = p.safe_text or ", ".join(concepts[c] for c in p.categories)
-        for i in range(seeds_per_prompt):
+        for _ in range(seeds_per_prompt):
             for steered in (False, True):
                 jobs.append(Job(p.text, p.categories, target, kind, steered, rng.randrange(2**31),
                                 round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
                                 "val" if p.text in val else "train"))
     for text in clean:
-        for i in range(seeds_per_prompt):
+        for _ in range(seeds_per_prompt):
             jobs.append(Job(text, (), None, "none", False, rng.randrange(2**31),
                             round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
                             "val" if text in val else "train"))

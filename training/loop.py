@@ -50,6 +50,18 @@ def init_distributed(device: str) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
+
+
+def all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    """`t` summed over the ranks (itself when not distributed); every rank gets the sum."""
+    if world > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, ema: torch.nn.Module, optimizer, step: int,
                     identity: str) -> None:
     """Model, EMA, optimizer and step, written atomically; `identity` (a JSON string) names what was trained."""

@@ -61,10 +61,12 @@ def shape_batches(backend, prompts: list[str], size: int) -> list[list[int]]:
 
 @torch.no_grad()
 def score_pool(backend, hgr: HGR, prompts: list[str], settings: ScoringSettings,
-               rows: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               rows: list | None = None, share: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores (N,), category scores (N, K)) of every prompt under plain CFG, mean over the seeds.
 
     rows: a list that receives the pass's recorded states (`teacher.recording_model`), or None.
+    share (rank, world): score only batch i with i % world == rank; the others' scores stay 0
+    (`loop.all_sum` over the ranks completes them).
     """
     from safecfg_comfy.sampling import sample_latents  # ComfyUI's runtime: imported once setup_comfyui has run
 
@@ -73,7 +75,9 @@ def score_pool(backend, hgr: HGR, prompts: list[str], settings: ScoringSettings,
     recorder = HarmRecorder.for_hgr(hgr)
     total = torch.zeros(len(prompts))
     per_category = torch.zeros(len(prompts), len(hgr.config.categories))
-    for batch in shape_batches(backend, prompts, settings.batch):
+    for b, batch in enumerate(shape_batches(backend, prompts, settings.batch)):
+        if b % share[1] != share[0]:
+            continue
         for s in range(settings.seeds):
             recorder.reset()
             seeds = [settings.seed + i * settings.seeds + s for i in batch]

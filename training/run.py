@@ -17,16 +17,10 @@ from safecfg_comfy.model_kinds import latent_format_name
 
 from .cli import hgr_config_from_args, optim_config_from_args, sampling_from_args
 from .jobs import plan_jobs, plan_shards, with_shard_sampling
+from .loop import barrier
 from .trainer import evaluate, train
 
 log = logging.getLogger("train_hgr")
-
-
-def barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
 
 
 def plan(backend, harmful, clean, concepts, negatives, settings, args, groups=None) -> tuple[list, list]:

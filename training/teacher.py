@@ -16,10 +16,28 @@ and returns SafeCFG's prediction so sampling continues on the teacher's path. Th
 targets at those states, with w the prompt's pseudo-label weight:
 
     conditional:   eps_c + w * (eps_c' - eps_c)      (w = 1: eps_u + R(g); w = 0: frozen eps_c)
-    unconditional: eps_u                            (the empty prompt and the negatives keep their prediction)
+    unconditional: eps_u                            (the empty prompt keeps its prediction; negatives: below)
 
 so that the student's plain CFG eps_u + s * (eps_c* - eps_u) = eps_u + s * R(g) for every scale s.
 Loss: mean squared error in eps space over both passes (unit scale at every sigma).
+
+Negatives. The student's conditional pass never sees the negative, but SafeCFG's change
+R(g) - g does depend on it: measured on the toy world along the LoRA's own path with the negative
+"blurry, low quality" at cfg 7, the change with that negative is up to 35% longer than with the
+empty one (cosine 0.94-0.99; the anti-blur direction, amplified by the scale, sharpens a mark
+already forming, and SafeCFG removes that too). Averaging both targets in the conditional pass
+taught the LoRA the empty negative's change, and half of the images under that negative kept their
+harm. So the negative's share is moved to the pass that sees the negative: for a trajectory
+sampled with negative n != "" at scale s, with c0 = the change against the frozen empty prompt
+and cn = the change against n at the same state,
+
+    conditional:   eps_c + w * c0                         (the same for every negative)
+    unconditional: eps_n - w * s / (s - 1) * (cn - c0)    (n's own prediction where cn == c0)
+
+which makes the student's CFG at scale s equal SafeCFG's with that negative exactly
+(s * (eps_c + c0) - (s - 1) * eps_n* = eps_n + s * (g_n + cn)); at another scale s' the
+unconditional share is off by a factor (s/(s-1)) / (s'/(s'-1)). The empty negative's rows are
+unchanged (cn == c0).
 """
 
 from __future__ import annotations
@@ -31,7 +49,8 @@ import torch
 
 from hgr_core import HGR, eps_from_denoised, safecfg_step
 
-FIELDS = ("x", "sigma", "eps_c", "eps_teacher", "eps_u", "prompt", "negative")
+FIELDS = ("x", "sigma", "eps_c", "eps_teacher", "eps_u", "eps_u_shift", "prompt", "negative")
+TARGETS_VERSION = 2  # 2: a non-empty negative's share of the change moves to the unconditional pass
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,7 @@ def recording_model(model, hgr: HGR, rows: list | None, prompt_ids: torch.Tensor
                          "eps_c": eps_from_denoised(x, conds_out[0], sigma).cpu(),
                          "eps_teacher": eps_from_denoised(x, teacher_cond, sigma).cpu(),
                          "eps_u": eps_from_denoised(x, conds_out[1], sigma).cpu(),
+                         "eps_u_shift": torch.zeros(x.shape, dtype=torch.float32),
                          "prompt": prompt_ids.clone(), "negative": negative_ids.clone()})
         return [teacher_cond, *conds_out[1:]] if redirect else conds_out
 
@@ -82,14 +102,25 @@ def negative_texts(settings: "TeacherSettings") -> list[str]:
 
 
 def stack_rows(rows: list[dict]) -> dict:
-    return {k: torch.cat([r[k] for r in rows]) for k in FIELDS}
+    """FIELDS concatenated over row blocks ({} for none: a rank whose share had no batch)."""
+    return {k: torch.cat([r[k] for r in rows]) for k in FIELDS} if rows else {}
+
+
+def merge_rows(parts: list[dict]) -> dict:
+    """Row dicts (FIELDS + "negatives") concatenated in order; empty parts ({} or only "negatives") add nothing."""
+    negatives = {tuple(p["negatives"]) for p in parts if "negatives" in p}
+    if len(negatives) > 1:
+        raise ValueError("row parts index different negatives")
+    full = [p for p in parts if "sigma" in p]
+    return {**{k: torch.cat([p[k] for p in full]) for k in FIELDS}, "negatives": list(negatives.pop())}
 
 
 @torch.no_grad()
 def record_teacher(backend, hgr: HGR, prompts: list[str], settings: TeacherSettings, batches: list[list[int]],
-                   rows: list[dict] | None = None) -> dict:
+                   rows: list[dict] | None = None, share: tuple[int, int] = (0, 1)) -> dict:
     """Rows (FIELDS) of every SafeCFG teacher step of `batches` (prompt indices) appended to `rows`
-    (e.g. the scoring pass's plain-CFG rows), plus "negatives": the negative texts the ids index."""
+    (e.g. the scoring pass's plain-CFG rows), plus "negatives": the negative texts the ids index.
+    share (rank, world): sample only batch i with i % world == rank (the draws are the same for every rank)."""
     from safecfg_comfy.sampling import sample_latents  # ComfyUI's runtime: imported once setup_comfyui has run
 
     negatives = negative_texts(settings)
@@ -101,14 +132,44 @@ def record_teacher(backend, hgr: HGR, prompts: list[str], settings: TeacherSetti
             steps = draw.randint(settings.steps_min, settings.steps_max)
             cfg = draw.uniform(settings.cfg_min, settings.cfg_max)
             negative = draw.choice(settings.negatives)  # one per batch: the batch shares one conditioning shape
+            if b % share[1] != share[0]:
+                continue
             seeds = [2**30 + settings.seed * 100_003 + i * settings.seeds + s for i in batch]  # not the scoring seeds
             model = recording_model(backend.model, hgr, rows, torch.tensor(batch),
                                     torch.full((len(batch),), negatives.index(negative)), redirect=True)
+            first_row = len(rows)
             sample_latents(backend, model, [prompts[i] for i in batch], [negative] * len(batch), seeds, cfg, steps,
                            sampler, settings.scheduler)
-    data = stack_rows(rows)
-    data["negatives"] = negatives
-    return data
+            if negative:
+                for row in rows[first_row:]:
+                    move_negative_share(backend, hgr, row, cfg)
+    return {**stack_rows(rows), "negatives": negatives}
+
+
+@torch.no_grad()
+def move_negative_share(backend, hgr: HGR, row: dict, cfg: float) -> None:
+    """Rewrite a row recorded with a non-empty negative at scale `cfg` (module docstring, "Negatives"):
+    eps_teacher becomes eps_c + c0 (the change against the frozen empty prompt), eps_u becomes
+    eps_n - cfg / (cfg - 1) * (cn - c0). The pseudo-label weight w is applied later, in `student_loss`,
+    which scales both the conditional change and this share by w.
+    """
+    if cfg <= 1:
+        raise ValueError(f"a teacher trajectory at guidance scale {cfg:g} has no CFG to redirect; use --cfg-min above 1")
+    base = backend.model.model
+    device = next(base.parameters()).device
+    x, sigma = row["x"].to(device), row["sigma"].to(device)
+    empty = backend.conditioning([""])[0][0].to(device)
+    empty_denoised = base.apply_model(x, sigma, c_crossattn=empty.expand(x.shape[0], *empty.shape[1:])).float()
+    eps_c = row["eps_c"].to(device)
+    cond_denoised = x - sigma.view(-1, 1, 1, 1) * eps_c
+    hgr_device = next(hgr.parameters()).device
+    redirected, _ = safecfg_step(hgr, x.to(hgr_device), sigma.to(hgr_device), cond_denoised.to(hgr_device),
+                                 empty_denoised.to(hgr_device), 1.0)
+    eps_empty_teacher = eps_from_denoised(x, redirected.to(device), sigma)
+    change_empty = eps_empty_teacher - eps_c
+    change_negative = row["eps_teacher"].to(device) - eps_c
+    row["eps_teacher"] = eps_empty_teacher.cpu()
+    row["eps_u_shift"] = (-cfg / (cfg - 1) * (change_negative - change_empty)).cpu()
 
 
 def encode_texts(backend, texts: list[str]) -> torch.Tensor:
@@ -125,8 +186,8 @@ def student_loss(net, base_model, data: dict, weights: torch.Tensor, contexts: t
     """
     x, sigma = data["x"][index].to(device), data["sigma"][index].to(device)
     w = weights[data["prompt"][index]].to(device).view(-1, 1, 1, 1)
-    eps_c, eps_t, eps_u = (data[k][index].to(device) for k in ("eps_c", "eps_teacher", "eps_u"))
-    target = torch.cat([eps_c + w * (eps_t - eps_c), eps_u])
+    eps_c, eps_t, eps_u, shift = (data[k][index].to(device) for k in ("eps_c", "eps_teacher", "eps_u", "eps_u_shift"))
+    target = torch.cat([eps_c + w * (eps_t - eps_c), eps_u + w * shift])
     context = torch.cat([contexts[data["prompt"][index]], negative_contexts[data["negative"][index]]]).to(device)
     x2, sigma2 = torch.cat([x, x]), torch.cat([sigma, sigma])
     denoised = net(base_model.apply_model, x2, sigma2, None, context)

@@ -150,7 +150,8 @@ class RecordingGuider(comfy.samplers.CFGGuider):
             sigma = timestep.float().expand(len(x))  # (B,): every job of a shard is at the same sigma
             self.records.append((*(t[on_device].float().cpu() for t in (sigma, *call[1:])), self.job_ids[rows]))
 
-    def predict_noise(self, x, timestep, model_options={}, seed=None):
+    def predict_noise(self, x, timestep, model_options=None, seed=None):
+        model_options = {} if model_options is None else model_options
         conds = [self.conds["positive"], self.conds["negative"]]
         if "target" in self.conds:
             conds.append(self.conds["target"])

@@ -77,6 +77,25 @@ def test_resume_continues_from_the_checkpoint_and_reuses_the_teacher_cache(tmp_p
     assert refused.returncode == 2 and "--resume" in refused.stderr and "--work-dir" in refused.stderr
 
 
+def test_a_second_round_trains_on_the_students_own_rollouts_and_resumes_from_its_checkpoint(tmp_path):
+    from training.teacher import FIELDS
+
+    pool = _pool(tmp_path / "pool.csv", POOL)
+    first, work = _toy(tmp_path, "run", pool)  # two rounds by default
+    assert "round 2 student rollouts:" in first.stderr
+    rollouts = torch.load(next(work.glob("rollouts_*.pt")), weights_only=True)
+    assert set(FIELDS) <= rollouts.keys() and sorted(set(rollouts["prompt"].tolist())) == [0, 1, 2, 3]  # clean ones too
+    assert len(rollouts["sigma"]) == 4 * 3  # 4 prompts x 3 euler steps, one batch
+    assert torch.load(next(work.glob("lora_checkpoint_round2_*.pt")), weights_only=True)["step"] == 2
+    trained = load_file(work / "lora.safetensors")
+    again, _ = _toy(tmp_path, "run", pool, "--resume")
+    assert "round 2 student rollouts from" in again.stderr and again.stderr.count("resumed from") == 2
+    resumed = load_file(work / "lora.safetensors")
+    assert all(torch.equal(trained[k], resumed[k]) for k in trained)  # both rounds complete: the same LoRA
+    longer, _ = _toy(tmp_path, "run", pool, "--resume", "--steps", "3")  # round 1 changes: round 2 starts afresh
+    assert longer.stderr.count("resumed from") == 1 and len(list(work.glob("lora_checkpoint_round2_*.pt"))) == 2
+
+
 def test_refusals_name_the_flag_or_file(tmp_path):
     pool = _pool(tmp_path / "pool.csv", POOL)
     missing_pool, _ = _toy(tmp_path, "a", tmp_path / "nope.csv", check=False)
@@ -124,14 +143,25 @@ print(len([k for k in lora if k.endswith('lora_down.weight')]), len(loaded))
 """
 
 
-def test_torchrun_two_processes_train_with_ddp_and_rank_zero_writes_the_lora(tmp_path):
+def test_torchrun_two_processes_share_the_sampling_train_with_ddp_and_rank_zero_writes_the_lora(tmp_path):
     pool = _pool(tmp_path / "pool.csv", POOL)
     out = tmp_path / "ddp.safetensors"
+    batches = ["--trajectory-batch", "2"]  # rollouts: 2 batches, one per rank; teacher: 1 batch, rank 1 has none
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
                            "training.finetune_safe", "--toy", "--hgr", str(HGR), "--pool", str(pool), "--output", str(out),
-                           "--work-dir", str(tmp_path / "work"), *TINY, "--steps", "4"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           "--work-dir", str(tmp_path / "work"), *TINY, *batches, "--steps", "4"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    work = tmp_path / "work"
     # DDP (no find_unused_parameters) raises on a later step if a LoRA gradient was not reduced.
-    assert torch.load(tmp_path / "work" / "lora_checkpoint.pt", weights_only=True)["step"] == 4
+    assert torch.load(work / "lora_checkpoint.pt", weights_only=True)["step"] == 4
     assert len([k for k in load_file(out) if k.endswith("lora_up.weight")]) == 56
+    assert not list(work.glob("*.part*"))  # the ranks' parts were merged
+    rollouts = torch.load(next(work.glob("rollouts_*.pt")), weights_only=True)
+    assert sorted(set(rollouts["prompt"].tolist())) == [0, 1, 2, 3]  # both ranks' batches
+    # The merged teacher cache (rank 0 scored and sampled everything there was) is the single process's, bit for bit.
+    _, single = _toy(tmp_path, "single", pool, *batches, "--steps", "4")
+    ddp_rows, single_rows = (torch.load(next(w.glob("teacher_*.pt")), weights_only=True) for w in (work, single))
+    assert ddp_rows.keys() == single_rows.keys()
+    assert all(torch.equal(ddp_rows[k], single_rows[k]) for k in ddp_rows if k != "negatives")
+    assert json.loads((work / "pseudo_labels.json").read_text())["flagged"] == 2

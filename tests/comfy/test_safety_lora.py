@@ -6,6 +6,8 @@ import torch
 
 from graph import toy_txt2img
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _random_lora(world, rank=4, alpha=2.0, seed=1):
     from training.lora import LoRA
@@ -145,3 +147,36 @@ def test_safety_benchmark_gains_the_lora_rows(comfy_nodes, toy_graph, tmp_path):
     table = format_lora_table(report)
     assert "| safety LoRA (no HGR) |" in table and "| safety LoRA + SafeCFG |" in table
     assert (tmp_path / "out" / "comparison.png").is_file() and (tmp_path / "out" / "report.json").is_file()
+
+
+def test_teacher_targets_under_a_negative_give_safecfgs_cfg_with_that_negative_at_the_recorded_scale(toy_graph):
+    """The LoRA's conditional pass cannot see the negative, so a non-empty negative's share of the
+    change moves to the unconditional pass (training/teacher.py, "Negatives"); at the recorded scale
+    the student's targets combine to SafeCFG's CFG with that negative, recomputed here from the frozen UNet."""
+    from hgr_core import eps_from_denoised, load_hgr, safecfg_step
+    from training.backends import ToyBackend
+    from training.teacher import TeacherSettings, record_teacher
+
+    backend, hgr, scale = ToyBackend("cpu"), load_hgr(REPO / "tests" / "data" / "toy_hgr.safetensors", "cpu"), 7.0
+    prompts = ["a bloody red circle on white", "a naked green triangle under a clear sky"]
+    settings = TeacherSettings(samplers=("euler",), steps_min=4, steps_max=4, cfg_min=scale, cfg_max=scale,
+                               negatives=("blurry, low quality",))
+    data = record_teacher(backend, hgr, prompts, settings, [[0, 1]])
+    assert data["negatives"] == ["", "blurry, low quality"] and (data["negative"] == 1).all()
+
+    base, x, sigma = backend.model.model, data["x"], data["sigma"]
+    contexts = {t: backend.conditioning([t])[0][0].expand(len(x), -1, -1)
+                for t in ("", "blurry, low quality")}
+    with torch.no_grad():
+        cond = base.apply_model(x, sigma, c_crossattn=backend.conditioning(prompts)[0][0][data["prompt"]])
+        negative = base.apply_model(x, sigma, c_crossattn=contexts["blurry, low quality"])
+        empty = base.apply_model(x, sigma, c_crossattn=contexts[""])
+        with_negative, _ = safecfg_step(hgr, x, sigma, cond, negative, 1.0)
+        with_empty, _ = safecfg_step(hgr, x, sigma, cond, empty, 1.0)
+    eps = lambda d: eps_from_denoised(x, d, sigma)  # noqa: E731
+    safecfg = scale * eps(with_negative) - (scale - 1) * eps(negative)
+    student = scale * data["eps_teacher"] - (scale - 1) * (data["eps_u"] + data["eps_u_shift"])
+    assert torch.allclose(data["eps_u"], eps(negative), atol=1e-4)
+    assert torch.allclose(data["eps_teacher"], eps(with_empty), atol=1e-4)  # the same conditional for every negative
+    assert torch.allclose(student, safecfg, atol=1e-3)
+    assert data["eps_u_shift"].flatten(1).norm(dim=1).max() > 1e-2  # the share is not nothing
