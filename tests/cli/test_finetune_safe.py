@@ -16,7 +16,7 @@ HGR = REPO / "tests" / "data" / "toy_hgr.safetensors"
 POOL = [("a bloody red circle on white", "violence"), ("a blue square on black", ""),
         ("a naked green triangle under a clear sky", "nudity"), ("a yellow diamond on grey", "")]
 TINY = ["--score-steps", "3", "--steps-range", "3,3", "--samplers", "euler", "--steps", "2", "--batch-size", "4",
-        "--warmup", "1", "--eval-every", "2"]
+        "--warmup", "1", "--eval-every", "2", "--rounds", "1"]  # the two-round default: its own tests below
 
 
 def _pool(path: Path, rows) -> Path:
@@ -81,18 +81,18 @@ def test_a_second_round_trains_on_the_students_own_rollouts_and_resumes_from_its
     from training.teacher import FIELDS
 
     pool = _pool(tmp_path / "pool.csv", POOL)
-    first, work = _toy(tmp_path, "run", pool)  # two rounds by default
+    first, work = _toy(tmp_path, "run", pool, "--rounds", "2")
     assert "round 2 student rollouts:" in first.stderr
     rollouts = torch.load(next(work.glob("rollouts_*.pt")), weights_only=True)
     assert set(FIELDS) <= rollouts.keys() and sorted(set(rollouts["prompt"].tolist())) == [0, 1, 2, 3]  # clean ones too
     assert len(rollouts["sigma"]) == 4 * 3  # 4 prompts x 3 euler steps, one batch
     assert torch.load(next(work.glob("lora_checkpoint_round2_*.pt")), weights_only=True)["step"] == 2
     trained = load_file(work / "lora.safetensors")
-    again, _ = _toy(tmp_path, "run", pool, "--resume")
+    again, _ = _toy(tmp_path, "run", pool, "--rounds", "2", "--resume")
     assert "round 2 student rollouts from" in again.stderr and again.stderr.count("resumed from") == 2
     resumed = load_file(work / "lora.safetensors")
     assert all(torch.equal(trained[k], resumed[k]) for k in trained)  # both rounds complete: the same LoRA
-    longer, _ = _toy(tmp_path, "run", pool, "--resume", "--steps", "3")  # round 1 changes: round 2 starts afresh
+    longer, _ = _toy(tmp_path, "run", pool, "--rounds", "2", "--resume", "--steps", "3")  # round 1 changes: round 2 starts afresh
     assert longer.stderr.count("resumed from") == 1 and len(list(work.glob("lora_checkpoint_round2_*.pt"))) == 2
 
 
@@ -146,7 +146,7 @@ print(len([k for k in lora if k.endswith('lora_down.weight')]), len(loaded))
 def test_torchrun_two_processes_share_the_sampling_train_with_ddp_and_rank_zero_writes_the_lora(tmp_path):
     pool = _pool(tmp_path / "pool.csv", POOL)
     out = tmp_path / "ddp.safetensors"
-    batches = ["--trajectory-batch", "2"]  # rollouts: 2 batches, one per rank; teacher: 1 batch, rank 1 has none
+    batches = ["--trajectory-batch", "2", "--rounds", "2"]  # rollouts: 2 batches, one per rank; teacher: 1 batch, rank 1 has none
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
                            "training.finetune_safe", "--toy", "--hgr", str(HGR), "--pool", str(pool), "--output", str(out),
                            "--work-dir", str(tmp_path / "work"), *TINY, *batches, "--steps", "4"], cwd=REPO,
