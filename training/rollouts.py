@@ -22,9 +22,10 @@ import random
 
 import torch
 
-from hgr_core import HGR, eps_from_denoised, safecfg_step
+from hgr_core import HGR, eps_from_denoised
 
-from .teacher import TeacherSettings, move_negative_share, negative_texts, stack_rows
+from .teacher import (TeacherSettings, frozen_denoised, move_negative_share, negative_texts, redirected_eps,
+                      stack_rows)
 
 
 def state_recorder(model, states: list):
@@ -40,25 +41,18 @@ def state_recorder(model, states: list):
 
 
 @torch.no_grad()
-def frozen_targets(backend, hgr: HGR, x: torch.Tensor, sigma: torch.Tensor, prompts: list[str], negative: str,
+def frozen_targets(backend, hgr: HGR, x: torch.Tensor, sigma: torch.Tensor, contexts: dict, negative: str,
                    cfg: float) -> dict:
-    """Target fields (teacher.FIELDS less prompt/negative ids) at states x (B, C, H, W), sigma (scalar or (B,))."""
-    base = backend.model.model
-    device = next(base.parameters()).device
-    x = x.to(device)
-    sigma = sigma.to(device).reshape(-1).expand(x.shape[0])
-
-    def denoised(texts):
-        return base.apply_model(x, sigma, c_crossattn=backend.conditioning(texts)[0][0].to(device)).float()
-
-    cond, uncond = denoised(prompts), denoised([negative] * len(prompts))
-    hgr_device = next(hgr.parameters()).device
-    redirected, _ = safecfg_step(hgr, *(t.to(hgr_device) for t in (x, sigma, cond, uncond)), 1.0)
-    row = {"x": x.cpu(), "sigma": sigma.cpu(), "eps_c": eps_from_denoised(x, cond, sigma).cpu(),
-           "eps_teacher": eps_from_denoised(x, redirected.to(device), sigma).cpu(),
-           "eps_u": eps_from_denoised(x, uncond, sigma).cpu(), "eps_u_shift": torch.zeros(x.shape)}
+    """Target fields (teacher.FIELDS less prompt/negative ids) at states x (B, C, H, W), sigma (scalar or (B,));
+    contexts: the batch's cross-attention contexts under "prompts", "negative" and "empty"."""
+    x, sigma = x.cpu(), sigma.cpu().reshape(-1).expand(x.shape[0])
+    cond = frozen_denoised(backend, x, sigma, contexts["prompts"])
+    uncond = frozen_denoised(backend, x, sigma, contexts["negative"])
+    row = {"x": x, "sigma": sigma, "eps_c": eps_from_denoised(x, cond, sigma),
+           "eps_teacher": redirected_eps(hgr, x, sigma, cond, uncond),
+           "eps_u": eps_from_denoised(x, uncond, sigma), "eps_u_shift": torch.zeros(x.shape)}
     if negative:
-        move_negative_share(backend, hgr, row, cfg)
+        move_negative_share(backend, hgr, row, cfg, contexts["empty"])
     return row
 
 
@@ -87,7 +81,9 @@ def record_rollouts(backend, hgr: HGR, lora, prompts: list[str], settings: Teach
         finally:
             for h in handles:
                 h.remove()
+        contexts = {"prompts": backend.conditioning(texts)[0][0], "negative": backend.conditioning([negative])[0][0],
+                    "empty": backend.conditioning([""])[0][0]}  # encoded once per batch, not per state
         for x, sigma in states:
-            row = frozen_targets(backend, hgr, x, sigma, texts, negative, cfg)
+            row = frozen_targets(backend, hgr, x, sigma, contexts, negative, cfg)
             rows.append({**row, "prompt": torch.tensor(batch), "negative": torch.full((len(batch),), negatives.index(negative))})
     return {**stack_rows(rows), "negatives": negatives}

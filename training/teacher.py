@@ -141,35 +141,43 @@ def record_teacher(backend, hgr: HGR, prompts: list[str], settings: TeacherSetti
             sample_latents(backend, model, [prompts[i] for i in batch], [negative] * len(batch), seeds, cfg, steps,
                            sampler, settings.scheduler)
             if negative:
+                empty = backend.conditioning([""])[0][0]
                 for row in rows[first_row:]:
-                    move_negative_share(backend, hgr, row, cfg)
+                    move_negative_share(backend, hgr, row, cfg, empty)
     return {**stack_rows(rows), "negatives": negatives}
 
 
+def frozen_denoised(backend, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """The frozen UNet's denoised prediction (float32, on x's device) at states x (B, C, H, W), sigma (B,)
+    for a cross-attention context (B or 1, tokens, dim)."""
+    base = backend.model.model
+    device = next(base.parameters()).device
+    out = base.apply_model(x.to(device), sigma.to(device), c_crossattn=context.to(device).expand(x.shape[0], -1, -1))
+    return out.float().to(x.device)
+
+
+def redirected_eps(hgr: HGR, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
+    """SafeCFG's conditional eps_u + R(g) (strength 1) from denoised predictions, on x's device."""
+    device = next(hgr.parameters()).device
+    new_cond, _ = safecfg_step(hgr, *(t.to(device) for t in (x, sigma, cond, uncond)), 1.0)
+    return eps_from_denoised(x, new_cond.to(x.device), sigma)
+
+
 @torch.no_grad()
-def move_negative_share(backend, hgr: HGR, row: dict, cfg: float) -> None:
+def move_negative_share(backend, hgr: HGR, row: dict, cfg: float, empty_context: torch.Tensor) -> None:
     """Rewrite a row recorded with a non-empty negative at scale `cfg` (module docstring, "Negatives"):
-    eps_teacher becomes eps_c + c0 (the change against the frozen empty prompt), eps_u becomes
-    eps_n - cfg / (cfg - 1) * (cn - c0). The pseudo-label weight w is applied later, in `student_loss`,
-    which scales both the conditional change and this share by w.
+    eps_teacher becomes eps_c + c0 (the change against the frozen empty prompt, whose context is
+    `empty_context`), eps_u becomes eps_n - cfg / (cfg - 1) * (cn - c0). The pseudo-label weight w is
+    applied later, in `student_loss`, which scales both the conditional change and this share by w.
     """
     if cfg <= 1:
         raise ValueError(f"a teacher trajectory at guidance scale {cfg:g} has no CFG to redirect; use --cfg-min above 1")
-    base = backend.model.model
-    device = next(base.parameters()).device
-    x, sigma = row["x"].to(device), row["sigma"].to(device)
-    empty = backend.conditioning([""])[0][0].to(device)
-    empty_denoised = base.apply_model(x, sigma, c_crossattn=empty.expand(x.shape[0], *empty.shape[1:])).float()
-    eps_c = row["eps_c"].to(device)
-    cond_denoised = x - sigma.view(-1, 1, 1, 1) * eps_c
-    hgr_device = next(hgr.parameters()).device
-    redirected, _ = safecfg_step(hgr, x.to(hgr_device), sigma.to(hgr_device), cond_denoised.to(hgr_device),
-                                 empty_denoised.to(hgr_device), 1.0)
-    eps_empty_teacher = eps_from_denoised(x, redirected.to(device), sigma)
-    change_empty = eps_empty_teacher - eps_c
-    change_negative = row["eps_teacher"].to(device) - eps_c
-    row["eps_teacher"] = eps_empty_teacher.cpu()
-    row["eps_u_shift"] = (-cfg / (cfg - 1) * (change_negative - change_empty)).cpu()
+    x, sigma, eps_c = row["x"], row["sigma"], row["eps_c"]
+    cond = x - sigma.view(-1, 1, 1, 1) * eps_c
+    eps_empty_teacher = redirected_eps(hgr, x, sigma, cond, frozen_denoised(backend, x, sigma, empty_context))
+    change_empty, change_negative = eps_empty_teacher - eps_c, row["eps_teacher"] - eps_c
+    row["eps_teacher"] = eps_empty_teacher
+    row["eps_u_shift"] = -cfg / (cfg - 1) * (change_negative - change_empty)
 
 
 def encode_texts(backend, texts: list[str]) -> torch.Tensor:
