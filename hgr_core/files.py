@@ -1,4 +1,4 @@
-"""Atomic file writes: the one implementation every writer in the project uses.
+"""Atomic file writes, and file hashes: the one implementation every writer and reader in the project uses.
 
 A reader (ComfyUI's loader, a resumed training run, a user copying a file) never sees a
 half-written file: the content goes to a temp file in the target's folder, is flushed to disk,
@@ -7,6 +7,7 @@ and is renamed over the target (`os.replace` is atomic on POSIX and Windows).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -55,3 +56,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+_HASH_CHUNK = 1 << 24
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256 hex digest, read in chunks (a trajectory shard or a checkpoint never has to fit in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record-steps", type=positive_int, default=None,
                    help="record at most this many steps per trajectory, spread over its schedule; unset: every model call")
     s.add_argument("--trajectory-batch", type=positive_int, default=16, help="jobs sampled together (one shard)")
+    s.add_argument("--on-policy", type=Path, default=None, metavar="HGR",
+                   help="a first-round HGR .safetensors (e.g. this run's --output with the same flags): also sample "
+                        "each harmful prompt under SafeCFG with it and train on those states too (DAgger); the "
+                        "trajectories of the run without it are reused from --work-dir")
+    s.add_argument("--on-policy-seeds", type=positive_int, default=None,
+                   help="redirected trajectories per harmful prompt with --on-policy (default: --seeds-per-prompt)")
     n = p.add_argument_group("network")
     n.add_argument("--base-channels", type=positive_int, default=HGRConfig.base_channels,
                    help="HGR width (multiple of 8; or the --preset's)")

@@ -86,14 +86,15 @@ def plan_cost(jobs: list[Job], shards: list[Shard], latent_shape, record_steps: 
                    preloaded)
 
 
-def probe_evaluation_seconds(backend, jobs: list[Job], shard: Shard) -> float:
-    """Seconds per UNet evaluation at the shard's batch: one euler step of its jobs, timed after one warm-up."""
+def probe_evaluation_seconds(backend, jobs: list[Job], shard: Shard, hgr=None) -> float:
+    """Seconds per UNet evaluation at the shard's batch: one euler step of its jobs, timed after one
+    warm-up (hgr: the --on-policy HGR a shard of redirected jobs runs, and whose cost it then includes)."""
     from .trajectories import sample_shard
 
     probe = Shard(shard.jobs, "euler", shard.scheduler, 1)
-    sample_shard(backend, jobs, probe)  # warm-up: first-call allocations, kernels, text encodings
+    sample_shard(backend, jobs, probe, hgr=hgr)  # warm-up: first-call allocations, kernels, text encodings
     start = time.perf_counter()
-    sample_shard(backend, jobs, probe)
+    sample_shard(backend, jobs, probe, hgr=hgr)
     seconds = time.perf_counter() - start
     return seconds / sum(conditionings(jobs[i]) for i in probe.jobs)
 

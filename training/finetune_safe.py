@@ -54,6 +54,7 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
+from hgr_core import file_sha256  # noqa: E402
 from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
@@ -141,10 +142,6 @@ def load_teacher_hgr(args, device):
     if threshold != threshold:
         raise ValueError(f"--hgr {args.hgr}: no stored threshold in its metadata; pass --threshold")
     return hgr, threshold
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_labels(args, backend, hgr, threshold, prompts):

@@ -33,6 +33,9 @@ class Job:
     sampler: str | None = None
     scheduler: str | None = None
     steps: int | None = None
+    # Sampled under SafeCFG with the run's --on-policy HGR (DAgger): the states that HGR's own
+    # redirection reaches, recorded with the same targets as every other harmful job.
+    redirected: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class Shard:
 
 
 def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fraction, settings, seed=0,
-              groups: dict[str, str] | None = None) -> list[Job]:
+              groups: dict[str, str] | None = None, on_policy_seeds: int = 0) -> list[Job]:
     """Every (prompt, seed) job of a run, in a fixed order; validation chosen by group.
 
     ``groups`` maps prompts to groups (a scene, a source document); validation takes whole groups,
@@ -79,6 +82,10 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
     A harmful prompt's target is its safe counterpart when it has one (for a prompt with several
     harms, the prompt without any of them), else every one of its categories' concept texts joined,
     so the target removes all of its harms at once.
+
+    ``on_policy_seeds`` redirected jobs per harmful prompt (`Job.redirected`) come after all the
+    others, drawn from a random stream of their own: the jobs before them, and so the shards
+    `plan_shards` makes of those, are the plan without them, whose sampled cache can be reused.
     """
     rng = random.Random(seed)
     prompts = sorted({p.text for p in harmful} | set(clean))
@@ -100,6 +107,14 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
             jobs.append(Job(text, (), None, "none", False, rng.randrange(2**31),
                             round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
                             "val" if text in val else "train"))
+    policy_rng = random.Random(f"on-policy/{seed}")
+    for p in harmful if on_policy_seeds else ():
+        kind = "safe" if p.safe_text else "concept"
+        target = p.safe_text or ", ".join(concepts[c] for c in p.categories)
+        for _ in range(on_policy_seeds):
+            jobs.append(Job(p.text, p.categories, target, kind, False, policy_rng.randrange(2**31),
+                            round(policy_rng.uniform(settings.cfg_min, settings.cfg_max), 3),
+                            policy_rng.choice(negatives), "val" if p.text in val else "train", redirected=True))
     return jobs
 
 
@@ -108,7 +123,8 @@ def plan_shards(jobs: list[Job], batch_size: int, settings: SamplingSettings, se
     """Split jobs into shards of at most `batch_size` that one sampler call can batch.
 
     A shard holds jobs of one target kind (clean, harmful with a safe counterpart, harmful with a
-    concept: each needs its own target arithmetic) and one conditioning shape (`shapes[i]`, any
+    concept: each needs its own target arithmetic), of one guidance (redirected by an HGR or not:
+    redirected jobs come last, so the shards before theirs are the plan's without them) and one conditioning shape (`shapes[i]`, any
     hashable, e.g. the token lengths of job i's prompt, negative and target: a checkpoint's CLIP
     encodes in 77-token chunks and only equal lengths concatenate). Jobs are shuffled within a group
     so a prompt's seeds land in different shards, i.e. under different samplers. Deterministic in `seed`.
@@ -120,7 +136,7 @@ def plan_shards(jobs: list[Job], batch_size: int, settings: SamplingSettings, se
         raise ValueError(f"{len(jobs)} jobs need as many shapes, got {len(shapes)}")
     groups: dict = {}  # insertion order: deterministic without sorting mixed-type keys
     for i, (job, shape) in enumerate(zip(jobs, shapes)):
-        groups.setdefault((job.target_kind, shape), []).append(i)
+        groups.setdefault((job.target_kind, job.redirected, shape), []).append(i)
     rng = random.Random(f"shards/{seed}")
     shards = []
     for indices in groups.values():

@@ -7,11 +7,12 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from hgr_core import HGR, clean_quantiles, save_hgr, score_window
+from hgr_core import HGR, clean_quantiles, file_sha256, save_hgr, score_window
 from hgr_core.scoring import FULL_COVERAGE
 from safecfg_comfy.model_kinds import latent_format_name
 
@@ -28,30 +29,66 @@ def plan(backend, harmful, clean, concepts, negatives, settings, args, groups=No
     from . import trajectories as tj
 
     tj.check_sampling(settings)  # before any sampling: a misspelt name fails in seconds, not after a shard
+    on_policy_seeds = (args.on_policy_seeds or args.seeds_per_prompt) if args.on_policy else 0
     jobs = plan_jobs(harmful, clean, concepts, negatives, args.seeds_per_prompt, args.val_fraction, settings, args.seed,
-                     groups)
+                     groups, on_policy_seeds)
     shards = plan_shards(jobs, args.trajectory_batch, settings, args.seed, tj.conditioning_shapes(backend, jobs))
     return with_shard_sampling(jobs, shards), shards
 
 
-def generate(backend, jobs, shards, settings, args, rank: int, world: int):
+def load_on_policy_hgr(args, backend, categories):
+    """The --on-policy HGR on the model's device, refused unless it fits the model and the run's categories."""
+    from hgr_core import load_hgr
+    from safecfg_comfy.compat import check_compatible
+
+    if args.on_policy is None:
+        return None
+    hgr = load_hgr(args.on_policy, backend.model.load_device)
+    check_compatible(backend.model, hgr)
+    if tuple(hgr.config.categories) != tuple(categories):
+        raise ValueError(f"--on-policy {args.on_policy.name} redirects {list(hgr.config.categories)}, but the "
+                         f"--harmful prompts have {list(categories)}; give the HGR trained on these prompt files")
+    return hgr.eval()
+
+
+def adopt_first_round(cache, jobs, shards, settings, model_id, args) -> None:
+    """Copy into an --on-policy run's cache the shards it shares with the plan without redirected jobs
+    (the first round's, when that ran with the same flags and --work-dir), so only the new ones are sampled."""
+    from . import store
+    from . import trajectories as tj
+
+    base_jobs = [j for j in jobs if not j.redirected]
+    base_shards = [s for s in shards if not jobs[s.jobs[0]].redirected]
+    source = args.work_dir / "trajectories" / tj.plan_hash(base_jobs, base_shards, settings, model_id)
+    if source.is_dir():
+        copied = store.adopt_shards(source, cache, range(len(base_shards)))
+        log.info("on-policy run: %d of the first round's %d shards reused from %s", copied, len(base_shards), source.name)
+
+
+def generate(backend, jobs, shards, settings, args, rank: int, world: int, hgr=None):
     """Sample every missing shard (this rank's share: shard i % world == rank), then open the whole
-    cache as a `store.TrajectoryStore` (rows are read per batch, never all at once)."""
+    cache as a `store.TrajectoryStore` (rows are read per batch, never all at once).
+
+    hgr: the --on-policy HGR that redirects the `Job.redirected` jobs (their shards come last)."""
     from . import store
     from . import trajectories as tj
     from .progress import progress
 
     model_id = f"{backend.base_model}:{args.checkpoint or 'toy'}:{args.resolution if args.checkpoint else ''}"
-    cache = args.work_dir / "trajectories" / tj.plan_hash(jobs, shards, settings, model_id)
+    on_policy = file_sha256(args.on_policy) if hgr is not None else None
+    cache = args.work_dir / "trajectories" / tj.plan_hash(jobs, shards, settings, model_id, on_policy)
     cache.mkdir(parents=True, exist_ok=True)
     store.refuse_other_formats(cache)  # a float32 cache of an older SafeCFG: delete and resample, never mix
+    if hgr is not None and rank == 0:
+        adopt_first_round(cache, jobs, shards, settings, model_id, args)
+    barrier(world)
     mine = [i for i in range(len(shards)) if i % world == rank and not store.shard_is_valid(cache, i)]
     log.info("trajectories: %d jobs in %d shards at %s; %d shards to sample here", len(jobs), len(shards), cache, len(mine))
     if rank == 0:
-        log_cost(backend, jobs, shards, mine, settings, args)
+        log_cost(backend, jobs, shards, mine, settings, args, hgr)
     started = time.perf_counter()
     for n, i in enumerate(progress(mine, desc=f"sample trajectories (rank {rank})", disable=not mine)):
-        store.write_shard(cache, i, tj.sample_shard(backend, jobs, shards[i], settings.record_steps))
+        store.write_shard(cache, i, tj.sample_shard(backend, jobs, shards[i], settings.record_steps, hgr))
         if n == 0 and rank == 0:
             log_first_shard(jobs, [shards[k] for k in mine], time.perf_counter() - started)
     barrier(world)
@@ -62,14 +99,14 @@ def generate(backend, jobs, shards, settings, args, rank: int, world: int):
     return store.open_store(cache)
 
 
-def log_cost(backend, jobs, shards, mine, settings, args) -> None:
+def log_cost(backend, jobs, shards, mine, settings, args, hgr=None) -> None:
     """The run's cost model (`training.cost`), with a timed probe when there is something to sample."""
     from . import cost
 
     estimate = cost.plan_cost(jobs, shards, backend.latent_shape, settings.record_steps, args.batch_size,
                               len({c for j in jobs for c in j.categories}))
     if mine:
-        estimate = replace(estimate, seconds_per_evaluation=cost.probe_evaluation_seconds(backend, jobs, shards[mine[0]]))
+        estimate = replace(estimate, seconds_per_evaluation=cost.probe_evaluation_seconds(backend, jobs, shards[mine[0]], hgr))
     for line in cost.describe(estimate, str(backend.model.load_device)):
         log.info("%s", line)
 
@@ -98,7 +135,7 @@ def rows_of_split(data: dict, jobs, split: str) -> torch.Tensor:
 
 
 def preview_prompts(jobs, count: int) -> list[str]:
-    val = [j for j in jobs if j.split == "val" and not j.steered]
+    val = [j for j in jobs if j.split == "val" and not j.steered and not j.redirected]
     harmful = list(dict.fromkeys(j.prompt for j in val if j.categories))
     clean = list(dict.fromkeys(j.prompt for j in val if not j.categories))
     return harmful[: count - count // 2] + clean[: count // 2]
@@ -109,6 +146,13 @@ def trained_latent_format(backend) -> str:
     return latent_format_name(backend.model.get_model_object("latent_format"))
 
 
+def checkpoint_path(args) -> Path:
+    """The training checkpoint in --work-dir; an --on-policy run's is its own, so it never resumes the first round's."""
+    if args.on_policy is None:
+        return args.work_dir / "checkpoint.pt"
+    return args.work_dir / f"checkpoint_on_policy_{file_sha256(args.on_policy)[:12]}.pt"
+
+
 def _loggable(metrics: dict) -> dict:
     return {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
 
@@ -117,8 +161,9 @@ def run(args, device, rank, world, harmful, clean, concepts, negatives, backend,
     settings = sampling_from_args(args)
     jobs, shards = plan(backend, harmful, clean, concepts, negatives, settings, args, groups)
     categories = tuple(sorted({c for p in harmful for c in p.categories}))
+    on_policy = load_on_policy_hgr(args, backend, categories)
     started = time.monotonic()
-    data = add_labels(generate(backend, jobs, shards, settings, args, rank, world), jobs, categories)
+    data = add_labels(generate(backend, jobs, shards, settings, args, rank, world, on_policy), jobs, categories)
     sampling_seconds = time.monotonic() - started
     train_rows, val_rows = rows_of_split(data, jobs, "train"), rows_of_split(data, jobs, "val")
     config = hgr_config_from_args(args, backend.latent_shape[0], categories)
@@ -141,7 +186,7 @@ def run(args, device, rank, world, harmful, clean, concepts, negatives, backend,
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    ema = train(model, data, train_rows, optim_config_from_args(args), device, args.work_dir / "checkpoint.pt",
+    ema = train(model, data, train_rows, optim_config_from_args(args), device, checkpoint_path(args),
                 args.resume, on_eval)
     if rank == 0:
         export(args, ema, data, jobs, val_rows if len(val_rows) else train_rows, categories, backend,
@@ -197,6 +242,14 @@ def calibration_record(args, jobs, clean: dict[int, tuple[float, float]], thresh
     }
 
 
+def on_policy_record(args, jobs) -> dict | None:
+    """What the weights record of an --on-policy run's first-round HGR (None without one)."""
+    path = getattr(args, "on_policy", None)
+    if path is None:
+        return None
+    return {"file": path.name, "sha256": file_sha256(path), "trajectories": sum(j.redirected for j in jobs)}
+
+
 def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timings, device) -> None:
     """Calibrate the threshold on clean validation trajectories and write the weights atomically.
 
@@ -213,6 +266,7 @@ def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timin
         "trajectories": len(jobs), "recorded_steps": int(data["job"].shape[0]), "steps": args.steps,
         "preset": args.preset.name if getattr(args, "preset", None) else None,
         "sampling": sampling_flags(args),
+        "on_policy": on_policy_record(args, jobs),
         "validation": _loggable(metrics), "threshold_percentile": args.threshold_percentile, **timings,
         "history": history,
     }

@@ -22,10 +22,10 @@ with `StoreFormatError`: delete its folder and rerun train_hgr with the same fla
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
+import shutil
 import sys
 from collections.abc import MutableMapping
 from dataclasses import asdict
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hgr_core import atomic_write, atomic_write_text
+from hgr_core import atomic_write, atomic_write_text, file_sha256
 
 from .jobs import Job, Shard
 
@@ -47,7 +47,6 @@ ROW_DTYPES = {"sigma": torch.float32, "job": torch.int64}  # per-row fields, kep
 JOBS_FILE = "jobs.json"  # the planned jobs, so a cache's rows can be labelled without the prompt files
 MANIFEST = "manifest.json"
 _DTYPES = {"F16": torch.float16, "F32": torch.float32, "I64": torch.int64}
-_HASH_CHUNK = 1 << 24
 # A cache whose per-pixel fields take at most this many bytes on disk is read into RAM once when
 # opened (as float16) and batches are sliced from memory: a toy-world cache (tens of MB) then trains
 # as fast as before the store existed, where reading each batch's rows from 32 shard files cost
@@ -66,14 +65,6 @@ def shard_path(cache_dir: Path, index: int) -> Path:
 
 def _sidecar(cache_dir: Path, index: int) -> Path:
     return shard_path(cache_dir, index).with_suffix(".json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):  # in chunks: a shard never has to fit in memory
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def bytes_per_row(latent_shape) -> int:
@@ -102,7 +93,7 @@ def write_shard(cache_dir: Path, index: int, rows: dict[str, torch.Tensor]) -> N
     tensors = {name: _stored(name, values) for name, values in rows.items()}
     path = shard_path(cache_dir, index)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": STORE_FORMAT}))
-    sidecar = {"format": STORE_FORMAT, "sha256": _sha256(path), "rows": int(rows["job"].shape[0]),
+    sidecar = {"format": STORE_FORMAT, "sha256": file_sha256(path), "rows": int(rows["job"].shape[0]),
                "jobs": sorted(set(rows["job"].tolist()))}
     atomic_write_text(_sidecar(cache_dir, index), json.dumps(sidecar))
 
@@ -119,7 +110,22 @@ def shard_is_valid(cache_dir: Path, index: int) -> bool:
     path, sidecar = shard_path(cache_dir, index), _read_json(_sidecar(cache_dir, index))
     if not path.is_file() or not isinstance(sidecar, dict) or sidecar.get("format") != STORE_FORMAT:
         return False
-    return sidecar.get("sha256") == _sha256(path)
+    return sidecar.get("sha256") == file_sha256(path)
+
+
+def adopt_shards(source_dir: Path, cache_dir: Path, indices) -> int:
+    """Copy each valid shard `indices` of another cache that this one lacks (a plan that extends
+    another's jobs and shards shares its first shards; `plan_hash` names the two apart). Written as
+    `write_shard` writes, file then sidecar, each atomically; returns how many were copied."""
+    copied = 0
+    for i in indices:
+        if shard_is_valid(cache_dir, i) or not shard_is_valid(source_dir, i):
+            continue
+        source = shard_path(source_dir, i)
+        atomic_write(shard_path(cache_dir, i), lambda tmp, source=source: shutil.copyfile(source, tmp))  # streamed
+        atomic_write_text(_sidecar(cache_dir, i), _sidecar(source_dir, i).read_text())
+        copied += 1
+    return copied
 
 
 def refuse_other_formats(cache_dir: Path) -> None:

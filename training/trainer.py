@@ -85,7 +85,8 @@ def evaluate(hgr: HGR, data, jobs, rows: torch.Tensor, categories, device,
     labels = data["labels"][rows]
     clean = labels.sum(1) == 0
     results = _per_job(per_row["score"], data, rows, window)
-    plain = {j: float(s.score[0]) for j, s in results.items() if not jobs[j].steered}
+    # plain CFG paths only: steered ones follow the target, redirected ones (--on-policy) SafeCFG
+    plain = {j: float(s.score[0]) for j, s in results.items() if not jobs[j].steered and not jobs[j].redirected}
     clean_scores = [s for j, s in plain.items() if not jobs[j].categories]
     rel_change, miss = per_row["relative_change"], per_row["miss"]
     metrics = {"clean_preservation_error": float(rel_change[clean].mean()) if clean.any() else float("nan")}

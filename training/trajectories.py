@@ -7,7 +7,9 @@ harmful prompts) target conditioning in one batched call per step and records, i
 sigma, x, D_u, g = eps_c - eps_u and target_change = g* - g.
 
 Harmful prompts are sampled twice: under plain CFG (the states an HGR starts from) and steered by
-the target guidance (the states it steers to). Every job's noise, the initial noise and the extra
+the target guidance (the states it steers to). With an --on-policy HGR they are also sampled under
+SafeCFG with that HGR (`Job.redirected`): the states a trained HGR's own, imperfect redirection
+reaches, which neither of the other two visits (DAgger; the targets are the same). Every job's noise, the initial noise and the extra
 noise of ancestral and SDE samplers, comes from its own seed, so a trajectory is the one a user
 gets sampling that prompt alone with that seed. Each shard is written atomically with a sidecar
 JSON (`store.write_shard`); a shard whose sidecar is missing or whose hash differs is regenerated,
@@ -28,7 +30,7 @@ import comfy.samplers
 import torch
 from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
 
-from hgr_core import eps_from_denoised
+from hgr_core import eps_from_denoised, safecfg_step
 
 from .jobs import Job, SamplingSettings, Shard, recorded_steps
 from .store import FIELDS
@@ -67,10 +69,20 @@ def conditioning_shapes(backend, jobs: list[Job]) -> list[tuple]:
     return [(shape(j.prompt), shape(j.negative), shape(j.target_prompt)) for j in jobs]
 
 
-def plan_hash(jobs: list[Job], shards: list[Shard], settings: SamplingSettings, model_id: str) -> str:
-    payload = json.dumps([model_id, asdict(settings), [asdict(j) for j in jobs], [asdict(s) for s in shards]],
-                         sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def _job_record(job: Job) -> dict:
+    record = asdict(job)
+    if not job.redirected:  # plans without redirected jobs keep the hashes (and caches) they had
+        del record["redirected"]
+    return record
+
+
+def plan_hash(jobs: list[Job], shards: list[Shard], settings: SamplingSettings, model_id: str,
+              on_policy: str | None = None) -> str:
+    """The cache's name: everything that decides its rows (`on_policy`: the redirecting HGR's sha256)."""
+    parts = [model_id, asdict(settings), [_job_record(j) for j in jobs], [asdict(s) for s in shards]]
+    if on_policy is not None:
+        parts.append(on_policy)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def schedule(model, shard: Shard) -> torch.Tensor:
@@ -122,9 +134,13 @@ class RecordingGuider(comfy.samplers.CFGGuider):
     and the singlestep DPM-Solvers evaluate their second point after the callback).
     """
 
-    def setup(self, jobs: list[Job], job_ids, device, wanted: torch.Tensor | None = None):
+    def setup(self, jobs: list[Job], job_ids, device, wanted: torch.Tensor | None = None, hgr=None):
         self.scale = torch.tensor([j.cfg for j in jobs], device=device).view(-1, 1, 1, 1)
         self.steered = torch.tensor([j.steered for j in jobs], device=device).view(-1, 1, 1, 1)
+        self.redirected = torch.tensor([j.redirected for j in jobs], device=device).view(-1, 1, 1, 1)
+        if bool(self.redirected.any()) and hgr is None:
+            raise ValueError("redirected jobs need the --on-policy HGR that redirects them")
+        self.hgr = hgr
         self.kind = jobs[0].target_kind
         self.job_ids = torch.tensor(list(job_ids), dtype=torch.int64)
         self.wanted = wanted
@@ -172,12 +188,18 @@ class RecordingGuider(comfy.samplers.CFGGuider):
         else:
             self.last_call = call
         cond = torch.where(self.steered, steered_cond, d_c)
+        if bool(self.redirected.any()):  # SafeCFG's conditional, as the ComfyUI node computes it
+            sigma = timestep.float().expand(len(x))
+            cond = torch.where(self.redirected, safecfg_step(self.hgr, x, sigma, d_c, d_u)[0], cond)
         return d_u + self.scale.to(d_u.dtype) * (cond - d_u)
 
 
 @torch.no_grad()  # frozen model; some samplers (uni_pc) build tensors that would otherwise track gradients
-def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | None = None) -> dict[str, torch.Tensor]:
-    """Sample one shard's jobs (`shard.jobs` index `jobs`) as one batch; returns the recorded rows (FIELDS)."""
+def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | None = None,
+                 hgr=None) -> dict[str, torch.Tensor]:
+    """Sample one shard's jobs (`shard.jobs` index `jobs`) as one batch; returns the recorded rows (FIELDS).
+
+    hgr: the --on-policy HGR, needed for a shard of redirected jobs (on the model's device)."""
     model = backend.model
     mine = [jobs[i] for i in shard.jobs]
     guider = RecordingGuider(model)
@@ -185,7 +207,7 @@ def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | Non
     guider.set_conds(backend.conditioning([j.prompt for j in mine]), backend.conditioning([j.negative for j in mine]),
                      backend.conditioning([j.target_prompt for j in mine]) if has_target else None)
     sigmas = schedule(model, shard)
-    guider.setup(mine, shard.jobs, model.load_device, record_mask(mine, len(sigmas) - 1, record_steps))
+    guider.setup(mine, shard.jobs, model.load_device, record_mask(mine, len(sigmas) - 1, record_steps), hgr)
     empty = torch.zeros(1, *backend.latent_shape)
     noise = torch.cat([comfy.sample.prepare_noise(empty, j.seed) for j in mine])
     sampler = job_sampler(shard.sampler, noise.to(model.load_device), sigmas, [j.seed for j in mine])

@@ -124,10 +124,20 @@ def _check_pixel_gate_trains_on_the_cache(cache: Path, manifest: dict, tmp_path:
     assert str(tmp_path) not in refused.stderr
 
 
-def test_resume_continues_training_from_the_checkpoint(prompt_files, tmp_path):
-    work, output = tmp_path / "work", tmp_path / "hgr.safetensors"
+@pytest.fixture(scope="module")
+def first_round(prompt_files, tmp_path_factory):
+    """One finished run (work dir, weights, command) that the resume and on-policy tests continue from;
+    each checks only what its own command does to it."""
+    folder = tmp_path_factory.mktemp("first_round")
+    work, output = folder / "work", folder / "hgr.safetensors"
     cmd = _command(prompt_files, work, output)
-    assert subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=600).returncode == 0
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work, output, cmd
+
+
+def test_resume_continues_training_from_the_checkpoint(first_round):
+    work, output, cmd = first_round
     longer = [*cmd[:cmd.index("--steps") + 1], "6", *cmd[cmd.index("--steps") + 2:], "--resume"]
     result = subprocess.run(longer, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -145,3 +155,41 @@ def test_torchrun_two_processes_share_the_work(prompt_files, tmp_path):
     assert "12 shards to sample here" in result.stderr  # 24 shards split over 2 ranks
     assert "sample trajectories (rank 1)" in result.stderr
     assert output.is_file()
+
+
+def test_an_on_policy_round_reuses_the_first_rounds_trajectories_and_adds_the_hgrs_own(first_round, prompt_files,
+                                                                                      tmp_path):
+    work, first, cmd = first_round
+    first_checkpoint = (work / "checkpoint.pt").read_bytes()
+    second = tmp_path / "second.safetensors"
+    on_policy = [*cmd[:cmd.index("--output") + 1], str(second), "--on-policy", str(first)]
+    result = subprocess.run(on_policy, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "24 of the first round's 24 shards reused" in result.stderr  # copied, not sampled again
+    assert "32 jobs in 32 shards" in result.stderr and "8 shards to sample here" in result.stderr
+    assert (work / "checkpoint.pt").read_bytes() == first_checkpoint  # the first round's checkpoint is its own
+    assert len(list(work.glob("checkpoint_on_policy_*.pt"))) == 1
+    from hgr_core import file_sha256, load_hgr
+
+    record = load_hgr(second).metadata["training"]
+    assert record["trajectories"] == 32
+    assert record["on_policy"] == {"file": first.name, "sha256": file_sha256(first), "trajectories": 8}
+    caches = sorted(p.parent for p in work.glob("trajectories/*/manifest.json"))
+    assert len(caches) == 2
+    jobs = max((json.loads((c / "jobs.json").read_text()) for c in caches), key=len)
+    assert sum(j["redirected"] for j in jobs) == 8 and all(j["categories"] for j in jobs[24:])
+    other = tmp_path / "other.safetensors"
+    wrong = [*on_policy[:-1], str(REPO / "tests" / "data" / "toy_hgr.safetensors"),
+             "--harmful-category", "nudity"]
+    wrong[wrong.index("--harmful") + 1] = str(_one_category_file(prompt_files, tmp_path))
+    wrong[wrong.index("--output") + 1] = str(other)
+    refused = subprocess.run(wrong, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "--on-policy toy_hgr.safetensors redirects ['nudity', 'violence']" in refused.stderr
+    assert not other.exists()
+
+
+def _one_category_file(prompt_files, tmp_path) -> Path:
+    path = tmp_path / "nudity.csv"
+    lines = (prompt_files / "harmful.csv").read_text().splitlines()
+    path.write_text("\n".join([lines[0], *(line for line in lines[1:] if ",nudity," in line)]) + "\n")
+    return path

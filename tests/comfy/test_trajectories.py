@@ -102,3 +102,32 @@ def test_plan_hash_changes_with_the_recorded_steps(tj):
     every, five = SamplingSettings(), SamplingSettings(record_steps=5)
     assert tj.plan_hash(jobs, shards, every, "toy") != tj.plan_hash(jobs, shards, five, "toy")
     assert tj.plan_hash(jobs, shards, five, "toy") != tj.plan_hash(jobs, shards, SamplingSettings(record_steps=4), "toy")
+
+
+def test_a_redirected_job_follows_safecfgs_own_path_and_records_the_usual_targets(backend, tj):
+    """--on-policy (DAgger): a redirected euler trajectory steps with eps_u + w * R(g), R from the HGR,
+    at every recorded state; the plain job with the same seed goes elsewhere."""
+    from hgr_core import eps_from_denoised, load_hgr, redirection
+    from helpers import REPO
+
+    hgr = load_hgr(REPO / "tests" / "data" / "toy_hgr.safetensors").eval()
+    plain = _jobs(2)
+    plain = [Job(j.prompt, j.categories, j.target_prompt, j.target_kind, False, 1000, 9.0, "", "train") for j in plain]
+    redirected = [Job(**{**j.__dict__, "redirected": True}) for j in plain]
+    shard = Shard((0, 1), "euler", "normal", 6)
+    with pytest.raises(ValueError, match="--on-policy HGR"):
+        tj.sample_shard(backend, redirected, shard)
+    rows = tj.sample_shard(backend, redirected, shard, hgr=hgr)
+    base = tj.sample_shard(backend, plain, shard)
+    sigmas = tj.schedule(backend.model, shard).float()
+    for job in (0, 1):
+        mine = rows["job"] == job
+        x, d_u, g, sigma = rows["x"][mine], rows["uncond_denoised"][mine], rows["g"][mine], rows["sigma"][mine]
+        with torch.no_grad():
+            change = redirection(hgr, g, sigma, x, d_u)
+        assert change.flatten(1).norm(dim=1).max() > 0.1 * g.flatten(1).norm(dim=1).max()  # the HGR fires
+        eps = eps_from_denoised(x, d_u, sigma) + 9.0 * (g + change)
+        stepped = x[:-1] + (sigmas[1:-1] - sigmas[:-2]).view(-1, 1, 1, 1) * eps[:-1]
+        assert torch.allclose(stepped, x[1:], atol=1e-4)
+        assert (base["x"][base["job"] == job][-1] - x[-1]).abs().max() > 0.05
+        assert torch.allclose(rows["target_change"][mine][0], base["target_change"][base["job"] == job][0], atol=1e-5)

@@ -123,3 +123,25 @@ def test_validation_takes_whole_groups_and_without_groups_splits_by_prompt():
     assert len(val_groups) == 2 and not val_groups & train_groups  # 34% of 6 scenes, never on both sides
     assert plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3) == \
         plan_jobs(prompts, clean, CONCEPTS, [""], 1, 0.34, SamplingSettings(), seed=3, groups={})
+
+
+def test_on_policy_jobs_come_last_so_the_plan_and_shards_before_them_are_the_plan_without_them():
+    prompts = [HarmfulPrompt(f"a naked thing {i}", ("nudity",), f"a thing {i}") for i in range(6)]
+    prompts.append(HarmfulPrompt("a bloody thing", ("violence",), None))
+
+    def plan(on_policy_seeds):
+        return plan_jobs(prompts, [f"a clean thing {i}" for i in range(5)], CONCEPTS, ["", "blurry"], 2, 0.25,
+                         SamplingSettings(), seed=3, on_policy_seeds=on_policy_seeds)
+
+    base, extended = plan(0), plan(3)
+    assert extended[:len(base)] == base and not any(j.redirected for j in base)
+    added = extended[len(base):]
+    assert len(added) == 3 * len(prompts) and all(j.redirected and not j.steered for j in added)
+    assert [j.prompt for j in added[-3:]] == ["a bloody thing"] * 3 and added[-1].target_kind == "concept"
+    assert added[-1].target_prompt == CONCEPTS["violence"]
+    split = {j.prompt: j.split for j in base}
+    assert all(j.split == split[j.prompt] for j in added)  # a validation prompt stays in validation
+    assert len({j.seed for j in extended}) == len(extended)
+    base_shards, shards = plan_shards(base, 4, SamplingSettings(), seed=1), plan_shards(extended, 4, SamplingSettings(), seed=1)
+    assert shards[:len(base_shards)] == base_shards
+    assert all(all(extended[i].redirected for i in s.jobs) for s in shards[len(base_shards):])

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from hgr_core import file_sha256
 from training import store
 from training.jobs import Job, Shard
 
@@ -92,7 +93,7 @@ def _write_format_1_cache(folder) -> None:
     """A cache as train_hgr wrote it before the store: float32 shards, no format anywhere."""
     rows = _rows([0, 1])
     save_file({k: v.contiguous() for k, v in rows.items()}, str(store.shard_path(folder, 0)))
-    sha = store._sha256(store.shard_path(folder, 0))
+    sha = file_sha256(store.shard_path(folder, 0))
     store.shard_path(folder, 0).with_suffix(".json").write_text(json.dumps({"sha256": sha, "rows": 6, "jobs": [0, 1]}))
     (folder / "manifest.json").write_text(json.dumps({"plan": "old", "jobs": 2, "trajectories": 2, "rows": 6,
                                                       "shards": {"shard_00000.safetensors": {"sha256": sha}}}))
