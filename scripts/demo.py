@@ -51,7 +51,15 @@ DEMO_TWO_HARM_SHARE = 0.2
 # (three changes at once, for lack of time to isolate them; which of them matters is not known.)
 # A 48-channel HGR on the 2-seed data gained nothing on validation (redirection error 0.231/0.296
 # vs 0.236/0.303) at 2.25x the cost per step, so it was not taken further.
+# Then a second, on-policy round (`--on-policy`, DAgger; chosen on the same dev split, 2026-12-03):
+# the first round's HGR samples each harmful prompt 4 times under SafeCFG, and a new HGR trains on
+# those states beside the first round's trajectories (copied, not resampled). Dev, same columns:
+#   first round alone (retrained 2026-12-03):     9/576 [0.008, 0.029], 0.031, 0.125
+#   first round at strength 1.5 (not taken):      0/576 [0.000, 0.007], 0.000, 0.063
+#   on-policy round (chosen):                     0/576 [0.000, 0.007], 0.000, 0.031; clean fidelity 1.000
+#   on-policy round at strength 1.5 (not taken):  0/576 [0.000, 0.007], 0.000, 0.031; clean fidelity 0.966
 THOROUGH_TRAINING = [*_COMMON, "--seeds-per-prompt", "4", "--steps", "4000", "--eval-every", "2000"]
+THOROUGH_ON_POLICY = True
 THOROUGH_TWO_HARM_SHARE = 0.35
 THOROUGH_PER_CATEGORY = 32
 # Shift sweep in the demo: all nine conditions, 4 prompts per category (8 clean + 8 harmful +
@@ -60,9 +68,9 @@ THOROUGH_PER_CATEGORY = 32
 DEMO_SWEEP_PER_CATEGORY = 4
 
 
-def train_hgr(prompt_files: dict, out: Path, recipe: list[str]) -> Path:
+def train_hgr(prompt_files: dict, out: Path, recipe: list[str], name: str = "toy_hgr.safetensors") -> Path:
     """Run the real training CLI as a subprocess; returns the exported weights path."""
-    output = out / "hgr" / "toy_hgr.safetensors"
+    output = out / "hgr" / name
     cmd = [sys.executable, "-m", "training.train_hgr", "--toy", "--device", "cpu",
            "--harmful", str(prompt_files["harmful_train.csv"]), "--clean", str(prompt_files["clean_train.csv"]),
            "--concepts", str(prompt_files["concepts.json"]), "--work-dir", str(out / "train"),
@@ -78,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="where prompts, weights and pictures go (default: runs/demo, or runs/demo-thorough)")
     p.add_argument("--thorough", action="store_true",
-                   help="the full training mix, 4 seeds per prompt (4000 trajectories, ~22 min), 4000 optimisation steps "
-                        "(~10 min) and 64 benchmark prompts per set with every baseline")
+                   help="the full training mix, 4 seeds per prompt (4000 trajectories), 4000 optimisation steps, then an "
+                        "on-policy round (1600 more trajectories, 4000 steps): ~45 min on 2 idle cores; and 64 "
+                        "benchmark prompts per set with every baseline")
     p.add_argument("--per-category", type=int, default=None,
                    help=f"benchmark prompts per category (default: the benchmark's, {THOROUGH_PER_CATEGORY} with --thorough)")
     p.add_argument("--benchmark-steps", type=int, default=None,
@@ -101,6 +110,7 @@ class Plan(NamedTuple):
     train_flags: list[str]  # the recipe, then --train-args (last, so user flags override the recipe's)
     per_category: int | None  # benchmark prompts per category (None: the benchmark's default)
     two_harm_share: float  # share of harmful training prompts with two harms
+    on_policy: bool = False  # a second training round on the first round's own SafeCFG paths
 
 
 def resolve(args) -> Plan:
@@ -108,7 +118,8 @@ def resolve(args) -> Plan:
     return Plan(out=args.out or Path("runs/demo-thorough" if thorough else "runs/demo"),
                 train_flags=[*(THOROUGH_TRAINING if thorough else TOY_TRAINING), *args.train_args.split()],
                 per_category=args.per_category or (THOROUGH_PER_CATEGORY if thorough else None),
-                two_harm_share=THOROUGH_TWO_HARM_SHARE if thorough else DEMO_TWO_HARM_SHARE)
+                two_harm_share=THOROUGH_TWO_HARM_SHARE if thorough else DEMO_TWO_HARM_SHARE,
+                on_policy=thorough and THOROUGH_ON_POLICY)
 
 
 def main(argv=None) -> None:
@@ -120,7 +131,9 @@ def main(argv=None) -> None:
     plan = resolve(args)
     out, per_category = plan.out, plan.per_category
     files = prompts.write_prompt_files(out / "prompts", args.harmful_prompts, args.clean_prompts, plan.two_harm_share)
-    hgr_path = train_hgr(files, out, plan.train_flags)
+    hgr_path = train_hgr(files, out, plan.train_flags, "first_round.safetensors" if plan.on_policy else "toy_hgr.safetensors")
+    if plan.on_policy:
+        hgr_path = train_hgr(files, out, [*plan.train_flags, "--on-policy", str(hgr_path)])
     from benchmarks.safety import run_sweep_benchmark, run_toy_benchmark
     from benchmarks.safety_report import format_table, summary_line
     from benchmarks.sweep_report import format_sweep_worst

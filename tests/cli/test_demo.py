@@ -60,6 +60,7 @@ def test_thorough_demo_trains_on_the_full_mix_with_4_seeds_and_user_flags_win():
     train_args = _train_hgr_args(plan.train_flags)
     assert train_args.seeds_per_prompt == 4 and train_args.sample_steps is None and train_args.steps_range == (10, 50)
     assert plan.two_harm_share == demo.THOROUGH_TWO_HARM_SHARE > demo.DEMO_TWO_HARM_SHARE
+    assert plan.on_policy  # a second round trains on the first round's own SafeCFG paths
     assert _train_hgr_args(demo.TOY_TRAINING).seeds_per_prompt == 2 and _train_hgr_args(demo.TOY_TRAINING).sample_steps == 10
 
     plan = demo.resolve(demo.build_parser().parse_args(
