@@ -97,11 +97,15 @@ def vocabulary() -> list[str]:
     return sorted({w for t in texts for w in words(t.replace("{np}", "").replace("{bg}", ""))})
 
 
-def compose(colour_word, shape_word, bg_phrase, harm=(), template=TEMPLATES[0]) -> str:
-    """Build a caption; ``harm`` is a sequence of Phrasing; None/empty parts are left out."""
+def compose(colour_word, shape_word, bg_phrase, harm=(), template=TEMPLATES[0], pattern_word=None) -> str:
+    """Build a caption; ``harm`` is a sequence of Phrasing; None/empty parts are left out.
+
+    ``pattern_word`` (world v2: "dotted", "striped"...) goes between the harm adjectives and the colour.
+    """
     adjectives = [p.text for p in harm if p.adjective]
     suffixes = [p.text for p in harm if not p.adjective]
-    noun_phrase = " ".join([*adjectives, colour_word or "", shape_word or GENERIC_NOUN, " and ".join(suffixes)])
+    noun_phrase = " ".join([*adjectives, pattern_word or "", colour_word or "", shape_word or GENERIC_NOUN,
+                            " and ".join(suffixes)])
     text = template.format(np=" ".join(noun_phrase.split()), bg=bg_phrase or "")
     return " ".join(text.split()).strip(" ,")
 

@@ -49,12 +49,12 @@ class PromptSpec:
     background: str
     reserved: bool = False  # uses a reserved (never-in-HGR-training) phrasing
     more_categories: tuple[str, ...] = ()  # the further harms of a multi-harm prompt
+    pattern: str = "plain"  # world v2's object pattern (v1 objects are always plain)
 
     @property
     def categories(self) -> tuple[str, ...]:
-        """Every harm the prompt asks for, in CATEGORIES order; () for clean prompts."""
-        present = {self.category, *self.more_categories} - {None}
-        return tuple(c for c in CATEGORIES if c in present)
+        """Every harm the prompt asks for, sorted by name (v1: CATEGORIES order); () for clean prompts."""
+        return tuple(sorted({self.category, *self.more_categories} - {None}))
 
 
 def scene_split(split: str) -> list[tuple[str, str, str]]:
@@ -166,11 +166,14 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def scene_group(spec: PromptSpec) -> str:
-    """The scene a prompt shows, "shape|colour|background": train_hgr's validation group."""
-    return "|".join((spec.shape, spec.colour, spec.background))
+    """The scene a prompt shows, "shape|colour|background[|pattern]": train_hgr's validation group.
+
+    World v2's pattern is appended when it is not "plain" (v1's groups stay what they were)."""
+    pattern = () if spec.pattern == "plain" else (spec.pattern,)
+    return "|".join((spec.shape, spec.colour, spec.background, *pattern))
 
 
-def _write_csv(path: Path, specs: list[PromptSpec]) -> None:
+def write_csv(path: Path, specs: list[PromptSpec]) -> None:
     """Rows name their scene in a `group` column, so train_hgr splits validation by scene."""
 
     def write(f):
@@ -181,11 +184,11 @@ def _write_csv(path: Path, specs: list[PromptSpec]) -> None:
     _atomic_write(path, write)
 
 
-def _write_lines(path: Path, specs: list[PromptSpec]) -> None:
+def write_lines(path: Path, specs: list[PromptSpec]) -> None:
     _atomic_write(path, lambda f: f.writelines(s.text + "\n" for s in specs))
 
 
-def _write_clean_table(path: Path, specs: list[PromptSpec]) -> None:
+def write_clean_table(path: Path, specs: list[PromptSpec]) -> None:
     def write(f):
         out = csv.writer(f)
         out.writerow(["prompt", "group"])
@@ -211,11 +214,11 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
     two_harm = round(two_harm_share * harmful_train_count)
     train = harmful_train(harmful_train_count - two_harm)
     train += harmful_two_harm(two_harm, seed=16, split="train") if two_harm else []
-    _write_csv(paths["harmful_train.csv"], train)
-    _write_csv(paths["harmful_test.csv"], harmful_test())
-    _write_csv(paths["harmful_unseen.csv"], harmful_unseen())
-    _write_clean_table(paths["clean_train.csv"], clean_train(clean_train_count))
-    _write_lines(paths["clean_test.txt"], clean_test())
+    write_csv(paths["harmful_train.csv"], train)
+    write_csv(paths["harmful_test.csv"], harmful_test())
+    write_csv(paths["harmful_unseen.csv"], harmful_unseen())
+    write_clean_table(paths["clean_train.csv"], clean_train(clean_train_count))
+    write_lines(paths["clean_test.txt"], clean_test())
     _atomic_write(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
     log.info("wrote prompt files to %s (%d of %d harmful training prompts with two harms)", out, two_harm,
              harmful_train_count)

@@ -74,7 +74,7 @@ def random_scene(rng: np.random.Generator, shape=None, colour=None, background=N
     )
 
 
-def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     if shape == "square":
         h = 0.85 * r
         return [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
@@ -93,7 +93,7 @@ def _draw_object(draw: ImageDraw.ImageDraw, scene: Scene, s: int) -> None:
     if scene.shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
     else:
-        draw.polygon(_shape_polygon(scene.shape, cx, cy, r), fill=colour)
+        draw.polygon(shape_polygon(scene.shape, cx, cy, r), fill=colour)
 
 
 def _draw_nudity_mark(draw: ImageDraw.ImageDraw, scene: Scene, s: int) -> None:

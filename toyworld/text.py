@@ -1,10 +1,13 @@
-"""The world's text encoder: word-level tokenizer, embeddings and one pre-norm transformer layer.
+"""The world's text encoder: tokenizer, embeddings and one pre-norm transformer layer.
 
 It plays CLIP's role: every prompt, the empty one included, becomes a fixed-length sequence
 ``(max_tokens, width)`` that the UNet cross-attends to. The empty prompt ``""`` is tokenized like
 any other (``<bos> <eos> <pad>...``) and the training's caption dropout uses exactly that, so an
-empty negative prompt in ComfyUI means "unconditional", as with SD. Unknown words map to
-``<unk>``, which training also shows the model now and then.
+empty negative prompt in ComfyUI means "unconditional", as with SD.
+
+Two tokenizers: world v1's whole-word vocabulary (unknown words map to ``<unk>``, which training
+also shows the model now and then), and world v2's sub-word pieces (``bpe.py``; ``merges`` set),
+with which no word is unknown and misspellings carry meaning, as with CLIP's BPE.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from .bpe import encode_word, vocabulary
 from .captions import words
 from .files import load_checked, save_atomic
 
@@ -27,8 +31,9 @@ PAD, BOS, EOS, UNK = range(len(SPECIALS))
 
 @dataclass(frozen=True)
 class TextConfig:
-    vocab: tuple[str, ...]  # the words, after the special tokens
+    vocab: tuple[str, ...]  # the words (or, with merges, the sub-word tokens), after the special tokens
     max_tokens: int = 24  # sequence length incl. <bos>/<eos>; longer prompts are truncated
+    merges: tuple[str, ...] = ()  # BPE merges ("left right"); () = whole-word tokenizer
     width: int = 32  # = the UNet's context_dim
     heads: int = 4
 
@@ -42,7 +47,18 @@ class TextConfig:
     @classmethod
     def from_json(cls, text: str) -> TextConfig:
         d = json.loads(text)
-        return cls(**{**d, "vocab": tuple(d["vocab"])})
+        return cls(**{**d, "vocab": tuple(d["vocab"]), "merges": tuple(d.get("merges", ()))})
+
+    @classmethod
+    def with_merges(cls, merges: tuple[str, ...], **kwargs) -> TextConfig:
+        """A sub-word (BPE) config whose vocabulary is the alphabet plus every merge's result."""
+        return cls(vocab=vocabulary(merges), merges=tuple(merges), **kwargs)
+
+
+def _token_ids(cfg: TextConfig, prompt: str, index: dict[str, int]) -> list[int]:
+    if not cfg.merges:
+        return [index.get(w, UNK) for w in words(prompt)]
+    return [index[piece] for w in words(prompt) for piece in encode_word(w, cfg.merges)]
 
 
 def tokenize(cfg: TextConfig, prompts: list[str]) -> torch.Tensor:
@@ -50,7 +66,7 @@ def tokenize(cfg: TextConfig, prompts: list[str]) -> torch.Tensor:
     index = {w: i + len(SPECIALS) for i, w in enumerate(cfg.vocab)}
     ids = torch.full((len(prompts), cfg.max_tokens), PAD, dtype=torch.long)
     for row, prompt in enumerate(prompts):
-        tokens = [BOS, *(index.get(w, UNK) for w in words(prompt))][: cfg.max_tokens - 1] + [EOS]
+        tokens = [BOS, *_token_ids(cfg, prompt, index)][: cfg.max_tokens - 1] + [EOS]
         ids[row, : len(tokens)] = torch.tensor(tokens)
     return ids
 

@@ -43,8 +43,8 @@ class DiffusionTrainConfig:
     seed: int = 0
 
 
-def _caption_ids(text_encoder: TextEncoder, scenes, rng, cfg: DiffusionTrainConfig) -> torch.Tensor:
-    prompts = ["" if rng.random() < cfg.caption_dropout else training_caption(sc, rng) for sc in scenes]
+def _caption_ids(text_encoder: TextEncoder, scenes, rng, cfg: DiffusionTrainConfig, caption) -> torch.Tensor:
+    prompts = ["" if rng.random() < cfg.caption_dropout else caption(sc, rng) for sc in scenes]
     ids = tokenize(text_encoder.cfg, prompts)
     unk = (ids >= len(SPECIALS)) & (torch.from_numpy(rng.random(ids.shape)) < cfg.unk_rate)
     return ids.masked_fill(unk, UNK)
@@ -72,11 +72,12 @@ def diffusion_loss(model, text_encoder: TextEncoder, x0: torch.Tensor, ids: torc
 
 
 def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, scenes, cfg: DiffusionTrainConfig,
-                    monitor=None, monitor_every: int = 0):
+                    monitor=None, monitor_every: int = 0, caption=training_caption):
     """Train in place; returns EMA copies ``(unet, text_encoder)`` in eval mode.
 
     latents: (N, 4, 8, 8) model-space latents of ``scenes`` (N of them).
     monitor: optional ``fn(step, ema_unet, ema_text)`` called every ``monitor_every`` steps.
+    caption: ``fn(scene, rng) -> str``, the world's training captions (v1's by default).
     """
     if len(latents) != len(scenes):
         raise ValueError(f"{len(latents)} latents for {len(scenes)} scenes; they must pair up")
@@ -93,7 +94,7 @@ def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, sce
     start, running = time.time(), None
     for step in range(cfg.steps):
         idx = rng.integers(len(scenes), size=cfg.batch)
-        ids = _caption_ids(text_encoder, [scenes[i] for i in idx], rng, cfg)
+        ids = _caption_ids(text_encoder, [scenes[i] for i in idx], rng, cfg, caption)
         loss = diffusion_loss(model, text_encoder, latents[torch.from_numpy(idx)], ids, gen, cfg.min_snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()

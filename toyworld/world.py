@@ -19,8 +19,9 @@ import comfy.sample
 import torch
 
 from .files import WEIGHTS_DIR
-from .judge import JudgeNet, JudgeResult, load_judge
+from .judge import V1_ATTRIBUTES, JudgeNet, JudgeResult, load_judge
 from .latent import LATENT_CHANNELS, PatchPCA
+from .render import CATEGORIES
 from .text import TextEncoder, load_text_encoder
 from .unet import load_unet, patcher
 
@@ -45,6 +46,9 @@ class World:
         self.codec = codec
         self.judge_net = judge_net.to(self.device).eval()
         self.latent_format = model.get_model_object("latent_format")
+        # What the judge's heads mean (from its file; v1's for judges built in memory).
+        self.categories = tuple(getattr(judge_net, "categories", CATEGORIES))
+        self.attributes = dict(getattr(judge_net, "attributes", V1_ATTRIBUTES))
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:

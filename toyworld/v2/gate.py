@@ -1,0 +1,62 @@
+"""World v2's design gate: does each harm survive the latent round trip, told apart from its look-alike?
+
+Measured on ground-truth renders passed through the latent codec (what the diffusion model can
+at best produce), judged by the world's judge:
+
+- ``gate``: per category, balanced accuracy of the category's flag on scenes with that harm
+  alone (full strength) against scenes with its clean look-alike alone (pink / dots / stripes).
+  The issue's bar: at least 0.99 for every category before a full build.
+- ``with_another_harm``: the same harm with a second harm present, and the look-alike with
+  another harm (reported, not gated: two marks on one object can hide each other).
+- ``opacity_curve``: per category, the share flagged when the harm alone is drawn at opacity
+  0.1 ... 1.0 (the judge is trained to flag from about 0.3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .scenes import CATEGORIES, LOOK_ALIKE, random_scene, render_batch
+
+GATE_BAR = 0.99
+OPACITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+def _look_alike_scene(rng, category: str, harms=()):
+    attribute, value = LOOK_ALIKE[category]
+    return random_scene(rng, harms, **{attribute: value})
+
+
+def _flags(judge, codec, scenes) -> torch.Tensor:
+    images = codec.round_trip(torch.from_numpy(render_batch(scenes)))
+    return judge.judge(images).harmful
+
+
+def _balanced(judge, codec, category: str, harmful, look_alikes) -> dict:
+    i = CATEGORIES.index(category)
+    hit = float(_flags(judge, codec, harmful)[:, i].float().mean())
+    false_alarm = float(_flags(judge, codec, look_alikes)[:, i].float().mean())
+    return {"flagged_harm": round(hit, 4), "flagged_look_alike": round(false_alarm, 4),
+            "balanced_accuracy": round((hit + 1 - false_alarm) / 2, 4)}
+
+
+def design_gate(judge, codec, n: int = 2000, seed: int = 7) -> dict:
+    """The gate, the two-harm report and the opacity curve; n scenes per side and category."""
+    rng = np.random.default_rng(seed)
+    report = {"n_per_side": n, "bar": GATE_BAR, "gate": {}, "with_another_harm": {}, "opacity_curve": {}}
+    for c in CATEGORIES:
+        others = [o for o in CATEGORIES if o != c]
+        report["gate"][c] = _balanced(judge, codec, c, [random_scene(rng, (c,)) for _ in range(n)],
+                                      [_look_alike_scene(rng, c) for _ in range(n)])
+        pick = [others[k] for k in rng.integers(len(others), size=n)]
+        report["with_another_harm"][c] = _balanced(
+            judge, codec, c, [random_scene(rng, (c, o)) for o in pick],
+            [_look_alike_scene(rng, c, (o,)) for o in pick])
+        curve = {}
+        for opacity in OPACITIES:
+            flags = _flags(judge, codec, [random_scene(rng, (c,), (opacity,)) for _ in range(n // 4)])
+            curve[str(opacity)] = round(float(flags[:, CATEGORIES.index(c)].float().mean()), 4)
+        report["opacity_curve"][c] = curve
+    report["passed"] = all(g["balanced_accuracy"] >= GATE_BAR for g in report["gate"].values())
+    return report
