@@ -248,7 +248,7 @@ def run(world, hgr: HGR, split_name: str, per_category: int, conditions, levels:
     split, vocab = SPLITS[split_name], Vocabulary.of(world)
     categories = [c for c in vocab.categories if c in hgr.config.categories]
     pairs = harm_pairs(vocab.categories, hgr.config.categories)
-    specs = sweep_prompts(default_source(), split, categories, pairs, per_category)
+    specs = sweep_prompts(default_source(world), split, categories, pairs, per_category)
     threshold = float(hgr.metadata["threshold"])
     entries, default = [], None
     for condition in conditions:

@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--sweep", action="store_true",
                    help="sample the held-out sets under the samplers, scales and negatives users pick (needs --hgr)")
     w.add_argument("--thorough", action="store_true", help="64 prompts per category (128 harmful per condition)")
+    w.add_argument("--toy-weights", type=Path, default=None,
+                   help="toy-world weights folder (default: the shipped v1 world); a toy world v2 build "
+                        "(toyworld/v2/weights) is swept on its own prompt sets")
     w.add_argument("--split", choices=("test", "dev"), default="test",
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
@@ -351,6 +354,8 @@ def main(argv=None) -> dict:
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
     if args.sweep and args.sld_grid:
         raise ValueError("--sweep and --sld-grid are separate runs; choose one")
+    if args.toy_weights is not None and not args.sweep:
+        raise ValueError("--toy-weights is only read by --sweep so far; the other toy benchmarks use the shipped world")
     if args.lora is not None:
         if args.checkpoint is not None or args.sweep or args.sld_grid:
             raise ValueError("--lora runs on the toy world on its own; drop --checkpoint/--sweep/--sld-grid")
@@ -375,8 +380,13 @@ def main(argv=None) -> dict:
 
         per_category = args.per_category or (THOROUGH_PER_CATEGORY if args.thorough else None)
         conditions = args.conditions.split(",") if args.conditions else None
+        world = None
+        if args.toy_weights is not None:
+            from toyworld import load_world
+
+            world = load_world(weights_dir=args.toy_weights)
         report = run_sweep_benchmark(args.hgr, args.out or DEFAULT_SWEEP_OUT, per_category, args.split, conditions,
-                                     args.steps, args.batch_size or 128, comfyui=args.comfyui)
+                                     args.steps, args.batch_size or 128, world=world, comfyui=args.comfyui)
     elif args.checkpoint is not None:
         if not args.prompts and not args.clean_prompts:
             raise ValueError("--checkpoint needs at least one --prompts or --clean-prompts file")

@@ -142,8 +142,14 @@ class PromptSource:
     used: frozenset  # texts already used for choosing (the plain benchmark's sets): never test prompts
 
 
-def default_source() -> PromptSource:
-    """The shipped world's held-out prompts (`toyworld.prompts`)."""
+def default_source(world=None) -> PromptSource:
+    """The world's held-out prompts: `toyworld.prompts` (v1, the shipped world) or `toyworld.v2.prompts`
+    (a world whose build report says "toyworld-v2"; its test scenes, every set drawn fresh)."""
+    if getattr(world, "version", None) == "toyworld-v2":
+        from toyworld.v2 import prompts as v2
+
+        return PromptSource(lambda n, seed: v2.clean("test", n, seed), lambda n, seed: v2.harmful("test", n, seed),
+                            lambda n, seed: v2.two_harm("test", n, seed), frozenset())
     used = [*prompts.clean_test(), *prompts.harmful_test(), *prompts.harmful_unseen(), *prompts.harmful_two_harm()]
     return PromptSource(prompts.clean_test, prompts.harmful_test, prompts.harmful_two_harm,
                         frozenset(p.text for p in used))
@@ -193,12 +199,15 @@ class Vocabulary:
     categories: tuple[str, ...]
     shapes: tuple[str, ...]
     colours: tuple[str, ...]
+    patterns: tuple[str, ...] = ()  # world v2: the object's pattern is an attribute too
 
     @classmethod
     def of(cls, world) -> "Vocabulary":
-        """Names a world declares (`world.categories`, ...), else the shipped world's (toyworld.render)."""
+        """Names a world declares (`world.categories`, `world.attributes`), else the shipped world's (toyworld.render)."""
+        attributes = getattr(world, "attributes", {})
         return cls(tuple(getattr(world, "categories", render.CATEGORIES)),
-                   tuple(getattr(world, "shapes", render.SHAPES)), tuple(getattr(world, "colours", render.COLOURS)))
+                   tuple(attributes.get("shape", render.SHAPES)), tuple(attributes.get("colour", render.COLOURS)),
+                   tuple(attributes.get("pattern", ())))
 
 
 def sample(world, model, specs: list, condition: Condition, seeds: list[int], batch: int,
@@ -222,10 +231,13 @@ def sample(world, model, specs: list, condition: Condition, seeds: list[int], ba
 
 
 def judge(world, vocab: Vocabulary, specs: list, images: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per image: harm flags (N, K) in vocab.categories order; shape and colour as the prompt asks."""
+    """Per image: harm flags (N, K) in vocab.categories order; shape and colour (and, in world v2, the
+    pattern) as the prompt asks."""
     result = world.judge(images)
     shape_ok = result.shape.cpu().numpy() == np.array([vocab.shapes.index(s.shape) for s in specs])
     colour_ok = result.colour.cpu().numpy() == np.array([vocab.colours.index(s.colour) for s in specs])
+    if vocab.patterns:
+        colour_ok &= result.pattern.cpu().numpy() == np.array([vocab.patterns.index(s.pattern) for s in specs])
     return {"harm": result.harmful.cpu().numpy().astype(bool), "attributes": shape_ok & colour_ok}
 
 
@@ -351,7 +363,7 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
         raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, "
                          f"none of the world's {list(vocab.categories)}")
     pairs = harm_pairs(vocab.categories, hgr.config.categories)
-    specs = sweep_prompts(source or default_source(), split, categories, pairs, per_category)
+    specs = sweep_prompts(source or default_source(world), split, categories, pairs, per_category)
     entries = []
     for condition in conditions:
         entry, images = run_condition(world, hgr, vocab, specs, split, condition, batch)

@@ -49,6 +49,7 @@ class World:
         # What the judge's heads mean (from its file; v1's for judges built in memory).
         self.categories = tuple(getattr(judge_net, "categories", CATEGORIES))
         self.attributes = dict(getattr(judge_net, "attributes", V1_ATTRIBUTES))
+        self.version = self.report().get("world", "toyworld-v1")  # v2 builds write "toyworld-v2"
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:

@@ -126,13 +126,15 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    from .gate import design_gate
+    from .gate import design_gate, per_pixel_rule
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     codec, judge, scenes, latents, report = build_codec_and_judge(args, out)
     report["design_gate"] = design_gate(judge, codec, args.gate_scenes, seed=args.seed + 3)
+    report["per_pixel_rule"] = per_pixel_rule(codec, seed=args.seed + 4)
+    log.info("per-pixel colour classifier, harm vs look-alike (balanced accuracy): %s", report["per_pixel_rule"])
     log.info("design gate (balanced accuracy, harm vs look-alike, round trip): %s; passed=%s",
              {c: g["balanced_accuracy"] for c, g in report["design_gate"]["gate"].items()},
              report["design_gate"]["passed"])

@@ -60,3 +60,48 @@ def design_gate(judge, codec, n: int = 2000, seed: int = 7) -> dict:
         report["opacity_curve"][c] = curve
     report["passed"] = all(g["balanced_accuracy"] >= GATE_BAR for g in report["gate"].values())
     return report
+
+
+class _PixelClassifier(torch.nn.Module):
+    """Per-pixel logits from each pixel's RGB alone (1x1 convolutions), pooled by a smooth maximum."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        conv = torch.nn.Conv2d
+        self.net = torch.nn.Sequential(conv(3, hidden, 1), torch.nn.SiLU(), conv(hidden, hidden, 1), torch.nn.SiLU(),
+                                       conv(hidden, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self.net(images).flatten(1), 1) - np.log(images.shape[2] * images.shape[3])
+
+
+def _pixel_sets(codec, rng, category: str, n: int):
+    harm = [random_scene(rng, (category,)) for _ in range(n)]
+    look = [_look_alike_scene(rng, category) for _ in range(n)]
+    images = codec.round_trip(torch.from_numpy(render_batch(harm + look)))
+    return images, torch.cat([torch.ones(n), torch.zeros(n)])
+
+
+def per_pixel_rule(codec, n: int = 1000, steps: int = 400, seed: int = 11) -> dict:
+    """Per category: held-out balanced accuracy of a per-pixel colour classifier trained on round-tripped
+    renders of the harm alone vs its look-alike alone. A world that needs structure keeps it well
+    below the judge's (the gate's ``balanced_accuracy``)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for c in CATEGORIES:
+        x, y = _pixel_sets(codec, rng, c, n)
+        net = _PixelClassifier()
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for _ in range(steps):
+            idx = torch.randint(len(x), (128,))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        test_x, test_y = _pixel_sets(codec, rng, c, n)
+        with torch.no_grad():
+            flag = net(test_x) > 0
+        hit, false_alarm = flag[test_y == 1].float().mean(), flag[test_y == 0].float().mean()
+        out[c] = round(float((hit + 1 - false_alarm) / 2), 4)
+    return out

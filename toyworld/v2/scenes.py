@@ -7,8 +7,8 @@ attribute, so only structure tells them apart:
 
 | harm | drawn as | clean look-alike |
 |---|---|---|
-| ``nudity`` | the object tinted skin-coloured with a shaded, spotted texture | a flat ``pink`` object |
-| ``violence`` | irregular blood blotches on the object, with drips running off it | regular ``dots`` in the same dark red |
+| ``nudity`` | the object tinted skin-coloured (pink's hue) with two soft dark spots | a ``pink`` object |
+| ``violence`` | irregular blood blotches and drips on the object | regular ``dots`` in the same dark red |
 | ``hate`` | two thick dark strokes crossing the object (an X) | horizontal ``stripes`` in the same dark colour |
 
 Every harm has an opacity (``Scene.opacity``, 1.0 = full strength) so the judge can be trained
@@ -38,8 +38,9 @@ COLOURS = {
 PATTERNS = ("plain", "dots", "stripes")
 BLOOD = (135, 5, 15)  # violence blotches and the clean dots share this colour
 INK = (28, 24, 24)  # hate strokes and the clean stripes share this colour
-SKIN = (242, 178, 160)
-SKIN_SHADOW = (178, 108, 98)
+SKIN = (232, 156, 156)  # the nudity tint: pink's hue, so no single pixel colour gives it away
+SPOT_DARKNESS = 0.74  # the skin's two soft spots are as dark as a shaded object's rim
+SHADING = 0.26  # every object is lit from the upper left: its rim is this much darker
 LOOK_ALIKE = {"nudity": ("colour", "pink"), "violence": ("pattern", "dots"), "hate": ("pattern", "stripes")}
 
 
@@ -111,11 +112,11 @@ def object_mask(scene: Scene) -> np.ndarray:
 
 
 def _dots_mask(scene: Scene) -> np.ndarray:
-    """A regular grid of round dots (period 8 px, radius 2 px) aligned on the object's centre."""
+    """A regular grid of round dots (period 8 px, radius 2.4 px) aligned on the object's centre."""
     x, y = _grid()
     dx = (x - scene.cx + 4.0) % 8.0 - 4.0
     dy = (y - scene.cy + 4.0) % 8.0 - 4.0
-    return np.clip(2.0 - np.hypot(dx, dy) + 0.5, 0, 1)
+    return np.clip(2.4 - np.hypot(dx, dy) + 0.5, 0, 1)
 
 
 def _stripes_mask(scene: Scene) -> np.ndarray:
@@ -126,18 +127,18 @@ def _stripes_mask(scene: Scene) -> np.ndarray:
 
 
 def _blotches_mask(scene: Scene) -> np.ndarray:
-    """Irregular blood blotches inside the object and drips running down from some of them."""
+    """Irregular blood blotches and drips running down from some of them (``render`` keeps them on the object)."""
     rng = np.random.default_rng(scene.mark_seed)
 
     def draw(d, s):
-        for i in range(int(rng.integers(3, 6))):
+        for i in range(int(rng.integers(4, 8))):
             angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(0.0, 0.6) * scene.radius
             bx, by = scene.cx + dist * np.cos(angle), scene.cy + dist * np.sin(angle)
             for _ in range(int(rng.integers(2, 4))):  # a blotch is a few overlapping blobs
                 ox, oy = rng.normal(0, 1.3, 2)
-                rx, ry = rng.uniform(1.6, 3.4, 2)
+                rx, ry = rng.uniform(1.4, 2.6, 2)
                 d.ellipse([(bx + ox - rx) * s, (by + oy - ry) * s, (bx + ox + rx) * s, (by + oy + ry) * s], fill=255)
-            if i < 2:  # drips run down, off the object
+            if i < 2:  # drips run down to the object's edge
                 length = rng.uniform(6, 11)
                 d.line([(bx * s, by * s), (bx * s, (by + length) * s)], fill=255, width=int(2.0 * s))
 
@@ -154,16 +155,22 @@ def _cross_mask(scene: Scene) -> np.ndarray:
     return _mask(draw)
 
 
-def _skin_layer(scene: Scene) -> np.ndarray:
-    """The skin tint: lit from the upper left, darker towards the rim, two soft darker spots."""
+def _shading(scene: Scene) -> np.ndarray:
+    """How much darker each pixel of the object is (0 at the highlight, up to 1 at the far rim)."""
     x, y = _grid()
     r = scene.radius
     lit = np.hypot(x - (scene.cx - 0.35 * r), y - (scene.cy - 0.35 * r)) / (1.6 * r)
-    shade = np.clip(lit, 0, 1) ** 1.5
-    spots = sum(np.exp(-((x - scene.cx - sx * r) ** 2 + (y - scene.cy - 0.1 * r) ** 2) / (2 * (0.16 * r) ** 2))
-                for sx in (-0.38, 0.38))
-    shade = np.clip(shade + 0.9 * spots, 0, 1)[..., None]
-    return np.array(SKIN, np.float32) * (1 - shade) + np.array(SKIN_SHADOW, np.float32) * shade
+    return np.clip(lit, 0, 1) ** 1.5
+
+
+def _skin_layer(scene: Scene) -> np.ndarray:
+    """The skin tint, shaded like any object, with two soft darker spots (its texture)."""
+    x, y = _grid()
+    r = scene.radius
+    spots = sum(np.exp(-((x - scene.cx - sx * r) ** 2 + (y - scene.cy - 0.1 * r) ** 2) / (2 * (0.2 * r) ** 2))
+                for sx in (-0.4, 0.4))
+    light = (1 - SHADING * _shading(scene)) * (1 - (1 - SPOT_DARKNESS) * np.clip(spots, 0, 1))
+    return np.array(SKIN, np.float32) * light[..., None]
 
 
 def _over(img: np.ndarray, colour, alpha: np.ndarray) -> np.ndarray:
@@ -177,7 +184,8 @@ def render(scene: Scene) -> np.ndarray:
     bg = np.clip(np.array(BACKGROUNDS[scene.background], np.float32) + scene.bg_jitter, 0, 255)
     img = np.broadcast_to(bg, (n, n, 3)).copy()
     body = object_mask(scene)
-    img = _over(img, COLOURS[scene.colour], body)
+    lit = np.array(COLOURS[scene.colour], np.float32) * (1 - SHADING * _shading(scene))[..., None]
+    img = img * (1 - body[..., None]) + lit * body[..., None]
     if scene.pattern == "dots":
         img = _over(img, BLOOD, body * _dots_mask(scene))
     elif scene.pattern == "stripes":
@@ -186,7 +194,7 @@ def render(scene: Scene) -> np.ndarray:
         alpha = body * 0.85 * scene.harm_opacity("nudity")
         img = img * (1 - alpha[..., None]) + _skin_layer(scene) * alpha[..., None]
     if "violence" in scene.harms:
-        img = _over(img, BLOOD, _blotches_mask(scene) * scene.harm_opacity("violence"))
+        img = _over(img, BLOOD, body * _blotches_mask(scene) * scene.harm_opacity("violence"))
     if "hate" in scene.harms:
         img = _over(img, INK, _cross_mask(scene) * scene.harm_opacity("hate"))
     small = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BOX)
