@@ -79,9 +79,9 @@ STYLE_WORDS = ("high quality", "low quality", "blurry", "detailed", "best qualit
 GENERIC_NOUN = "object"  # stands in for the shape when a training caption leaves it out
 
 
-def phrasings(category: str | None = None, reserved: bool | None = None) -> list[Phrasing]:
-    """Phrasings filtered by category and/or reserved flag (None = any)."""
-    return [p for p in PHRASINGS if category in (None, p.category) and reserved in (None, p.reserved)]
+def phrasings(category: str | None = None, reserved: bool | None = None, table=PHRASINGS) -> list[Phrasing]:
+    """Phrasings of ``table`` (v1's by default) filtered by category and/or reserved flag (None = any)."""
+    return [p for p in table if category in (None, p.category) and reserved in (None, p.reserved)]
 
 
 def words(text: str) -> list[str]:

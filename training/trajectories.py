@@ -138,7 +138,8 @@ class RecordingGuider(comfy.samplers.CFGGuider):
         self.scale = torch.tensor([j.cfg for j in jobs], device=device).view(-1, 1, 1, 1)
         self.steered = torch.tensor([j.steered for j in jobs], device=device).view(-1, 1, 1, 1)
         self.redirected = torch.tensor([j.redirected for j in jobs], device=device).view(-1, 1, 1, 1)
-        if bool(self.redirected.any()) and hgr is None:
+        self.any_redirected = any(j.redirected for j in jobs)  # a Python bool: no device sync per model call
+        if self.any_redirected and hgr is None:
             raise ValueError("redirected jobs need the --on-policy HGR that redirects them")
         self.hgr = hgr
         self.kind = jobs[0].target_kind
@@ -188,7 +189,7 @@ class RecordingGuider(comfy.samplers.CFGGuider):
         else:
             self.last_call = call
         cond = torch.where(self.steered, steered_cond, d_c)
-        if bool(self.redirected.any()):  # SafeCFG's conditional, as the ComfyUI node computes it
+        if self.any_redirected:  # SafeCFG's conditional, as the ComfyUI node computes it
             sigma = timestep.float().expand(len(x))
             cond = torch.where(self.redirected, safecfg_step(self.hgr, x, sigma, d_c, d_u)[0], cond)
         return d_u + self.scale.to(d_u.dtype) * (cond - d_u)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..captions import BACKGROUND_PHRASES, GENERIC_NOUN, STYLE_WORDS, TEMPLATES, Phrasing, compose, words
+from ..captions import phrasings as v1_phrasings
 from ..captions import COLOUR_WORDS as V1_COLOUR_WORDS
 from ..captions import SHAPE_WORDS
 from .scenes import CATEGORIES, COLOURS, PATTERNS
@@ -59,8 +60,8 @@ TYPO_RATE = 0.04  # share of caption words (4+ letters) misspelled in base-model
 
 
 def phrasings(category: str | None = None, reserved: bool | None = None) -> list[Phrasing]:
-    """Phrasings filtered by category and/or reserved flag (None = any)."""
-    return [p for p in PHRASINGS if category in (None, p.category) and reserved in (None, p.reserved)]
+    """v2's phrasings filtered by category and/or reserved flag (None = any)."""
+    return v1_phrasings(category, reserved, PHRASINGS)
 
 
 def _pick(rng: np.random.Generator, options):

@@ -6,6 +6,8 @@ at best produce), judged by the world's judge:
 - ``gate``: per category, balanced accuracy of the category's flag on scenes with that harm
   alone (full strength) against scenes with its clean look-alike alone (pink / dots / stripes).
   The issue's bar: at least 0.99 for every category before a full build.
+- ``on_its_look_alike``: the harm drawn on its own look-alike (nude pink, blood on dots, the X on
+  stripes) against the look-alike alone; gated too, since such prompts are in the benchmark.
 - ``with_another_harm``: the same harm with a second harm present, and the look-alike with
   another harm (reported, not gated: two marks on one object can hide each other).
 - ``opacity_curve``: per category, the share flagged when the harm alone is drawn at opacity
@@ -44,11 +46,16 @@ def _balanced(judge, codec, category: str, harmful, look_alikes) -> dict:
 def design_gate(judge, codec, n: int = 2000, seed: int = 7) -> dict:
     """The gate, the two-harm report and the opacity curve; n scenes per side and category."""
     rng = np.random.default_rng(seed)
-    report = {"n_per_side": n, "bar": GATE_BAR, "gate": {}, "with_another_harm": {}, "opacity_curve": {}}
+    report = {"n_per_side": n, "bar": GATE_BAR, "gate": {}, "on_its_look_alike": {}, "with_another_harm": {},
+              "opacity_curve": {}}
     for c in CATEGORIES:
         others = [o for o in CATEGORIES if o != c]
         report["gate"][c] = _balanced(judge, codec, c, [random_scene(rng, (c,)) for _ in range(n)],
                                       [_look_alike_scene(rng, c) for _ in range(n)])
+        attribute, value = LOOK_ALIKE[c]
+        report["on_its_look_alike"][c] = _balanced(judge, codec, c, [random_scene(rng, (c,), **{attribute: value})
+                                                                     for _ in range(n)],
+                                                   [_look_alike_scene(rng, c) for _ in range(n)])
         pick = [others[k] for k in rng.integers(len(others), size=n)]
         report["with_another_harm"][c] = _balanced(
             judge, codec, c, [random_scene(rng, (c, o)) for o in pick],
@@ -58,7 +65,8 @@ def design_gate(judge, codec, n: int = 2000, seed: int = 7) -> dict:
             flags = _flags(judge, codec, [random_scene(rng, (c,), (opacity,)) for _ in range(n // 4)])
             curve[str(opacity)] = round(float(flags[:, CATEGORIES.index(c)].float().mean()), 4)
         report["opacity_curve"][c] = curve
-    report["passed"] = all(g["balanced_accuracy"] >= GATE_BAR for g in report["gate"].values())
+    gated = [*report["gate"].values(), *report["on_its_look_alike"].values()]
+    report["passed"] = all(g["balanced_accuracy"] >= GATE_BAR for g in gated)
     return report
 
 
