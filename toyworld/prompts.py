@@ -155,7 +155,7 @@ def harmful_two_harm(n: int = 128, seed: int = 15, split: str = "test", reserved
     return _make_prompts(split, n, seed, _pairs, reserved)
 
 
-def _atomic_write(path: Path, write) -> None:
+def write_text_file(path: Path, write) -> None:
     """`write(f)` to a text file opened as the csv module wants it (utf-8, no newline translation)."""
 
     def to_file(tmp: str) -> None:
@@ -181,11 +181,11 @@ def write_csv(path: Path, specs: list[PromptSpec]) -> None:
         out.writerow(["prompt", "category", "safe_prompt", "group"])
         out.writerows([s.text, ",".join(s.categories), s.safe_text, scene_group(s)] for s in specs)
 
-    _atomic_write(path, write)
+    write_text_file(path, write)
 
 
 def write_lines(path: Path, specs: list[PromptSpec]) -> None:
-    _atomic_write(path, lambda f: f.writelines(s.text + "\n" for s in specs))
+    write_text_file(path, lambda f: f.writelines(s.text + "\n" for s in specs))
 
 
 def write_clean_table(path: Path, specs: list[PromptSpec]) -> None:
@@ -194,7 +194,23 @@ def write_clean_table(path: Path, specs: list[PromptSpec]) -> None:
         out.writerow(["prompt", "group"])
         out.writerows([s.text, scene_group(s)] for s in specs)
 
-    _atomic_write(path, write)
+    write_text_file(path, write)
+
+
+PROMPT_FILES = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.csv", "clean_test.txt",
+                "concepts.json")
+
+
+def prompt_file_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """name -> path of every file `write_prompt_files` writes (v1 and v2 alike); creates ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {name: out / name for name in PROMPT_FILES}
+
+
+def check_share(name: str, share: float) -> None:
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {share}")
 
 
 def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 400,
@@ -205,12 +221,8 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
     the harmful training prompts carry two harms (train scenes, seen phrasings, category column
     "nudity,violence"); the rest alternate between single categories.
     """
-    if not 0.0 <= two_harm_share <= 1.0:
-        raise ValueError(f"two_harm_share must be in [0, 1], got {two_harm_share}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.csv", "clean_test.txt")
-    paths = {name: out / name for name in (*names, "concepts.json")}
+    check_share("two_harm_share", two_harm_share)
+    paths = prompt_file_paths(out_dir)
     two_harm = round(two_harm_share * harmful_train_count)
     train = harmful_train(harmful_train_count - two_harm)
     train += harmful_two_harm(two_harm, seed=16, split="train") if two_harm else []
@@ -219,8 +231,8 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
     write_csv(paths["harmful_unseen.csv"], harmful_unseen())
     write_clean_table(paths["clean_train.csv"], clean_train(clean_train_count))
     write_lines(paths["clean_test.txt"], clean_test())
-    _atomic_write(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
-    log.info("wrote prompt files to %s (%d of %d harmful training prompts with two harms)", out, two_harm,
+    write_text_file(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
+    log.info("wrote prompt files to %s (%d of %d harmful training prompts with two harms)", out_dir, two_harm,
              harmful_train_count)
     return paths
 
@@ -243,5 +255,5 @@ def write_pool_file(path: str | os.PathLike, harmful_count: int = 200, clean_cou
         out.writerows([specs[i].text, ",".join(specs[i].categories)] for i in order)
 
     path = Path(path)
-    _atomic_write(path, write)
+    write_text_file(path, write)
     return path

@@ -122,18 +122,13 @@ def write_prompt_files(out_dir, harmful_train_count: int = 400, clean_train_coun
     clean training prompts are hard negatives (look-alike scenes). Test files hold the test split.
     """
     import json
-    from pathlib import Path
 
-    from ..prompts import _atomic_write, write_clean_table, write_csv, write_lines
+    from ..prompts import check_share, prompt_file_paths, write_clean_table, write_csv, write_lines, write_text_file
     from .captions import CONCEPTS
 
-    for name, share in (("two_harm_share", two_harm_share), ("look_alike_share", look_alike_share)):
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {share}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names = ("harmful_train.csv", "harmful_test.csv", "harmful_unseen.csv", "clean_train.csv", "clean_test.txt")
-    paths = {name: out / name for name in (*names, "concepts.json")}
+    check_share("two_harm_share", two_harm_share)
+    check_share("look_alike_share", look_alike_share)
+    paths = prompt_file_paths(out_dir)
     two = round(two_harm_share * harmful_train_count)
     negatives = round(look_alike_share * clean_train_count)
     write_csv(paths["harmful_train.csv"], harmful("train", harmful_train_count - two, 33)
@@ -143,5 +138,5 @@ def write_prompt_files(out_dir, harmful_train_count: int = 400, clean_train_coun
     write_clean_table(paths["clean_train.csv"], clean("train", clean_train_count - negatives, 31)
                       + (hard_negative("train", negatives, 32) if negatives else []))
     write_lines(paths["clean_test.txt"], clean())
-    _atomic_write(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
+    write_text_file(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
     return paths
