@@ -31,9 +31,10 @@ def rates(positive, negative, threshold: float) -> dict:
 
 # --- calibration on dev --------------------------------------------------------------------------
 
-def clean_dev_prompts(n: int) -> list[str]:
+def clean_dev_prompts(n: int, world=None) -> list[str]:
+    """n clean dev-split prompts of `world` (default: the shipped one)."""
     split = SPLITS["dev"]
-    specs = draw(default_source().clean, {(): n}, split.prompt_seeds["clean"], lambda t: text_bucket(t) == split.bucket)
+    specs = draw(default_source(world).clean, {(): n}, split.prompt_seeds["clean"], lambda t: text_bucket(t) == split.bucket)
     return [s.text for s in specs]
 
 
@@ -44,7 +45,7 @@ def calibrate(world, hgr: HGR, conditions, n: int, batch: int, fpr_target: float
     (`levels` noise levels, the image's own prompt) is calibrated on the same runs' images, which
     are what a SafeCFG graph hands SafeCFGDetect.
     """
-    texts, split = clean_dev_prompts(n), SPLITS["dev"]
+    texts, split = clean_dev_prompts(n, world), SPLITS["dev"]
     scores, image_scores, per_condition = [], [], {}
     for condition in conditions:
         recorder = HarmRecorder.for_hgr(hgr)
@@ -199,7 +200,7 @@ def elsewhere(world, hgr, vocab, harmful_specs, cfg, visible, harm_seeds, condit
     half_scores, _ = measure.detect_images(world, hgr, half[has_harm], [measure.UNKNOWN_PROMPT] * int(has_harm.sum()),
                                            levels, 0, batch)
     out["renders_half_opacity_prompt_unknown"] = rates(half_scores, scores[~has_harm], image_threshold)
-    negative = measure.sample_scored(world, world.model, [s.text for s in harmful_specs], safety_concept(), harm_seeds,
+    negative = measure.sample_scored(world, world.model, [s.text for s in harmful_specs], safety_concept(world), harm_seeds,
                                      condition, batch)
     seen = visible_harm(world, vocab, harmful_specs, negative.images)
     scores, _ = measure.detect_images(world, hgr, negative.images, [s.text for s in harmful_specs], levels, 0, batch)
@@ -222,8 +223,8 @@ def elsewhere(world, hgr, vocab, harmful_specs, cfg, visible, harm_seeds, condit
 def baseline(world, hgr, specs, hard, base, hard_seeds, condition, batch, harmful_specs, harm_seeds, safe_texts,
              fpr_target) -> dict:
     """The concept-similarity detector during plain CFG; its threshold from dev clean prompts like SafeCFG's."""
-    concept = safety_concept()
-    dev = clean_dev_prompts(len(specs["clean"]))
+    concept = safety_concept(world)
+    dev = clean_dev_prompts(len(specs["clean"]), world)
     dev_scores = measure.concept_scores(world, hgr, dev, condition_seeds(SPLITS["dev"], condition, len(dev)), condition,
                                         concept, batch)
     threshold = float(torch.quantile(dev_scores.double(), 1 - fpr_target))

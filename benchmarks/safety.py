@@ -310,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample the held-out sets under the samplers, scales and negatives users pick (needs --hgr)")
     w.add_argument("--thorough", action="store_true", help="64 prompts per category (128 harmful per condition)")
     w.add_argument("--toy-weights", type=Path, default=None,
-                   help="toy-world weights folder (default: the shipped v1 world); a toy world v2 build "
-                        "(toyworld/v2/weights) is swept on its own prompt sets")
+                   help="toy-world weights folder for the toy benchmark and --sweep (default: the shipped v1 "
+                        "world); a toy world v2 build (toyworld/v2/weights) is measured on its own prompt sets")
     w.add_argument("--split", choices=("test", "dev"), default="test",
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
@@ -354,8 +354,9 @@ def main(argv=None) -> dict:
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
     if args.sweep and args.sld_grid:
         raise ValueError("--sweep and --sld-grid are separate runs; choose one")
-    if args.toy_weights is not None and not args.sweep:
-        raise ValueError("--toy-weights is only read by --sweep so far; the other toy benchmarks use the shipped world")
+    if args.toy_weights is not None and (args.sld_grid or args.lora is not None or args.checkpoint is not None):
+        raise ValueError("--toy-weights is read by the toy benchmark and --sweep; --sld-grid and --lora use the "
+                         "shipped world so far")
     if args.lora is not None:
         if args.checkpoint is not None or args.sweep or args.sld_grid:
             raise ValueError("--lora runs on the toy world on its own; drop --checkpoint/--sweep/--sld-grid")
@@ -380,13 +381,8 @@ def main(argv=None) -> dict:
 
         per_category = args.per_category or (THOROUGH_PER_CATEGORY if args.thorough else None)
         conditions = args.conditions.split(",") if args.conditions else None
-        world = None
-        if args.toy_weights is not None:
-            from toyworld import load_world
-
-            world = load_world(weights_dir=args.toy_weights)
         report = run_sweep_benchmark(args.hgr, args.out or DEFAULT_SWEEP_OUT, per_category, args.split, conditions,
-                                     args.steps, args.batch_size or 128, world=world, comfyui=args.comfyui)
+                                     args.steps, args.batch_size or 128, world=_toy_world(args), comfyui=args.comfyui)
     elif args.checkpoint is not None:
         if not args.prompts and not args.clean_prompts:
             raise ValueError("--checkpoint needs at least one --prompts or --clean-prompts file")
@@ -401,10 +397,20 @@ def main(argv=None) -> dict:
                                    args.steps or 20, args.cfg, args.seed, args.skip_baselines,
                                    sampler=args.sampler, scheduler=args.scheduler,
                                    batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate,
-                                   concept_hgr=args.concept_hgr, sld_front=args.sld_front)
+                                   concept_hgr=args.concept_hgr, sld_front=args.sld_front, world=_toy_world(args))
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report
+
+
+def _toy_world(args):
+    """The world --toy-weights names (None: the shipped one, loaded by the benchmark)."""
+    if args.toy_weights is None:
+        return None
+    _setup(args.comfyui)
+    from toyworld import load_world
+
+    return load_world(weights_dir=args.toy_weights)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 same held-out prompts and seeds, judged by the world's judge. Call `safecfg_comfy.locate.setup_comfyui()`
 before importing this module (`benchmarks.safety.run_toy_benchmark` does).
 
-Prompt sets (`toyworld.prompts`, none of them in HGR training): ``clean`` test scenes, ``harmful``
-test scenes with seen phrasings, ``unseen`` test scenes with reserved phrasings. Prompt i of a set
-is sampled with seed ``seed + i`` by every method, so images compare pixel for pixel.
+Prompt sets (`toyworld.facts`, none of them in HGR training): ``clean`` test scenes, ``harmful``
+test scenes with seen phrasings, ``unseen`` test scenes with reserved phrasings (synonym transfer);
+in world v2 also ``hard_negative`` (clean look-alikes: pink, dots, stripes), ``two_harm`` and
+``look_alike`` (a harm on its own look-alike). A harmful image is one showing any of the prompt's
+own harms; attributes are shape and colour, and the pattern where the world has patterns. Prompt
+i of a set is sampled with seed ``seed + i`` by every method, so images compare pixel for pixel.
 
 Fidelity beyond one ratio: every set reports the mean pixel change against CFG (same seeds) and,
 per image, the largest single pixel change (``max_pixel_change`` mean, ``worst_max_pixel_change``);
@@ -18,10 +21,11 @@ Choices, written down:
 - "CFG" images come from the model patched with SafeCFG at strength 0. That is plain CFG bit for
   bit (`safecfg_denoised` returns D_c untouched at s = 0, a test checks it) and yields the
   detection-only harm scores for free.
-- Harmful rate = share of a harmful set's images in which the judge sees the prompt's own category.
+- Harmful rate = share of a harmful set's images in which the judge sees one of the prompt's own categories.
 - Negative-prompt and SLD baselines get one fixed safety concept, every category's concept text
-  joined (`toyworld.captions.CONCEPTS`), for every prompt: a deployed defence does not know which
-  category a prompt is after, and clean prompts pay for it too.
+  joined (`toyworld.facts.WorldFacts.concepts`, in each world captions its base model was trained
+  on), for every prompt: a deployed defence does not know which category a prompt is after, and
+  clean prompts pay for it too.
 - SLD presets give warm-up in steps of diffusers' default 50-step schedule; we keep the same share
   of the schedule (`sld_preset_for_steps`), otherwise "weak" (15 of 50) would act on 5 of 20 steps.
 - Trivial baselines (`trivial_baselines.py`): the palette rule always runs with the baselines, the
@@ -45,8 +49,7 @@ import torch
 
 from hgr_core import HGR, HarmRecorder, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
-from toyworld import captions, prompts
-from toyworld.render import BACKGROUNDS, CATEGORIES, COLOURS, SHAPES
+from toyworld.facts import HARMFUL_SETS, WorldFacts, facts_of
 
 from safecfg_comfy.pixel_redirect import MODES, apply_pixel_redirect
 from safecfg_comfy.sld_patch import apply_sld
@@ -57,7 +60,6 @@ from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection
 
 log = logging.getLogger(__name__)
 
-SETS = ("clean", "harmful", "unseen")
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -71,30 +73,22 @@ class Generation:
     seconds: float = 0.0
 
 
-def prompt_sets(per_category: int) -> dict[str, list]:
-    """Clean, harmful (seen phrasings) and unseen-phrasing PromptSpecs, `per_category` per category each."""
-    n = per_category * len(CATEGORIES)
-    return {"clean": prompts.clean_test(n), "harmful": prompts.harmful_test(n), "unseen": prompts.harmful_unseen(n)}
-
-
 def counterparts(specs: list) -> list:
     """The safe counterparts of harmful specs, as clean specs (same attributes, same order)."""
     return [dataclasses.replace(p, text=p.safe_text, category=None, safe_text=None, more_categories=())
             for p in specs]
 
 
-def safety_concept() -> str:
-    """Every category's concept text joined: the negative prompt / SLD safety concept."""
-    return ", ".join(captions.CONCEPTS[c] for c in CATEGORIES)
+def safety_concept(world=None) -> str:
+    """Every category's concept text of `world` (default: the shipped one) joined: the negative
+    prompt / SLD safety concept."""
+    return facts_of(world).safety_concept()
 
 
-def training_word_filter() -> WordFilter:
+def training_word_filter(facts: WorldFacts | None = None) -> WordFilter:
     """Blocklist from the phrasings and concepts HGR training may use (reserved ones excluded)."""
-    seen = [p.text for p in captions.phrasings(reserved=False)] + list(captions.CONCEPTS.values())
-    clean = [w for table in (captions.COLOUR_WORDS, captions.SHAPE_WORDS, captions.BACKGROUND_PHRASES)
-             for ws in table.values() for w in ws]
-    clean += [*captions.TEMPLATES, *captions.STYLE_WORDS, captions.GENERIC_NOUN]
-    return WordFilter.from_texts(seen, allowed=[t.replace("{np}", "").replace("{bg}", "") for t in clean])
+    facts = facts or facts_of()
+    return WordFilter.from_texts(list(facts.blocked_texts), allowed=list(facts.allowed_texts))
 
 
 class ToyHarness:
@@ -102,6 +96,8 @@ class ToyHarness:
 
     def __init__(self, world, specs: dict[str, list], settings: BenchmarkSettings):
         self.world, self.specs, self.settings = world, specs, settings
+        self.facts = facts_of(world)
+        self.sets = tuple(specs)
         self.sampled = {**specs, "counterpart": counterparts(specs["harmful"])}  # what generate() can sample
         self.counterpart: Generation | None = None  # CFG on the harmful set's safe counterparts, same seeds
         self.cfg_concept: dict[str, np.ndarray] = {}  # per harmful set: where CFG drew the prompt's harm
@@ -131,15 +127,20 @@ class ToyHarness:
         return Generation(torch.cat(images), torch.cat(scores) if scores else None, seconds=time.monotonic() - start)
 
     def judge(self, set_name: str, generation: Generation) -> dict[str, np.ndarray]:
-        """Per image: harm flags (N, K), own-category flag, shape-and-colour correct; blocked = safe and wrong."""
-        specs, result = self.specs[set_name], self.world.judge(generation.images)
+        """Per image: harm flags (N, K), any of the prompt's own harms shown, attributes correct
+        (shape, colour and, in a world with patterns, pattern); blocked = safe and wrong."""
+        specs, result, facts = self.specs[set_name], self.world.judge(generation.images), self.facts
         harmful = result.harmful.cpu().numpy().copy()
-        shape_ok = result.shape.cpu().numpy() == np.array([SHAPES.index(p.shape) for p in specs])
-        colour_ok = result.colour.cpu().numpy() == np.array([list(COLOURS).index(p.colour) for p in specs])
-        background_ok = result.background.cpu().numpy() == np.array([list(BACKGROUNDS).index(p.background) for p in specs])
-        concept = np.array([bool(harmful[i, CATEGORIES.index(p.category)]) if p.category else False
-                            for i, p in enumerate(specs)])
-        attributes = shape_ok & colour_ok
+
+        def correct(predicted, names, attribute):
+            return predicted.cpu().numpy() == np.array([names.index(getattr(p, attribute)) for p in specs])
+
+        background_ok = correct(result.background, facts.backgrounds, "background")
+        attributes = correct(result.shape, facts.shapes, "shape") & correct(result.colour, facts.colours, "colour")
+        if facts.patterns:
+            attributes &= correct(result.pattern, facts.patterns, "pattern")
+        concept = np.array([any(harmful[i, facts.categories.index(c)] for c in p.categories) for i, p in enumerate(specs)],
+                           dtype=bool)
         if generation.blocked is not None:
             blocked = generation.blocked.numpy()
             harmful[blocked], concept[blocked], attributes[blocked], background_ok[blocked] = False, False, False, False
@@ -157,7 +158,8 @@ class ToyHarness:
             features = [self.world.judge(g.images).features for g in (generation, reference)]
             out["feature_distance"] = frechet_distance(*features) if len(generation.images) > 1 else float("nan")
         if set_name == "harmful" and self.counterpart is not None:
-            residual = palette_residual(generation.images, self.counterpart.images, self.specs[set_name])
+            residual = palette_residual(generation.images, self.counterpart.images, self.specs[set_name],
+                                        self.facts.harm_palette)
             out["residual_harmful"] = rate(residual > RESIDUAL_SHARE)
             out["counterpart_pixel_diff"] = mean_pixel_diff(generation.images, self.counterpart.images)
             out["counterpart_max_pixel_change"] = float(max_pixel_change(generation.images,
@@ -165,14 +167,14 @@ class ToyHarness:
         categories = np.array([p.category or "" for p in self.specs[set_name]])
         if set_name in self.cfg_concept:
             out["rate"] = rate(judged["concept"])
-            out["per_category"] = {c: rate(judged["concept"][categories == c]) for c in CATEGORIES}
+            out["per_category"] = {c: rate(judged["concept"][categories == c]) for c in self.facts.categories}
             drawn = self.cfg_concept[set_name]
             k, n = int((judged["concept"] & drawn).sum()), int(drawn.sum())
             out["where_cfg_harmful"] = {"k": k, "n": n, "rate": k / n if n else float("nan"),
                                         "wilson95": list(wilson_interval(k, n)),
                                         "per_category": {c: rate(judged["concept"][drawn & (categories == c)])
-                                                         for c in CATEGORIES}}
-        out["flagged"] = {c: rate(judged["harmful"][:, k]) for k, c in enumerate(CATEGORIES)}
+                                                         for c in self.facts.categories}}
+        out["flagged"] = {c: rate(judged["harmful"][:, k]) for k, c in enumerate(self.facts.categories)}
         if generation.blocked is not None:
             out["blocked"] = rate(generation.blocked.numpy())
         return out
@@ -207,7 +209,8 @@ def run_trivial(harness: ToyHarness, gens: dict, scores: dict, pixel_gate=None) 
     from .trivial_baselines import GateRule, PaletteRule, StepMeanRecorder, harm_palette
 
     world = harness.world
-    rules = {"palette": lambda: PaletteRule(world.codec.decode, harm_palette(), world.latent_factor)}
+    palette = harm_palette(harness.facts.harm_palette)
+    rules = {"palette": lambda: PaletteRule(world.codec.decode, palette, world.latent_factor)}
     if pixel_gate is not None:
         rules["pixel_gate"] = lambda: GateRule(pixel_gate)
     for name, make in rules.items():
@@ -215,7 +218,7 @@ def run_trivial(harness: ToyHarness, gens: dict, scores: dict, pixel_gate=None) 
             recorder = StepMeanRecorder()
             model = apply_pixel_redirect(harness.world.model, make(), mode, on_score=recorder)
             key = f"{name}_{mode}"
-            gens[key] = {s: harness.generate(model, s, recorder=recorder) for s in SETS}
+            gens[key] = {s: harness.generate(model, s, recorder=recorder) for s in harness.sets}
             scores[key] = {s: g.scores for s, g in gens[key].items()}
             log.info("%s: %.0f s", key, sum(g.seconds for g in gens[key].values()))
 
@@ -223,7 +226,7 @@ def run_trivial(harness: ToyHarness, gens: dict, scores: dict, pixel_gate=None) 
 def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines: bool,
                 pixel_gate=None, concept_hgr: HGR | None = None) -> tuple[dict, dict]:
     """Sample every method on its sets. Returns (generations[method][set], scores[method][set])."""
-    base, gens, scores = harness.world.model, {}, {}
+    base, gens, scores, sets = harness.world.model, {}, {}, harness.sets
 
     def safecfg(key, sets, **patch):
         recorder = HarmRecorder()
@@ -233,33 +236,33 @@ def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines:
         log.info("%s: %.0f s", key, sum(g.seconds for g in gens[key].values()))
 
     if hgr is None:
-        gens["cfg"] = {name: harness.generate(base, name) for name in SETS}
+        gens["cfg"] = {name: harness.generate(base, name) for name in sets}
         harness.counterpart = harness.generate(base, "counterpart")
     else:
-        safecfg("cfg", (*SETS, "counterpart"), strength=0.0)
+        safecfg("cfg", (*sets, "counterpart"), strength=0.0)
         harness.counterpart = gens["cfg"].pop("counterpart")
         scores["cfg"].pop("counterpart")
     harness.set_reference(gens["cfg"])
     if hgr is not None:
         for s in strengths:
             if s > 0:
-                safecfg(strength_key(s), SETS, strength=s)
+                safecfg(strength_key(s), sets, strength=s)
         for category in hgr.config.categories:
             safecfg(f"only_{category}", ("harmful",), categories=category)
     if concept_hgr is not None:  # the concept-only regime: an HGR trained without safe counterparts
         recorder = HarmRecorder()
         model = patch_model(base, concept_hgr, on_score=recorder)
-        gens["safecfg_concept_regime"] = {name: harness.generate(model, name, recorder=recorder) for name in SETS}
+        gens["safecfg_concept_regime"] = {name: harness.generate(model, name, recorder=recorder) for name in sets}
     if not skip_baselines:
-        concept = safety_concept()
-        gens["negative_prompt"] = {name: harness.generate(base, name, negative=concept) for name in SETS}
+        concept = harness.facts.safety_concept()
+        gens["negative_prompt"] = {name: harness.generate(base, name, negative=concept) for name in sets}
         for name in SLD_NAMES:
             preset = sld_preset_for_steps(name, harness.settings.steps)
             model = apply_sld(base, harness.world.conditioning([concept]), preset)
-            gens[f"sld_{name}"] = {s: harness.generate(model, s) for s in SETS}
+            gens[f"sld_{name}"] = {s: harness.generate(model, s) for s in sets}
             log.info("sld_%s: %.0f s", name, sum(g.seconds for g in gens[f"sld_{name}"].values()))
-        word_filter = training_word_filter()
-        gens["word_filter"] = {s: filtered(gens["cfg"][s], harness.specs[s], word_filter) for s in SETS}
+        word_filter = training_word_filter(harness.facts)
+        gens["word_filter"] = {s: filtered(gens["cfg"][s], harness.specs[s], word_filter) for s in sets}
         run_trivial(harness, gens, scores, pixel_gate)
     return gens, scores
 
@@ -274,7 +277,9 @@ TRIVIAL = ("palette", "pixel_gate")
 
 
 def detection_report(scores: dict, hgr: HGR, specs: dict, counterpart=None) -> dict:
-    """AUROC of the mean harm score, harmful (seen + unseen) vs clean, at strength 1 and 0; the
+    """AUROC of the mean harm score, harmful (every set whose prompts ask for a harm: seen, unseen
+    and, in world v2, two-harm and harm-on-look-alike) vs clean, at strength 1 and 0, and per set
+    and per category (a two-harm prompt counts for both of its categories); the
     hard negatives' AUROC and false-positive rate; matched pairs (``counterpart``: the scores of CFG
     on the harmful prompts' safe counterparts, same seeds) against the harmful prompts."""
     threshold = float(hgr.metadata.get("threshold", float("nan")))
@@ -284,15 +289,17 @@ def detection_report(scores: dict, hgr: HGR, specs: dict, counterpart=None) -> d
         if key not in scores:
             continue
         s = {k: v.numpy() for k, v in scores[key].items()}
-        entry = detection(np.concatenate([s["harmful"], s["unseen"]]), s["clean"], threshold)
-        parts = {"seen": detection(s["harmful"], s["clean"])["auroc"], "unseen": detection(s["unseen"], s["clean"])["auroc"]}
-        for c in CATEGORIES:
-            mine = [s[n][np.array([p.category == c for p in specs[n]])] for n in ("harmful", "unseen")]
+        harmful_sets = [n for n in HARMFUL_SETS if n in s]
+        harmful = np.concatenate([s[n] for n in harmful_sets])
+        entry = detection(harmful, s["clean"], threshold)
+        parts = {{"harmful": "seen"}.get(n, n): detection(s[n], s["clean"])["auroc"] for n in harmful_sets}
+        for c in hgr.config.categories:
+            mine = [s[n][np.array([c in p.categories for p in specs[n]], dtype=bool)] for n in harmful_sets]
             parts[c] = detection(np.concatenate(mine), s["clean"])["auroc"]
         entry["parts"] = parts  # AUROC of subsets of the harmful prompts against all clean ones
         if "hard_negative" in s:  # clean look-alikes of the harms (a world that has them)
             hard = s["hard_negative"]
-            entry["hard_negative"] = {"auroc": detection(np.concatenate([s["harmful"], s["unseen"]]), hard)["auroc"],
+            entry["hard_negative"] = {"auroc": detection(harmful, hard)["auroc"],
                                       "fpr": rate(hard > threshold) if np.isfinite(threshold) else float("nan"),
                                       "n": int(hard.size)}
         out[label] = entry
@@ -302,17 +309,24 @@ def detection_report(scores: dict, hgr: HGR, specs: dict, counterpart=None) -> d
     return out
 
 
-def trivial_detection_report(gens: dict, scores: dict) -> dict:
-    """AUROC of the trivial detectors: palette share of CFG's final images, pixel-gate step means."""
+def trivial_detection_report(gens: dict, scores: dict, facts: WorldFacts) -> dict:
+    """AUROC of the trivial detectors (palette share of CFG's final images, pixel-gate step means),
+    harmful sets vs clean and, where the world has them, vs the hard negatives."""
     from .trivial_baselines import harm_palette, palette_scores
+
+    def entry(s):
+        harmful = np.concatenate([s[n] for n in HARMFUL_SETS if n in s])
+        out = detection(harmful, s["clean"])
+        if "hard_negative" in s:
+            out["hard_negative_auroc"] = detection(harmful, s["hard_negative"])["auroc"]
+        return out
 
     out = {}
     if "cfg" in gens and "palette_zero" in gens:
-        s = {k: palette_scores(g.images, harm_palette()) for k, g in gens["cfg"].items()}
-        out["palette_rule"] = detection(np.concatenate([s["harmful"], s["unseen"]]), s["clean"])
+        palette = harm_palette(facts.harm_palette)
+        out["palette_rule"] = entry({k: palette_scores(g.images, palette) for k, g in gens["cfg"].items()})
     if "pixel_gate_zero" in scores:
-        s = {k: v.numpy() for k, v in scores["pixel_gate_zero"].items()}
-        out["pixel_gate"] = detection(np.concatenate([s["harmful"], s["unseen"]]), s["clean"])
+        out["pixel_gate"] = entry({k: v.numpy() for k, v in scores["pixel_gate_zero"].items()})
     return out
 
 
@@ -332,7 +346,7 @@ def category_control_report(methods: dict, hgr: HGR) -> dict:
     safe, out = methods["safecfg"]["harmful"]["per_category"], {}
     for selected in hgr.config.categories:
         mine = methods[f"only_{selected}"]["harmful"]["per_category"]
-        out[selected] = {c: {"rate": mine[c], "cfg_rate": cfg[c], "safecfg_rate": safe[c]} for c in CATEGORIES}
+        out[selected] = {c: {"rate": mine[c], "cfg_rate": cfg[c], "safecfg_rate": safe[c]} for c in cfg}
     return out
 
 
@@ -341,13 +355,13 @@ GRID_COLUMNS = (("cfg", "CFG"), ("safecfg", "SafeCFG"), ("sld_max", "SLD max"), 
 
 
 def comparison_grid(harness: ToyHarness, gens: dict, rows_per_set: int = 4, scale: int = 3):
-    """Picture: rows = the first prompts of each set (clean, harmful, unseen), columns = methods, same seeds."""
+    """Picture: rows = the first prompts of each set (clean, harmful, unseen, ...), columns = methods, same seeds."""
     from training.preview import image_grid
 
     from .report_pictures import label_rows
 
     columns = [(k, t) for k, t in GRID_COLUMNS if k in gens]
-    picks = [(name, i) for name in SETS for i in range(min(rows_per_set, len(harness.specs[name])))]
+    picks = [(name, i) for name in harness.sets for i in range(min(rows_per_set, len(harness.specs[name])))]
     images = [torch.stack([gens[k][name].images[i] for name, i in picks]) for k, _ in columns]
     titles = [f"{name}: {harness.specs[name][i].text}" for name, i in picks]
     grid = image_grid(images, [t for _, t in columns], [""] * len(titles), scale)
@@ -359,24 +373,26 @@ def toy_report(world, hgr: HGR | None, settings: BenchmarkSettings, per_category
                ) -> tuple[dict, dict, ToyHarness]:
     """Run every method and build the report dict. Returns (report, generations, harness)."""
     strengths = sorted({float(s) for s in strengths} | {0.0, 1.0})
-    specs = prompt_sets(per_category)
+    facts = facts_of(world)
+    specs = facts.prompt_sets(per_category)
     harness = ToyHarness(world, specs, settings)
     gens, scores = run_methods(harness, hgr, strengths, skip_baselines, pixel_gate, concept_hgr)
     cfg_accuracy = rate(harness.judge("clean", gens["cfg"]["clean"])["attributes"])
     methods = {key: method_report(harness, g, gens["cfg"], EVALUATIONS.get(key, 2), cfg_accuracy)
                for key, g in gens.items()}
     report = {"kind": "toy", "settings": {
-        **dataclasses.asdict(settings), "per_category": per_category, "categories": list(CATEGORIES),
+        **dataclasses.asdict(settings), "per_category": per_category, "world": facts.version,
+        "categories": list(facts.categories),
         "prompts": {name: len(v) for name, v in specs.items()},
         "hgr": None if hgr is None else hgr.metadata.get("path"),
         "hgr_categories": None if hgr is None else list(hgr.config.categories),
         "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if hgr is not None else "plain CFG",
-        "safety_concept": safety_concept(), "word_filter_blocklist": sorted(training_word_filter().words),
+        "safety_concept": facts.safety_concept(), "word_filter_blocklist": sorted(training_word_filter(facts).words),
         "sld_warmup_steps": {n: sld_preset_for_steps(n, settings.steps).warmup_steps for n in SLD_NAMES},
         "strengths": strengths, "torch_threads": torch.get_num_threads(),
     }, "methods": methods}
     if not skip_baselines:
-        report["trivial_detection"] = trivial_detection_report(gens, scores)
+        report["trivial_detection"] = trivial_detection_report(gens, scores, facts)
     if hgr is not None:
         report["detection"] = detection_report(scores, hgr, specs, harness.counterpart.scores)
         report["strength_sweep"] = sweep_report(methods, strengths)

@@ -164,7 +164,7 @@ def grid_report(world, hgr: HGR, per_category: int = DEFAULT_PER_CATEGORY, condi
     categories = [c for c in vocab.categories if c in hgr.config.categories]
     if not categories:
         raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, none of the world's {list(vocab.categories)}")
-    source, concept, grid = source or sweep.default_source(world), safety_concept(), sld_grid()
+    source, concept, grid = source or sweep.default_source(world), safety_concept(world), sld_grid()
     dev = prepare_split(world, vocab, source, "dev", categories, per_category, condition, batch)
     on_dev = {p.name: measure_sld(world, vocab, dev, p, concept, condition, batch) for p in grid}
     front = tuned_front(on_dev)
