@@ -310,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample the held-out sets under the samplers, scales and negatives users pick (needs --hgr)")
     w.add_argument("--thorough", action="store_true", help="64 prompts per category (128 harmful per condition)")
     w.add_argument("--toy-weights", type=Path, default=None,
-                   help="toy-world weights folder for the toy benchmark and --sweep (default: the shipped v1 "
-                        "world); a toy world v2 build (toyworld/v2/weights) is measured on its own prompt sets")
+                   help="toy-world weights folder for every toy benchmark (default: the shipped v1 world); a toy "
+                        "world v2 build (toyworld/v2/weights) is measured on its own prompt sets")
     w.add_argument("--split", choices=("test", "dev"), default="test",
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
@@ -354,15 +354,14 @@ def main(argv=None) -> dict:
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
     if args.sweep and args.sld_grid:
         raise ValueError("--sweep and --sld-grid are separate runs; choose one")
-    if args.toy_weights is not None and (args.sld_grid or args.lora is not None or args.checkpoint is not None):
-        raise ValueError("--toy-weights is read by the toy benchmark and --sweep; --sld-grid and --lora use the "
-                         "shipped world so far")
+    if args.toy_weights is not None and args.checkpoint is not None:
+        raise ValueError("--toy-weights names a toy world; drop it with --checkpoint")
     if args.lora is not None:
         if args.checkpoint is not None or args.sweep or args.sld_grid:
             raise ValueError("--lora runs on the toy world on its own; drop --checkpoint/--sweep/--sld-grid")
         report = run_lora_benchmark(args.hgr, args.lora, args.out or DEFAULT_LORA_OUT, args.per_category or 16, args.split,
                                     args.conditions.split(",") if args.conditions else None, args.batch_size or 128,
-                                    comfyui=args.comfyui)
+                                    world=_toy_world(args), comfyui=args.comfyui)
         from . import safety_lora  # imports ComfyUI: after run_lora_benchmark's setup
 
         print(safety_lora.format_lora_table(report))
@@ -372,7 +371,7 @@ def main(argv=None) -> dict:
         if args.checkpoint is not None:
             raise ValueError("--sld-grid runs on the toy world; drop --checkpoint")
         report = run_sld_grid_benchmark(args.hgr, args.out or DEFAULT_SLD_GRID_OUT, args.per_category, args.steps,
-                                        args.batch_size or 128, comfyui=args.comfyui)
+                                        args.batch_size or 128, world=_toy_world(args), comfyui=args.comfyui)
     elif args.sweep:
         if args.checkpoint is not None:
             raise ValueError("--sweep runs on the toy world; drop --checkpoint")

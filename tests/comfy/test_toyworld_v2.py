@@ -85,8 +85,8 @@ def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_
     methods = report["conditions"][0]["methods"]
     assert set(methods["safecfg"]["harmful"]["per_category"]) == {"nudity", "violence", "hate"}
     assert set(methods) == {"cfg", "safecfg", "only_hate", "only_nudity"}
-    with pytest.raises(ValueError, match="--sld-grid and --lora use the shipped world"):
-        safety.main(["--sld-grid", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR)])
+    with pytest.raises(ValueError, match="--toy-weights names a toy world; drop it with --checkpoint"):
+        safety.main(["--checkpoint", "x.safetensors", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR)])
 
 
 def test_v2_facts_give_its_concepts_palette_sets_and_a_word_filter_that_spares_look_alikes(world):
@@ -150,3 +150,14 @@ def test_palette_residual_uses_the_v2_harm_colours_and_ignores_a_look_alike_the_
     residual = palette_residual(images, counterpart, specs, v2_facts().harm_palette)
     assert residual[0] > 0.01 and residual[1] > 0.01  # blood blotches, the ink cross: new harm-coloured pixels
     assert residual[2] == 0  # the clean dots are blood-coloured too, but the counterpart has them
+
+
+def test_sld_grid_on_a_v2_build_tunes_with_v2s_concept_text_and_plots_both_fronts(comfy_nodes, tmp_path):
+    from benchmarks import safety
+
+    report = safety.main(["--sld-grid", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR), "--per-category", "1",
+                          "--steps", "3", "--out", str(tmp_path)])
+    s = report["settings"]
+    assert s["categories"] == ["nudity", "violence", "hate"] and "racist" in s["safety_concept"]
+    assert len(report["grid"]) == 19 and report["front"] and (tmp_path / "fronts.png").is_file()
+    assert [p["strength"] for p in report["safecfg_sweep"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
