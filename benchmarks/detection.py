@@ -12,7 +12,8 @@ The report (test split unless --split dev) measures, with Wilson 95% intervals:
 - sampling-time score (what SafeCFGSamplingScore reads, SafeCFG at strength 1) per condition:
   AUROC harmful (one and two harms) vs clean, TPR and clean FPR at the stored threshold;
 - at the default condition: matched pairs (each harmful prompt vs its safe counterpart, same
-  noise seed), look-alike clean prompts (the world's hard negatives: red objects next to blood),
+  noise seed), look-alike clean prompts (the world's hard negatives: v1's red objects next to blood,
+  v2's pink, dotted and striped objects),
   the image detector (SafeCFGDetect's computation) on CFG images decoded and re-encoded, with the
   prompt known and unknown (`detection_measure.UNKNOWN_PROMPT`), images made elsewhere
   (renders of held-out scenes, the negative-prompt baseline's outputs, img2img from harmful
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--toy-weights", type=Path, default=None,
+                   help="toy-world weights folder (default: the shipped v1 world); a toy world v2 build "
+                        "(toyworld/v2/weights) is measured on its own prompts, concept texts and look-alikes")
     return p
 
 
@@ -80,7 +84,7 @@ def main(argv=None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    hgr, world = load_hgr(args.hgr), load_world()
+    hgr, world = load_hgr(args.hgr), load_world(weights_dir=args.toy_weights)
     conditions = select_conditions(args.conditions)
     started = time.monotonic()
     if args.calibrate is not None:

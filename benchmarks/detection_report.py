@@ -59,7 +59,7 @@ def format_table(report: dict) -> str:
     look = [["sampling score", _rate(d["sampling"]["look_alikes"]["fpr"])],
             ["image detector, prompt known", _rate(d["image"]["known"]["look_alikes"]["fpr"])],
             ["concept similarity", _rate(b["look_alikes"]["fpr"])]]
-    lines += ["", f"Look-alike clean prompts ({', '.join(d['sampling']['look_alikes']['colours'])} objects): false positives"]
+    lines += ["", f"Look-alike clean prompts ({d['sampling']['look_alikes']['kind']}): false positives"]
     lines.append(text_table(["detector", "FPR"], look))
     i2i = e["img2img_from_harmful_denoise_0.5"]
     lines += ["", "Images made elsewhere (image detector)",

@@ -10,6 +10,7 @@ import torch
 
 from hgr_core import HGR, GenerationScore, HarmRecorder, choose_threshold, clean_quantiles, save_hgr
 from safecfg_comfy.patch import patch_model
+from toyworld.facts import V2, facts_of
 
 from . import detection_measure as measure
 from .safety_metrics import detection
@@ -20,6 +21,7 @@ from .safety_toy import safety_concept
 log = logging.getLogger(__name__)
 
 LOOK_ALIKE_COLOURS = ("red",)  # world v1: blood is dark red; a red object is the clean look-alike
+V2_LOOK_ALIKES = "world v2's hard negatives: pink, dotted or striped"
 
 
 def rates(positive, negative, threshold: float) -> dict:
@@ -105,14 +107,21 @@ def condition_entry(world, hgr, specs, split, condition, batch, threshold) -> tu
 
 # --- at the default condition: pairs, look-alikes, images, elsewhere, baseline ---------------------
 
-def look_alikes(split, n: int) -> list:
-    source = default_source()
+def look_alikes(world, split, n: int) -> tuple[list, str]:
+    """n clean prompts of the split whose scenes look like a harm, and what they are: world v1's red
+    objects (blood is dark red), world v2's hard negatives (pink skin tone, red dots, stripes)."""
+    source = default_source(world)
 
     def keep(text):
         return text_bucket(text) == split.bucket and (split.name != "test" or text not in source.used)
 
-    pool = draw(source.clean, {(): 8 * n}, split.prompt_seeds["clean"] + 7, keep)
-    return [s for s in pool if s.colour in LOOK_ALIKE_COLOURS][:n]
+    seed = split.prompt_seeds["clean"] + 7
+    if facts_of(world).version == V2:
+        from toyworld.v2 import prompts as v2
+
+        return draw(lambda m, s: v2.hard_negative("test", m, s), {(): n}, seed, keep), V2_LOOK_ALIKES
+    pool = draw(source.clean, {(): 8 * n}, seed, keep)
+    return [s for s in pool if s.colour in LOOK_ALIKE_COLOURS][:n], f"{', '.join(LOOK_ALIKE_COLOURS)} objects"
 
 
 def _safecfg_scores(world, hgr, texts, seeds, condition, batch, strength=1.0):
@@ -132,7 +141,7 @@ def details(world, hgr, vocab, specs, split, condition, base, levels, batch, thr
     harm_seeds = base["seeds"][base["parts"]["harmful"]]
     harmful_scores = base["scored"].scores[base["parts"]["harmful"]]
     clean_scores = base["scored"].scores[base["parts"]["clean"]]
-    hard = look_alikes(split, len(specs["clean"]) // 2)
+    hard, hard_kind = look_alikes(world, split, len(specs["clean"]) // 2)
     hard_seeds = condition_seeds(split, condition, len(base["seeds"]) + len(hard))[len(base["seeds"]):]
     safe_texts = [s.safe_text for s in harmful_specs]
     image_threshold = choose_threshold(hgr.metadata, detector="image").value
@@ -142,7 +151,7 @@ def details(world, hgr, vocab, specs, split, condition, base, levels, batch, thr
     safe = _safecfg_scores(world, hgr, safe_texts, harm_seeds, condition, batch)
     hard_scored = _safecfg_scores(world, hgr, [s.text for s in hard], hard_seeds, condition, batch)
     out["sampling"] = {"matched": rates(harmful_scores, safe.scores, threshold),
-                       "look_alikes": {"fpr": count(hard_scored.scores.numpy() > threshold), "colours": LOOK_ALIKE_COLOURS},
+                       "look_alikes": {"fpr": count(hard_scored.scores.numpy() > threshold), "kind": hard_kind},
                        "cost_evaluations_per_image": 0}
 
     # CFG images (SafeCFG at strength 0: bit-identical to CFG) with their maps.
@@ -189,7 +198,7 @@ def elsewhere(world, hgr, vocab, harmful_specs, cfg, visible, harm_seeds, condit
               neg_scores):
     """The image detector on images SafeCFG never sampled."""
     out = {}
-    scenes, renders, plain, truth = measure.rendered_scenes(len(harmful_specs) * 2, seed=4242)
+    scenes, renders, plain, truth = measure.rendered_scenes(len(harmful_specs) * 2, seed=4242, world=world)
     has_harm = np.array([bool(s.harms) for s in scenes])
     unknown = [measure.UNKNOWN_PROMPT] * len(scenes)
     scores, maps = measure.detect_images(world, hgr, renders, unknown, levels, 0, batch)
@@ -259,7 +268,7 @@ def run(world, hgr: HGR, split_name: str, per_category: int, conditions, levels:
             default = details(world, hgr, vocab, specs, split, condition, base, levels, batch, threshold, fpr_target)
     calibration = hgr.metadata.get("calibration") or {}
     return {"kind": "detection", "settings": {
-        "split": split_name, "per_category": per_category, "prompts": {k: len(v) for k, v in specs.items()},
+        "world": facts_of(world).version, "split": split_name, "per_category": per_category, "prompts": {k: len(v) for k, v in specs.items()},
         "hgr": hgr.metadata.get("file"), "threshold": threshold, "levels": levels,
         "image_threshold": choose_threshold(hgr.metadata, detector="image").value,
         "threshold_source": calibration.get("source", "train_hgr (clean validation trajectories)"),

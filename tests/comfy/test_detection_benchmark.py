@@ -10,6 +10,8 @@ from hgr_core import load_hgr
 from hgr_core.verdicts import STORED, choose_threshold, fpr_choice
 
 TOY_HGR = Path(__file__).resolve().parents[1] / "data" / "toy_hgr.safetensors"
+TOY_HGR_V2 = TOY_HGR.with_name("toy_hgr_v2.safetensors")
+V2_WEIGHTS = Path(__file__).resolve().parents[2] / "toyworld" / "v2" / "weights"
 SUMMARY = re.compile(r"^auroc_sampling=(\S+) auroc_image=(\S+) auroc_matched=(\S+) fpr_clean=(\S+) fpr_hard=(\S+) iou=(\S+)$")
 
 
@@ -65,3 +67,53 @@ def test_report_measures_every_detector_and_ends_with_the_summary(calibrated, tm
     assert d["elsewhere"]["renders_prompt_unknown"]["tpr"]["n"] > 0
     assert (tmp_path / "report.json").is_file() and "Targets:" in (tmp_path / "report.txt").read_text()
     assert report["settings"]["split"] == "test" and report["settings"]["threshold_source"].startswith("python -m")
+
+
+@pytest.mark.parametrize("version", ["toyworld-v1", "toyworld-v2"])
+def test_look_alike_prompts_are_the_worlds_own_clean_look_alikes(comfy_nodes, version):
+    from types import SimpleNamespace
+
+    from benchmarks.detection_run import look_alikes
+    from benchmarks.safety_sweep import SPLITS, text_bucket
+    from toyworld.v2.scenes import LOOK_ALIKE
+
+    specs, kind = look_alikes(SimpleNamespace(version=version), SPLITS["dev"], 9)
+    assert len(specs) == 9 and all(not s.categories and text_bucket(s.text) == SPLITS["dev"].bucket for s in specs)
+    if version == "toyworld-v1":
+        assert kind == "red objects" and {s.colour for s in specs} == {"red"}
+    else:
+        looks = [[getattr(s, attribute) == value for attribute, value in LOOK_ALIKE.values()] for s in specs]
+        assert all(any(row) for row in looks) and all(sum(col) >= 2 for col in zip(*looks)), looks
+        assert "hard negatives" in kind
+
+
+def test_the_detection_benchmark_calibrates_and_reports_on_a_v2_world(comfy_nodes, tmp_path, capsys):
+    from benchmarks import detection
+
+    world = ["--toy-weights", str(V2_WEIGHTS), "--levels", "2", "--conditions", "default"]
+    calibrated = tmp_path / "calibrated.safetensors"
+    record = detection.main(["--hgr", str(TOY_HGR_V2), "--calibrate", str(calibrated), "--split", "dev",
+                             "--calibration-prompts", "4", *world])
+    assert record["clean_trajectories"] == 4
+    report = detection.main(["--hgr", str(calibrated), "--per-category", "1", "--out", str(tmp_path), *world])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert SUMMARY.match(lines[-1]), lines[-1]
+    assert report["settings"]["world"] == "toyworld-v2" and report["settings"]["prompts"]["harmful"] == 3
+    assert report["settings"]["prompts"]["two_harm"] == 3  # one per pair of v2's three categories
+    assert "world v2's hard negatives" in (tmp_path / "report.txt").read_text()
+
+
+@pytest.mark.parametrize("version,categories", [("toyworld-v1", {"nudity", "violence"}),
+                                                ("toyworld-v2", {"nudity", "violence", "hate"})])
+def test_images_made_elsewhere_are_renders_of_the_worlds_own_scenes(comfy_nodes, version, categories):
+    from types import SimpleNamespace
+
+    from benchmarks.detection_measure import rendered_scenes
+
+    scenes, renders, plain, truth = rendered_scenes(24, seed=4242, world=SimpleNamespace(version=version))
+    assert renders.shape == plain.shape == (24, 3, 32, 32) and truth.shape == (24, 32, 32)
+    assert {c for s in scenes for c in s.harms} == categories
+    assert any(len(s.harms) == 2 for s in scenes) and not any(s.harms for s in scenes[::2])
+    with_harm = torch.tensor([bool(s.harms) for s in scenes])
+    assert truth.flatten(1).any(1).tolist() == with_harm.tolist()  # every mark changes pixels; no mark, none
+    assert hasattr(scenes[0], "pattern") == (version == "toyworld-v2")
