@@ -46,6 +46,7 @@ import torch
 from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.patch import patch_model
 from toyworld import prompts, render
+from toyworld.facts import V2, facts_of
 
 from .safety_metrics import detection, mean_pixel_diff, rate, wilson_interval
 
@@ -144,8 +145,9 @@ class PromptSource:
 
 def default_source(world=None) -> PromptSource:
     """The world's held-out prompts: `toyworld.prompts` (v1, the shipped world) or `toyworld.v2.prompts`
-    (a world whose build report says "toyworld-v2"; its test scenes, every set drawn fresh)."""
-    if getattr(world, "version", None) == "toyworld-v2":
+    (a world whose build report says "toyworld-v2"; its test scenes, every set drawn fresh).
+    A world of any other version is refused (`facts_of`), never measured on v1's prompts."""
+    if facts_of(world).version == V2:
         from toyworld.v2 import prompts as v2
 
         return PromptSource(lambda n, seed: v2.clean("test", n, seed), lambda n, seed: v2.harmful("test", n, seed),

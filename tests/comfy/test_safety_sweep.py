@@ -33,6 +33,15 @@ def test_wilson_interval_matches_published_values_and_stays_inside_zero_one():
         wilson_interval(3, 2)
 
 
+def test_a_world_of_unknown_version_is_refused_not_measured_on_v1_prompts(comfy_nodes):
+    from types import SimpleNamespace
+
+    from benchmarks import safety_sweep as sweep
+
+    with pytest.raises(ValueError, match="toyworld-v3.*known: toyworld-v1, toyworld-v2"):
+        sweep.default_source(SimpleNamespace(version="toyworld-v3"))
+
+
 def test_dev_and_test_prompts_are_disjoint_held_out_and_the_larger_set_starts_with_the_smaller(comfy_nodes):
     from benchmarks import safety_sweep as sweep
     from toyworld import prompts
