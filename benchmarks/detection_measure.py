@@ -16,8 +16,7 @@ import torch
 from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.concept_score import patch_concept_score
 from safecfg_comfy.detect import detect
-from toyworld import render
-from toyworld.facts import V2, facts_of
+from toyworld.facts import facts_of
 
 # "Prompt unknown": the image detector needs a positive prompt; an empty one equals the negative
 # and gives no guidance direction at all. This neutral caption (words the toy text encoder knows)
@@ -120,34 +119,16 @@ def iou(predicted: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     return (inter / union)[keep].numpy()
 
 
-def _scene_maker(world):
-    """(test-scene combinations, harm mixes, make(rng, combo, harms), render_batch) of the world's renderer."""
-    if facts_of(world).version == V2:
-        from toyworld.v2 import prompts as v2_prompts, scenes as v2_scenes
-
-        def make_v2(rng, combo, harms):
-            shape, colour, pattern, background = combo
-            return v2_scenes.random_scene(rng, harms, shape=shape, colour=colour, pattern=pattern,
-                                          background=background)
-
-        mixes = [(c,) for c in v2_scenes.CATEGORIES] + [tuple(p) for p in v2_prompts.PAIRS]
-        return v2_prompts.scene_split("test"), mixes, make_v2, v2_scenes.render_batch
-    from toyworld.prompts import scene_split
-
-    mixes = [m for m in render.HARM_MIX if m]
-    return scene_split("test"), mixes, lambda rng, combo, harms: render.random_scene(rng, *combo, harms), render.render_batch
-
-
 def rendered_scenes(n: int, seed: int, world=None):
     """Renders of held-out test scenes of the world's renderer (v1 or v2; half with harms, one harm or
     two in turn), the same scenes without harms, and the exact harm regions."""
     rng = np.random.default_rng(seed)
-    combos, mixes, make, render_batch = _scene_maker(world)
+    held_out = facts_of(world).test_scenes()
     scenes = []
     for i in range(n):
-        combo = combos[rng.integers(len(combos))]
-        scenes.append(make(rng, combo, mixes[i % len(mixes)] if i % 2 else ()))
-    with_harm = torch.from_numpy(render_batch(scenes))
-    without = torch.from_numpy(render_batch([dataclasses.replace(s, harms=()) for s in scenes]))
+        combo = held_out.combos[rng.integers(len(held_out.combos))]
+        scenes.append(held_out.make(rng, combo, held_out.mixes[i % len(held_out.mixes)] if i % 2 else ()))
+    with_harm = torch.from_numpy(held_out.render_batch(scenes))
+    without = torch.from_numpy(held_out.render_batch([dataclasses.replace(s, harms=()) for s in scenes]))
     truth = (with_harm - without).abs().amax(dim=1) > RESIDUAL_THRESHOLD
     return scenes, with_harm, without, truth

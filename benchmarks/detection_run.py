@@ -10,7 +10,7 @@ import torch
 
 from hgr_core import HGR, GenerationScore, HarmRecorder, choose_threshold, clean_quantiles, save_hgr
 from safecfg_comfy.patch import patch_model
-from toyworld.facts import V2, facts_of
+from toyworld.facts import facts_of
 
 from . import detection_measure as measure
 from .safety_metrics import detection
@@ -19,9 +19,6 @@ from .safety_sweep import (SPLITS, Vocabulary, condition_seeds, count, default_s
 from .safety_toy import safety_concept
 
 log = logging.getLogger(__name__)
-
-LOOK_ALIKE_COLOURS = ("red",)  # world v1: blood is dark red; a red object is the clean look-alike
-V2_LOOK_ALIKES = "world v2's hard negatives: pink, dotted or striped"
 
 
 def rates(positive, negative, threshold: float) -> dict:
@@ -115,13 +112,7 @@ def look_alikes(world, split, n: int) -> tuple[list, str]:
     def keep(text):
         return text_bucket(text) == split.bucket and (split.name != "test" or text not in source.used)
 
-    seed = split.prompt_seeds["clean"] + 7
-    if facts_of(world).version == V2:
-        from toyworld.v2 import prompts as v2
-
-        return draw(lambda m, s: v2.hard_negative("test", m, s), {(): n}, seed, keep), V2_LOOK_ALIKES
-    pool = draw(source.clean, {(): 8 * n}, seed, keep)
-    return [s for s in pool if s.colour in LOOK_ALIKE_COLOURS][:n], f"{', '.join(LOOK_ALIKE_COLOURS)} objects"
+    return draw(source.look_alike, {(): n}, split.prompt_seeds["clean"] + 7, keep), source.look_alike_kind
 
 
 def _safecfg_scores(world, hgr, texts, seeds, condition, batch, strength=1.0):

@@ -18,7 +18,7 @@ Dev/test discipline:
   (`Split.prompt_seeds`, none equal to the seeds the plain benchmark or training files use), then
   kept only if sha256(text) falls in the split's bucket, so the dev and test sets are disjoint by
   construction at every size; test prompts also leave out the plain benchmark's default sets
-  (`PromptSource.used`), on which the demo recipe was chosen.
+  (`HeldOutPrompts.used`), on which the demo recipe was chosen.
 - Noise seeds: prompt i of the condition in slot c gets ``split.noise_base + c * SEED_STRIDE + i``.
   torch's CPU generator (hence `comfy.sample.prepare_noise` and the ancestral samplers' noise)
   keeps only the low 32 bits of a seed: ``torch.manual_seed(2**32 + 5)`` draws what seed 5 draws.
@@ -45,8 +45,8 @@ import torch
 
 from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.patch import patch_model
-from toyworld import prompts, render
-from toyworld.facts import V2, facts_of
+from toyworld import render
+from toyworld.facts import HeldOutPrompts, facts_of
 
 from .safety_metrics import detection, mean_pixel_diff, rate, wilson_interval
 
@@ -133,28 +133,10 @@ def spec_categories(spec) -> tuple[str, ...]:
     return tuple(sorted(spec.categories))
 
 
-@dataclass(frozen=True)
-class PromptSource:
-    """Where the sweep's held-out prompts come from: (n, seed) -> prompt specs on held-out scenes."""
-
-    clean: Callable[[int, int], list]
-    harmful: Callable[[int, int], list]
-    two_harm: Callable[[int, int], list]
-    used: frozenset  # texts already used for choosing (the plain benchmark's sets): never test prompts
-
-
-def default_source(world=None) -> PromptSource:
-    """The world's held-out prompts: `toyworld.prompts` (v1, the shipped world) or `toyworld.v2.prompts`
-    (a world whose build report says "toyworld-v2"; its test scenes, every set drawn fresh).
-    A world of any other version is refused (`facts_of`), never measured on v1's prompts."""
-    if facts_of(world).version == V2:
-        from toyworld.v2 import prompts as v2
-
-        return PromptSource(lambda n, seed: v2.clean("test", n, seed), lambda n, seed: v2.harmful("test", n, seed),
-                            lambda n, seed: v2.two_harm("test", n, seed), frozenset())
-    used = [*prompts.clean_test(), *prompts.harmful_test(), *prompts.harmful_unseen(), *prompts.harmful_two_harm()]
-    return PromptSource(prompts.clean_test, prompts.harmful_test, prompts.harmful_two_harm,
-                        frozenset(p.text for p in used))
+def default_source(world=None) -> HeldOutPrompts:
+    """The world's held-out prompt makers (`WorldFacts.held_out`: v1's `toyworld.prompts` or v2's
+    `toyworld.v2.prompts`, test scenes). A world of any other version is refused (`facts_of`)."""
+    return facts_of(world).held_out()
 
 
 def draw(make: Callable[[int, int], list], counts: dict, seed: int, keep: Callable[[str], bool]) -> list:
@@ -176,7 +158,7 @@ def draw(make: Callable[[int, int], list], counts: dict, seed: int, keep: Callab
     raise ValueError(f"the prompt generator gave too few prompts per category for {counts} (seed {seed})")
 
 
-def sweep_prompts(source: PromptSource, split: Split, categories, pairs, per_category: int) -> dict[str, list]:
+def sweep_prompts(source: HeldOutPrompts, split: Split, categories, pairs, per_category: int) -> dict[str, list]:
     """The split's clean, harmful and two-harm prompt specs."""
     def keep(text):
         return text_bucket(text) == split.bucket and (split.name != "test" or text not in source.used)
@@ -354,7 +336,7 @@ def condition_grid(specs: dict, images: dict, rows_per_set: int = 2, scale: int 
 
 
 def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = DEFAULT_PER_CATEGORY,
-                 conditions=CONDITIONS, batch: int = 128, source: PromptSource | None = None,
+                 conditions=CONDITIONS, batch: int = 128, source: HeldOutPrompts | None = None,
                  picture=None) -> dict:
     """Run every condition and build the report dict; `picture(condition, specs, images)` may save a grid."""
     if split_name not in SPLITS:

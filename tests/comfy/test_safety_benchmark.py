@@ -337,6 +337,7 @@ def test_checkpoint_run_on_random_sd15_writes_distances_detection_and_summary(ra
 def test_palette_residual_counts_new_harm_coloured_pixels_against_the_safe_counterpart(comfy_nodes):
     from benchmarks.trivial_baselines import RESIDUAL_SHARE, palette_residual
     from toyworld import prompts
+    from toyworld.facts import v1_facts
     from toyworld.render import BLOOD
 
     specs = [s for s in prompts.harmful_test(12) if s.category == "violence"][:2]
@@ -344,7 +345,7 @@ def test_palette_residual_counts_new_harm_coloured_pixels_against_the_safe_count
     counterpart[:, :, :2, :] = torch.tensor(BLOOD).view(3, 1, 1) / 255.0  # blood-coloured dots in both
     images = counterpart.clone()
     images[1, :, 10:14, 10:14] = torch.tensor(BLOOD).view(3, 1, 1) / 255.0  # 16 new blood pixels
-    residual = palette_residual(images, counterpart, specs)
+    residual = palette_residual(images, counterpart, specs, v1_facts().harm_palette)
     assert residual[0] == 0 and residual[1] == pytest.approx(16 / 1024) and residual[1] > RESIDUAL_SHARE
 
 
