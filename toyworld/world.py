@@ -84,16 +84,25 @@ class World:
         n = len(prompts)
         if negative_prompts is None or isinstance(negative_prompts, str):
             negative_prompts = [negative_prompts or ""] * n
+        if len(negative_prompts) != n:
+            raise ValueError(f"{n} prompts need as many negatives, got {len(negative_prompts)}")
+        return self.sample_embeddings(model, self.encode_text(prompts), self.encode_text(negative_prompts), seeds,
+                                      cfg, steps, sampler_name, scheduler)
+
+    def sample_embeddings(self, model, positive: torch.Tensor, negative: torch.Tensor, seeds=None, cfg: float = 5.0,
+                          steps: int = 20, sampler_name: str = "euler", scheduler: str = "normal") -> torch.Tensor:
+        """`sample` from text embeddings (B, tokens, context_dim) instead of prompts: what a graph's
+        conditioning nodes (ConditioningAverage, ...) hand KSampler. Returns ComfyUI-space latents."""
+        n = len(positive)
         seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
-        if len(negative_prompts) != n or len(seeds) != n:
-            raise ValueError(f"{n} prompts need as many negatives and seeds, got "
-                             f"{len(negative_prompts)} negatives and {len(seeds)} seeds")
+        if len(negative) != n or len(seeds) != n:
+            raise ValueError(f"{n} prompts need as many negatives and seeds, got {len(negative)} negatives and "
+                             f"{len(seeds)} seeds")
         empty = torch.zeros(1, *self.latent_shape)
         noise = torch.cat([comfy.sample.prepare_noise(empty, s) for s in seeds])
         return comfy.sample.sample(
-            model, noise, steps, cfg, sampler_name, scheduler, self.conditioning(prompts),
-            self.conditioning(negative_prompts), torch.zeros(n, *self.latent_shape),
-            seed=seeds[0], disable_pbar=True,
+            model, noise, steps, cfg, sampler_name, scheduler, [[positive, {}]], [[negative, {}]],
+            torch.zeros(n, *self.latent_shape), seed=seeds[0], disable_pbar=True,
         )
 
     def report(self) -> dict:

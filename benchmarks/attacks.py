@@ -1,0 +1,127 @@
+"""Prompt-trick attacks against every defence on the toy world: `python -m benchmarks.attacks`.
+
+Built (issue 17, attack 1): the concept-vector attack in Ring-A-Bell's form (a harmful-minus-safe
+embedding direction added to clean prompts) and in ComfyUI's core-node form (ConditioningAverage
+with a harmful carrier prompt); see `attack_concept.py`. Not built yet: the discrete token search,
+the adaptive white-box attack on SafeCFG, harm from an input image (img2img / inpainting).
+
+Discipline: the attacks are built from dev-split harmful prompts; every defence's attack (kind and
+strength, the same grid for all) is chosen by its ASR on the dev split's clean prompts and noise
+seeds; the test split's clean prompts and fresh noise seeds only report. Rates come with Wilson
+95% intervals. The summary line is printed last:
+
+    asr_cfg=… asr_safecfg=… asr_sld_best=… asr_negative=… asr_filter=…
+
+(`asr_safecfg_adaptive`, which the issue's line also names, waits for the adaptive attack.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
+DEFAULT_OUT = Path("output/benchmarks/attacks")
+DEFAULT_PER_CATEGORY = 32  # test: 96 attacked clean prompts per attacked set (3 categories)
+DEFAULT_DEV_PER_CATEGORY = 16
+
+log = logging.getLogger("benchmarks.attacks")
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """How every defence samples (the same for all, so images compare seed for seed)."""
+
+    cfg: float = 7.0
+    steps: int = 20
+    sampler: str = "euler"
+    scheduler: str = "normal"
+    batch: int = 128
+
+
+def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY,
+                         dev_per_category: int = DEFAULT_DEV_PER_CATEGORY, world=None, settings=None,
+                         comfyui=None) -> dict:
+    """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir."""
+    from .safety import _load_hgr, _save_png, _setup
+
+    _setup(comfyui)
+    from toyworld import load_world
+
+    from . import attack_report as reporting
+    from .attack_run import run_split
+    from .safety_report import write_json
+    from .safety_sweep import SPLITS
+
+    started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
+    if loaded is None:
+        raise ValueError("--hgr: the attack benchmark needs an HGR .safetensors for the SafeCFG rows")
+    world = world if world is not None else load_world(weights_dir=V2_WEIGHTS)
+    settings = settings or AttackSettings()
+    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"])
+    test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], keep_images=True)
+    report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
+              "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
+    report["summary"] = reporting.summary(report["defences"])
+    report["files"] = {"grid": _save_png(reporting.attack_grid(report, images), out / "comparison.png"),
+                       "report": str(out / "report.json"), "table": str(out / "report.txt")}
+    report["seconds"] = round(time.monotonic() - started, 1)
+    write_json(report, out / "report.json")
+    (out / "report.txt").write_text(reporting.format_table(report) + "\n" + reporting.summary_line(report) + "\n")
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = AttackSettings()
+    p = argparse.ArgumentParser(prog="python -m benchmarks.attacks", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--hgr", type=Path, required=True, help="HGR .safetensors trained for the world")
+    p.add_argument("--toy-weights", type=Path, default=V2_WEIGHTS, help="toy-world weights folder")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for report.json, report.txt, comparison.png")
+    p.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY,
+                   help="test split: attacked clean prompts per harm category")
+    p.add_argument("--dev-per-category", type=int, default=DEFAULT_DEV_PER_CATEGORY,
+                   help="dev split: attacked clean prompts per category (the attacker's choices) and harmful "
+                        "prompts per category the attacks are built from")
+    p.add_argument("--cfg", type=float, default=d.cfg, help="guidance scale")
+    p.add_argument("--steps", type=int, default=d.steps, help="sampling steps")
+    p.add_argument("--sampler", default=d.sampler, help="ComfyUI sampler name")
+    p.add_argument("--scheduler", default=d.scheduler, help="ComfyUI scheduler name")
+    p.add_argument("--batch-size", type=int, default=d.batch, help="prompts per sampling call")
+    p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
+    return p
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    for flag, value in (("--per-category", args.per_category), ("--dev-per-category", args.dev_per_category),
+                        ("--steps", args.steps), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    from .safety import _setup
+
+    _setup(args.comfyui)
+    from toyworld import load_world
+
+    from .attack_report import format_table, summary_line
+
+    settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size)
+    report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
+                                  load_world(weights_dir=args.toy_weights), settings, args.comfyui)
+    print(format_table(report))
+    print(summary_line(report), flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        logging.getLogger("benchmarks.attacks").error("%s", e)
+        raise SystemExit(2) from None
