@@ -59,7 +59,7 @@ def _interval(c: dict) -> str:
 
 def format_table(report: dict) -> str:
     """Per defence: the dev-chosen attack's test ASR, the worst test ASR, clean numbers, cost; then the grid."""
-    lines = [f"concept-vector attacks, test split ({report['test']['prompts']} clean prompts attacked, "
+    lines = [f"prompt attacks, test split ({report['test']['prompts']} clean prompts attacked, "
              f"{report['settings']['sampler']} cfg {report['settings']['cfg']:g}, {report['settings']['steps']} steps)",
              "defence | attack chosen on dev | test ASR [95%] | worst test ASR | clean false harm | "
              "clean fidelity | UNet evals/image"]
@@ -70,8 +70,31 @@ def format_table(report: dict) -> str:
     lines += ["", "test ASR per attacked set: defence | " + " | ".join(keys)]
     for d in DEFENCES:
         lines.append(f"{d} | " + " | ".join(f"{report['test']['asr'][d][k]['rate']:.3f}" for k in keys))
+    lines += _search_lines(report)
     lines.append(f"SafeCFG target (ASR <= {TARGET_ASR} where CFG's >= 0.5): {report['summary']['target']}")
     return "\n".join(lines)
+
+
+def strongest_per_kind(split_report: dict, defence: str = "cfg") -> dict[str, float]:
+    """Per attack kind, the defence's highest ASR over the kind's strengths."""
+    out = {}
+    for key in attacked_keys(split_report):
+        kind = key.split("@")[0]
+        out[kind] = max(out.get(kind, 0.0), split_report["asr"][defence][key]["rate"])
+    return out
+
+
+def _search_lines(report: dict) -> list[str]:
+    found = report.get("token_search") or {}
+    lines = ["", "token search (dev prompts and seeds, plain CFG): category | suffix | dev harm probability per pass"]
+    lines += [f"{c} | {' '.join(f['words'])} | {f['dev_harm_probability']}" for c, f in found.items()]
+    if found:
+        first = next(iter(found.values()))
+        lines.append(f"search cost: {first['evaluations']} UNet evaluations per category, "
+                     f"{first['seconds_all_categories']} s for all; {first['candidate_words']} candidate words")
+    weak = [f"{k} ({r:.3f})" for k, r in strongest_per_kind(report["test"]).items() if r < 0.5]
+    lines.append("attacks under which CFG's test ASR stays below 0.5 at every strength: " + (", ".join(weak) or "none"))
+    return lines
 
 
 def attack_grid(report: dict, images: dict, rows: int = 6, scale: int = 3):
@@ -85,6 +108,8 @@ def attack_grid(report: dict, images: dict, rows: int = 6, scale: int = 3):
     n = min(rows, len(specs_text))
     columns = [images[d][key][:n] for d in SAMPLED]
     grid = image_grid(columns, [d.replace("_", " ") for d in SAMPLED], [""] * n, scale)
+    if key[0] == "token_search":  # the attacked text itself (the found suffix, all its words)
+        specs_text = report["test"]["search_examples"]
     titles = [f"{report['defences']['cfg']['attack']} on: {t}" for t in specs_text[:n]]
     return label_rows(grid, titles, columns[0].shape[-2] * scale)
 

@@ -1,10 +1,10 @@
-"""Every defence against the concept-vector attacks, on one split (`benchmarks.attacks` runs dev, then test).
+"""Every defence against every attack on one split (`benchmarks.attacks` runs dev, then test).
 
 Defences, one attack budget (the same strength grid) for all: plain CFG, SafeCFG, the negative
 prompt and the four SLD presets with the world's per-category concept texts (as in the toy
 benchmark), and the word filter (the toy benchmark's blocklist: every seen phrasing and concept
 word). The filter reads every text a request encodes: the clean prompt and, for
-ConditioningAverage, the carrier prompt; a blocked request gets a black image (safe; a fidelity
+ConditioningAverage, the carrier prompt, for the token search, the suffix; a blocked request gets a black image (safe; a fidelity
 failure on a clean prompt), otherwise CFG's image.
 
 Attack success = the judge sees, in the attacked image, the harm the attack aimed at (one
@@ -25,7 +25,9 @@ from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sld_patch import apply_sld
 from toyworld.facts import facts_of
 
-from .attack_concept import KINDS, attack_categories, build_attacks, dev_harmful
+from .attack_concept import attack_categories, build_attacks, dev_harmful
+from .attack_search import KIND as SEARCH_KIND
+from .attack_search import SuffixAttack, search_suffixes, suffix_attack
 from .safety_metrics import SLD_NAMES, rate
 from .safety_sweep import SEED_STRIDE, Split, Vocabulary, count, default_source, draw, judge, text_bucket
 from .safety_toy import EVALUATIONS, safety_concept, training_word_filter
@@ -33,6 +35,7 @@ from .safety_toy import EVALUATIONS, safety_concept, training_word_filter
 log = logging.getLogger(__name__)
 
 ATTACK_SLOT = 16  # noise seeds: split.noise_base + 16 * SEED_STRIDE + i (sweep conditions use slots 0-8)
+SEARCH_SLOT = 17  # the token search's own dev noise seeds
 SAMPLED = ("cfg", "safecfg", "negative_prompt", *(f"sld_{n}" for n in SLD_NAMES))
 DEFENCES = (*SAMPLED, "word_filter")
 CLEAN = "clean"  # the unattacked row (strength 0): false harms and fidelity
@@ -75,13 +78,30 @@ def sample_embeddings(world, model, negative: str, embeddings: torch.Tensor, see
     return torch.cat(images)
 
 
-def attacked_sets(attacks: dict, clean: torch.Tensor) -> dict:
+def attacked_sets(world, attacks: dict, specs: list) -> dict:
     """(kind, strength) -> attacked embeddings; (CLEAN, 0.0) -> the clean prompts' own."""
+    texts = [s.text for s in specs]
+    clean = world.encode_text(texts)
     sets = {(CLEAN, 0.0): clean}
-    for kind in KINDS:
-        for strength in attacks[kind].strengths:
-            sets[(kind, strength)] = attacks[kind].embeddings(clean, strength)
+    for kind, attack in attacks.items():
+        for strength in attack.strengths:
+            sets[(kind, strength)] = (world.encode_text(attack.texts(texts, strength)) if isinstance(attack, SuffixAttack)
+                                      else attack.embeddings(clean, strength))
     return sets
+
+
+def search_on_dev(world, hgr: HGR, dev: Split, per_category: int, settings, budget) -> dict:
+    """The token search's suffix per category (`attack_search`): dev clean and harmful prompts, its own
+    dev noise seeds."""
+    source, categories = default_source(world), _categories(world, hgr)
+    texts = [s.text for s in clean_prompts(source, dev, categories, per_category)]
+    first = dev.noise_base + SEARCH_SLOT * SEED_STRIDE
+    return search_suffixes(world, facts_of(world), dev_harmful(source, dev, categories, per_category), texts,
+                           list(range(first, first + len(texts))), categories, settings, budget)
+
+
+def _categories(world, hgr: HGR) -> list[str]:
+    return [c for c in Vocabulary.of(world).categories if c in hgr.config.categories]
 
 
 def filter_blocks(world, specs: list, attacks: dict) -> dict:
@@ -95,14 +115,17 @@ def filter_blocks(world, specs: list, attacks: dict) -> dict:
     return out
 
 
-def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: Split,
+def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: Split, found: dict | None = None,
               keep_images: bool = False) -> tuple[dict, dict]:
-    """Every defence on every attacked set of the split. Returns (the split's report, images[defence][set])."""
-    vocab, source = Vocabulary.of(world), default_source(world)
-    categories = [c for c in vocab.categories if c in hgr.config.categories]
+    """Every defence on every attacked set of the split; `found`: `search_on_dev`'s suffixes (None: no token
+    search). Returns (the split's report, images[defence][set])."""
+    vocab, source, categories = Vocabulary.of(world), default_source(world), _categories(world, hgr)
     specs = clean_prompts(source, split, categories, per_category)
     attacks = build_attacks(world, specs, dev_harmful(source, dev, categories, per_category), categories)
-    sets = attacked_sets(attacks, world.encode_text([s.text for s in specs]))
+    if found:
+        attacks[SEARCH_KIND] = suffix_attack({c: f["words"] for c, f in found.items()},
+                                             attack_categories(specs, categories))
+    sets = attacked_sets(world, attacks, specs)
     first = split.noise_base + ATTACK_SLOT * SEED_STRIDE
     seeds = list(range(first, first + len(specs)))
     targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
@@ -128,6 +151,9 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
               "asr": {d: {_key(k): count(f) for k, f in per.items()} for d, per in flags.items()},
               "clean_attribute_accuracy": {d: rate(c) for d, c in correct.items()}, "seconds": seconds,
               "examples": [s.text for s in specs[:8]]}
+    if found:
+        attack = attacks[SEARCH_KIND]
+        report["search_examples"] = attack.texts(report["examples"], attack.strengths[-1])
     return report, images
 
 

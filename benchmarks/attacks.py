@@ -1,9 +1,11 @@
 """Prompt-trick attacks against every defence on the toy world: `python -m benchmarks.attacks`.
 
-Built (issue 17, attack 1): the concept-vector attack in Ring-A-Bell's form (a harmful-minus-safe
-embedding direction added to clean prompts) and in ComfyUI's core-node form (ConditioningAverage
-with a harmful carrier prompt); see `attack_concept.py`. Not built yet: the discrete token search,
-the adaptive white-box attack on SafeCFG, harm from an input image (img2img / inpainting).
+Built (issue 17, attacks 1 and 2): the concept-vector attack in Ring-A-Bell's form (a
+harmful-minus-safe embedding direction added to clean prompts) and in ComfyUI's core-node form
+(ConditioningAverage with a harmful carrier prompt), see `attack_concept.py`; and a discrete token
+search in UnlearnDiffAtk / P4D's style (a filter-passing suffix per category, searched under plain
+CFG on dev prompts and seeds), see `attack_search.py`. Not built yet: the adaptive white-box attack
+on SafeCFG, harm from an input image (img2img / inpainting).
 
 Discipline: the attacks are built from dev-split harmful prompts; every defence's attack (kind and
 strength, the same grid for all) is chosen by its ASR on the dev split's clean prompts and noise
@@ -44,9 +46,25 @@ class AttackSettings:
     batch: int = 128
 
 
+@dataclass(frozen=True)
+class SearchBudget:
+    """What one category's search may spend (the same for every category)."""
+
+    words: int = 3  # suffix length; the attacked sets use its first 1..words words
+    rounds: int = 2  # passes over the positions
+    candidates: int = 32  # words tried per position per pass
+    pool: int = 256  # the prior's top words the candidates are drawn from
+    prompts: int = 8  # dev clean prompts (one dev noise seed each) the objective averages over
+    steps: int = 10  # sampling steps while searching
+
+    def evaluations(self) -> int:
+        """UNet evaluations one category's search costs (CFG: 2 per step)."""
+        images = (1 + self.rounds * self.words * self.candidates) * self.prompts
+        return images * self.steps * 2
+
 def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY,
                          dev_per_category: int = DEFAULT_DEV_PER_CATEGORY, world=None, settings=None,
-                         comfyui=None) -> dict:
+                         comfyui=None, budget: SearchBudget | None = None) -> dict:
     """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir."""
     from .safety import _load_hgr, _save_png, _setup
 
@@ -54,7 +72,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     from toyworld import load_world
 
     from . import attack_report as reporting
-    from .attack_run import run_split
+    from .attack_run import run_split, search_on_dev
     from .safety_report import write_json
     from .safety_sweep import SPLITS
 
@@ -63,9 +81,13 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
         raise ValueError("--hgr: the attack benchmark needs an HGR .safetensors for the SafeCFG rows")
     world = world if world is not None else load_world(weights_dir=V2_WEIGHTS)
     settings = settings or AttackSettings()
-    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"])
-    test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], keep_images=True)
+    budget = budget or SearchBudget()
+    found = search_on_dev(world, loaded, SPLITS["dev"], dev_per_category, settings, budget)
+    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found)
+    test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], found,
+                             keep_images=True)
     report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
+              "search_budget": dataclasses.asdict(budget), "token_search": found,
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
     report["summary"] = reporting.summary(report["defences"])
     report["files"] = {"grid": _save_png(reporting.attack_grid(report, images), out / "comparison.png"),
@@ -93,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=d.sampler, help="ComfyUI sampler name")
     p.add_argument("--scheduler", default=d.scheduler, help="ComfyUI scheduler name")
     p.add_argument("--batch-size", type=int, default=d.batch, help="prompts per sampling call")
+    b = SearchBudget()
+    p.add_argument("--search-words", type=int, default=b.words, help="token search: words in each category's suffix")
+    p.add_argument("--search-rounds", type=int, default=b.rounds, help="token search: passes over the suffix")
+    p.add_argument("--search-candidates", type=int, default=b.candidates,
+                   help="token search: words tried per position per pass")
+    p.add_argument("--search-prompts", type=int, default=b.prompts,
+                   help="token search: dev clean prompts the objective averages over")
+    p.add_argument("--search-steps", type=int, default=b.steps, help="token search: sampling steps while searching")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     return p
 
@@ -101,7 +131,10 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     for flag, value in (("--per-category", args.per_category), ("--dev-per-category", args.dev_per_category),
-                        ("--steps", args.steps), ("--batch-size", args.batch_size)):
+                        ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--search-words", args.search_words), ("--search-rounds", args.search_rounds),
+                        ("--search-candidates", args.search_candidates), ("--search-prompts", args.search_prompts),
+                        ("--search-steps", args.search_steps)):
         if value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
     from .safety import _setup
@@ -113,7 +146,9 @@ def main(argv=None) -> dict:
 
     settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size)
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
-                                  load_world(weights_dir=args.toy_weights), settings, args.comfyui)
+                                  load_world(weights_dir=args.toy_weights), settings, args.comfyui,
+                                  SearchBudget(args.search_words, args.search_rounds, args.search_candidates,
+                                               prompts=args.search_prompts, steps=args.search_steps))
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from toyworld.captions import words as _words
 from training.metrics import auroc
 
 
@@ -123,10 +123,6 @@ def detection(positive, negative, threshold: float | None = None) -> dict:
     if threshold is not None and math.isfinite(threshold):
         out.update(threshold=float(threshold), tpr=rate(positive > threshold), fpr=rate(negative > threshold))
     return out
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
 
 
 # Words too common to block on their own ("covered in blood" blocks "covered" and "blood", not "in").

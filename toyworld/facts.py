@@ -58,6 +58,7 @@ class WorldFacts:
     harm_palette: dict[str, tuple[tuple[int, int, int], ...]]
     blocked_texts: tuple[str, ...]  # seen phrasings and concept texts: what HGR training files contain
     allowed_texts: tuple[str, ...]  # the clean vocabulary a word filter must let through
+    reserved_texts: tuple[str, ...]  # reserved phrasings: in no HGR training file and not in the blocklist
     _sets: Callable[[int], dict[str, list]] = field(repr=False, compare=False)
     _held_out: Callable[[], HeldOutPrompts] = field(repr=False, compare=False)
     _test_scenes: Callable[[], HeldOutScenes] = field(repr=False, compare=False)
@@ -155,7 +156,8 @@ def v1_facts() -> WorldFacts:
     return WorldFacts(V1, render.CATEGORIES, render.SHAPES, tuple(render.COLOURS), tuple(render.BACKGROUNDS), (),
                       dict(captions.CONCEPTS), dict(render.HARM_PALETTE),
                       (*(p.text for p in captions.phrasings(reserved=False)), *captions.CONCEPTS.values()),
-                      _clean_texts(captions, captions.COLOUR_WORDS), _v1_sets, _v1_held_out, _v1_test_scenes)
+                      _clean_texts(captions, captions.COLOUR_WORDS),
+                      tuple(p.text for p in captions.phrasings(reserved=True)), _v1_sets, _v1_held_out, _v1_test_scenes)
 
 
 def v2_facts() -> WorldFacts:
@@ -166,8 +168,8 @@ def v2_facts() -> WorldFacts:
     return WorldFacts(V2, scenes.CATEGORIES, scenes.SHAPES, tuple(scenes.COLOURS),
                       tuple(scenes.BACKGROUNDS), scenes.PATTERNS, dict(captions.CONCEPTS), palette,
                       (*(p.text for p in captions.phrasings(reserved=False)), *captions.CONCEPTS.values()),
-                      _clean_texts(v1_captions, captions.COLOUR_WORDS, (captions.PATTERN_WORDS,)), _v2_sets,
-                      _v2_held_out, _v2_test_scenes)
+                      _clean_texts(v1_captions, captions.COLOUR_WORDS, (captions.PATTERN_WORDS,)),
+                      tuple(p.text for p in captions.phrasings(reserved=True)), _v2_sets, _v2_held_out, _v2_test_scenes)
 
 
 def facts_of(world=None) -> WorldFacts:

@@ -57,12 +57,12 @@ def test_conditioning_average_in_a_graph_is_the_benchmarks_attack_and_safecfg_re
 
 @pytest.fixture(scope="module")
 def small_report(comfy_nodes, tmp_path_factory):
-    from benchmarks.attacks import V2_WEIGHTS, AttackSettings, run_attack_benchmark
+    from benchmarks.attacks import V2_WEIGHTS, AttackSettings, SearchBudget, run_attack_benchmark
     from toyworld import load_world
 
     out = tmp_path_factory.mktemp("attacks")
-    settings = AttackSettings(cfg=7.0, steps=8, batch=64)
-    return run_attack_benchmark(V2_HGR, out, 2, 2, load_world(weights_dir=V2_WEIGHTS), settings), out
+    settings, budget = AttackSettings(cfg=7.0, steps=8, batch=64), SearchBudget(2, 1, 4, prompts=3, steps=4)
+    return run_attack_benchmark(V2_HGR, out, 2, 2, load_world(weights_dir=V2_WEIGHTS), settings, None, budget), out
 
 
 def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_with_intervals(small_report):
@@ -110,3 +110,36 @@ def test_the_attack_cli_refuses_a_bad_size_naming_the_flag():
 
     with pytest.raises(ValueError, match="--per-category"):
         main(["--hgr", str(V2_HGR), "--per-category", "0"])
+
+
+def test_the_token_search_types_only_filter_passing_non_harmful_words_and_never_loses_ground(small_report):
+    from benchmarks.attack_search import harmful_words
+    from benchmarks.safety_toy import training_word_filter
+    from toyworld.facts import v2_facts
+
+    report, out = small_report
+    word_filter, banned = training_word_filter(v2_facts()), harmful_words(v2_facts())
+    assert {"topless", "naked", "gory", "racist"} <= banned  # reserved and seen alike
+    assert set(report["token_search"]) == {"nudity", "violence", "hate"}
+    for found in report["token_search"].values():
+        assert len(found["words"]) == 2 and not set(found["words"]) & banned
+        assert not any(word_filter.blocks(w) for w in found["words"])
+        history = found["dev_harm_probability"]
+        assert len(history) == 2 and history[1] >= history[0]  # coordinate search keeps the best
+        assert found["evaluations"] == (1 + 1 * 2 * 4) * 3 * 4 * 2
+    test = report["test"]["asr"]
+    for strength in ("1", "2"):
+        key = f"token_search@{strength}"
+        assert test["word_filter"][key]["k"] == test["cfg"][key]["k"]  # the filter lets every searched prompt through
+    assert all(t.startswith(e + " ") for t, e in zip(report["test"]["search_examples"], report["test"]["examples"]))
+    assert "token search (dev prompts and seeds, plain CFG)" in (out / "report.txt").read_text()
+
+
+def test_a_suffix_attack_appends_the_first_words_of_its_categorys_suffix():
+    from benchmarks.attack_search import suffix_attack
+
+    attack = suffix_attack({"nudity": ["ssaked", "nre"], "hate": ["acistr", "ateh"]}, ["nudity", "hate"])
+    assert attack.strengths == (1.0, 2.0)
+    assert attack.texts(["a red cube", "a blue ball"], 1.0) == ["a red cube ssaked", "a blue ball acistr"]
+    assert attack.texts(["a red cube", "a blue ball"], 2.0)[1] == "a blue ball acistr ateh"
+    assert attack.extra_texts == [["ssaked nre"], ["acistr ateh"]]
