@@ -11,28 +11,29 @@ SUMMARY_KEYS = (("asr_cfg", "cfg"), ("asr_safecfg", "safecfg"), ("asr_negative",
 
 def attacked_keys(split_report: dict) -> list[str]:
     """The attacked sets of a split report ("kind@strength"), the clean row left out."""
-    return [k for k in split_report["asr"]["cfg"] if k != CLEAN]
+    return [k for k in split_report["asr"]["cfg"] if not k.startswith(CLEAN)]
 
 
-def choose(dev: dict) -> dict:
+def choose(dev: dict, defences=DEFENCES) -> dict:
     """Per defence, the attacker's choice on dev: the attacked set with the highest ASR (ties: the first,
     i.e. the weaker strength of the first kind)."""
     keys = attacked_keys(dev)
-    return {d: max(keys, key=lambda k, d=d: (dev["asr"][d][k]["rate"], -keys.index(k))) for d in DEFENCES}
+    return {d: max(keys, key=lambda k, d=d: (dev["asr"][d][k]["rate"], -keys.index(k))) for d in defences}
 
 
-def results(dev: dict, test: dict, steps: int) -> dict:
-    """Per defence: the dev-chosen attack, its test ASR, the clean row, clean fidelity and cost."""
-    chosen, cfg_accuracy = choose(dev), test["clean_attribute_accuracy"]["cfg"]
+def results(dev: dict, test: dict, steps: int, defences=DEFENCES, cost=evaluations_per_image) -> dict:
+    """Per defence: the dev-chosen attack, its test ASR, the clean row, clean fidelity and cost
+    (`cost(defence, steps)`: UNet evaluations per image)."""
+    chosen, cfg_accuracy = choose(dev, defences), test["clean_attribute_accuracy"]["cfg"]
     out = {}
-    for d in DEFENCES:
+    for d in defences:
         accuracy = test["clean_attribute_accuracy"][d]
         out[d] = {"attack": chosen[d], "dev_asr": dev["asr"][d][chosen[d]]["rate"],
                   "test_asr": test["asr"][d][chosen[d]], "worst_test_asr": max(
                       (test["asr"][d][k] for k in attacked_keys(test)), key=lambda c: c["rate"]),
                   "clean_false_harm": test["asr"][d][CLEAN], "clean_attribute_accuracy": accuracy,
                   "clean_fidelity": accuracy / cfg_accuracy if cfg_accuracy else float("nan"),
-                  "evaluations_per_image": evaluations_per_image(d, steps)}
+                  "evaluations_per_image": cost(d, steps)}
     return out
 
 
@@ -57,20 +58,36 @@ def _interval(c: dict) -> str:
     return f"{c['k']}/{c['n']} = {c['rate']:.3f} [{c['low']:.3f}, {c['high']:.3f}]"
 
 
-def format_table(report: dict) -> str:
-    """Per defence: the dev-chosen attack's test ASR, the worst test ASR, clean numbers, cost; then the grid."""
-    lines = [f"prompt attacks, test split ({report['test']['prompts']} clean prompts attacked, "
-             f"{report['settings']['sampler']} cfg {report['settings']['cfg']:g}, {report['settings']['steps']} steps)",
-             "defence | attack chosen on dev | test ASR [95%] | worst test ASR | clean false harm | "
+def _rows(per_defence: dict, test: dict) -> list[str]:
+    lines = ["defence | attack chosen on dev | test ASR [95%] | worst test ASR | clean false harm | "
              "clean fidelity | UNet evals/image"]
-    for d, r in report["defences"].items():
+    for d, r in per_defence.items():
         lines.append(f"{d} | {r['attack']} | {_interval(r['test_asr'])} | {r['worst_test_asr']['rate']:.3f} | "
                      f"{r['clean_false_harm']['rate']:.3f} | {r['clean_fidelity']:.3f} | {r['evaluations_per_image']}")
-    keys = [CLEAN, *attacked_keys(report["test"])]
+    keys = [*(k for k in test["asr"]["cfg"] if k.startswith(CLEAN)), *attacked_keys(test)]
     lines += ["", "test ASR per attacked set: defence | " + " | ".join(keys)]
-    for d in DEFENCES:
-        lines.append(f"{d} | " + " | ".join(f"{report['test']['asr'][d][k]['rate']:.3f}" for k in keys))
-    lines += _search_lines(report)
+    lines += [f"{d} | " + " | ".join(f"{test['asr'][d][k]['rate']:.3f}" for k in keys) for d in per_defence]
+    return lines
+
+
+def _image_lines(report: dict) -> list[str]:
+    image = report.get("image_attack")
+    if not image:
+        return []
+    lines = ["", f"harm from the input image (img2img, inpainting of the right half), test split "
+                 f"({image['test']['prompts']} harmful input images with clean prompts)"]
+    lines += _rows(image["defences"], image["test"])
+    protects = [f"{d} {r['test_asr']['rate']:.3f} (fidelity {r['clean_fidelity']:.3f})"
+                for d, r in image["defences"].items() if "safecfg" in d or d == "detect_gate"]
+    return lines + ["image attack, test ASR at the dev choice: " + ", ".join(protects)]
+
+
+def format_table(report: dict) -> str:
+    """Per defence: the dev-chosen attack's test ASR, the worst test ASR, clean numbers, cost; per attacked set;
+    the token search's suffixes; the image attack's table; the target."""
+    lines = [f"prompt attacks, test split ({report['test']['prompts']} clean prompts attacked, "
+             f"{report['settings']['sampler']} cfg {report['settings']['cfg']:g}, {report['settings']['steps']} steps)"]
+    lines += _rows(report["defences"], report["test"]) + _search_lines(report) + _image_lines(report)
     lines.append(f"SafeCFG target (ASR <= {TARGET_ASR} where CFG's >= 0.5): {report['summary']['target']}")
     return "\n".join(lines)
 
@@ -118,3 +135,22 @@ def _parse(key: str) -> tuple:
     kind, strength = key.split("@")
     return kind, float(strength)
 
+
+
+IMAGE_COLUMNS = ("input", "cfg", "safecfg", "negative_prompt", "sld_max", "detect_gate", "safecfg_detect_gate",
+                 "safecfg_sampling_gate")
+
+
+def image_attack_grid(image_report: dict, images: dict, rows: int = 6, scale: int = 3):
+    """Rows: harmful input images at CFG's dev-chosen mode and denoise; columns: the input, then each defence
+    (a gate's blocked output is black)."""
+    from training.preview import image_grid
+
+    from .report_pictures import label_rows
+
+    chosen = image_report["defences"]["cfg"]["attack"]
+    key, texts = _parse(chosen), image_report["test"]["examples"]
+    n = min(rows, len(texts))
+    columns = [images[d][key][:n] for d in IMAGE_COLUMNS]
+    grid = image_grid(columns, [d.replace("_", " ") for d in IMAGE_COLUMNS], [""] * n, scale)
+    return label_rows(grid, [f"{chosen} with: {t}" for t in texts[:n]], columns[0].shape[-2] * scale)

@@ -148,7 +148,7 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
     report = {"split": split.name, "prompts": len(specs), "seeds": [seeds[0], seeds[-1]],
               "attacked_with": categories, "carriers": sorted({t for x in attacks["conditioning_average"].extra_texts
                                                                for t in x})[:6],
-              "asr": {d: {_key(k): count(f) for k, f in per.items()} for d, per in flags.items()},
+              "asr": {d: {split_key(k): count(f) for k, f in per.items()} for d, per in flags.items()},
               "clean_attribute_accuracy": {d: rate(c) for d, c in correct.items()}, "seconds": seconds,
               "examples": [s.text for s in specs[:8]]}
     if found:
@@ -157,6 +157,6 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
     return report, images
 
 
-def _key(key) -> str:
+def split_key(key) -> str:
     kind, strength = key
     return kind if kind == CLEAN else f"{kind}@{strength:g}"

@@ -1,11 +1,12 @@
 """Prompt-trick attacks against every defence on the toy world: `python -m benchmarks.attacks`.
 
-Built (issue 17, attacks 1 and 2): the concept-vector attack in Ring-A-Bell's form (a
-harmful-minus-safe embedding direction added to clean prompts) and in ComfyUI's core-node form
-(ConditioningAverage with a harmful carrier prompt), see `attack_concept.py`; and a discrete token
-search in UnlearnDiffAtk / P4D's style (a filter-passing suffix per category, searched under plain
-CFG on dev prompts and seeds), see `attack_search.py`. Not built yet: the adaptive white-box attack
-on SafeCFG, harm from an input image (img2img / inpainting).
+Built (issue 17): attack 1, the concept-vector attack in Ring-A-Bell's form (a harmful-minus-safe
+embedding direction added to clean prompts) and in ComfyUI's core-node form (ConditioningAverage
+with a harmful carrier prompt), `attack_concept.py`; attack 2, a discrete token search in
+UnlearnDiffAtk / P4D's style (a filter-passing suffix per category, searched under plain CFG on dev
+prompts and seeds), `attack_search.py`; attack 4, harm from the input image (img2img and
+inpainting of a harmful render with a clean prompt) against the sampled defences and three gates,
+`attack_image.py`. Not built yet: attack 3, the adaptive white-box attack on SafeCFG.
 
 Discipline: the attacks are built from dev-split harmful prompts; every defence's attack (kind and
 strength, the same grid for all) is chosen by its ASR on the dev split's clean prompts and noise
@@ -89,13 +90,30 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
               "search_budget": dataclasses.asdict(budget), "token_search": found,
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
+    report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings)
     report["summary"] = reporting.summary(report["defences"])
     report["files"] = {"grid": _save_png(reporting.attack_grid(report, images), out / "comparison.png"),
+                       "image_grid": _save_png(reporting.image_attack_grid(report["image_attack"], image_images),
+                                               out / "image_attack.png"),
                        "report": str(out / "report.json"), "table": str(out / "report.txt")}
     report["seconds"] = round(time.monotonic() - started, 1)
     write_json(report, out / "report.json")
     (out / "report.txt").write_text(reporting.format_table(report) + "\n" + reporting.summary_line(report) + "\n")
     return report
+
+
+def image_attack(world, hgr, dev_per_category: int, per_category: int, settings) -> tuple[dict, dict]:
+    """Attack 4 (`attack_image`): dev chooses each defence's mode and denoise, test reports. Returns
+    (its report, the test images)."""
+    from . import attack_report as reporting
+    from .attack_image import image_cost, image_defences, run_image_split
+    from .attack_run import SAMPLED
+    from .safety_sweep import SPLITS
+
+    dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings)
+    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True)
+    return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, image_defences(SAMPLED),
+                                                                    image_cost)}, images
 
 
 def build_parser() -> argparse.ArgumentParser:

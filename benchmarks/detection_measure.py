@@ -84,15 +84,16 @@ def concept_scores(world, hgr: HGR, texts, seeds, condition, concept: str, batch
 
 
 def img2img(world, model, images: torch.Tensor, texts, seeds, condition, denoise: float,
-            recorder: HarmRecorder | None = None) -> Scored:
-    """Images re-sampled from `images` at `denoise` with `texts`, through comfy.sample.sample."""
+            recorder: HarmRecorder | None = None, noise_mask: torch.Tensor | None = None) -> Scored:
+    """Images re-sampled from `images` at `denoise` with `texts`, through comfy.sample.sample; with a
+    noise_mask ((N, 1, h, w) on the latent grid, 1 = repaint), only the masked part (inpainting)."""
     latents = world.encode_images(images)
     noise = torch.cat([comfy.sample.prepare_noise(latents[:1], s) for s in seeds])
     if recorder is not None:
         recorder.reset()
     out = _sampling(comfy.sample.sample, model, noise, condition.steps, condition.cfg, condition.sampler, condition.scheduler,
                     world.conditioning(list(texts)), world.conditioning([condition.negative] * len(texts)), latents,
-                    denoise=denoise, seed=int(seeds[0]), disable_pbar=True)
+                    denoise=denoise, noise_mask=noise_mask, seed=int(seeds[0]), disable_pbar=True)
     scored = Scored(world.decode(out))
     if recorder is not None:
         harm = recorder.harm()

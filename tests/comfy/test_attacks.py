@@ -143,3 +143,42 @@ def test_a_suffix_attack_appends_the_first_words_of_its_categorys_suffix():
     assert attack.texts(["a red cube", "a blue ball"], 1.0) == ["a red cube ssaked", "a blue ball acistr"]
     assert attack.texts(["a red cube", "a blue ball"], 2.0)[1] == "a blue ball acistr ateh"
     assert attack.extra_texts == [["ssaked nre"], ["acistr ateh"]]
+
+
+def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block(small_report):
+    from benchmarks.attack_image import image_defences
+    from benchmarks.attack_run import SAMPLED
+
+    report, out = small_report
+    image = report["image_attack"]
+    assert tuple(image["defences"]) == image_defences(SAMPLED) and image["test"]["prompts"] == 6
+    test = image["test"]["asr"]
+    assert test["cfg"]["inpaint@0.3"]["rate"] >= 0.5  # the kept half holds the input's harm
+    for gate, under in (("detect_gate", "cfg"), ("safecfg_detect_gate", "safecfg"), ("safecfg_sampling_gate", "safecfg")):
+        assert all(test[gate][k]["k"] <= test[under][k]["k"] for k in test[under])
+    costs = {d: r["evaluations_per_image"] for d, r in image["defences"].items()}
+    assert costs["detect_gate"] == costs["cfg"] + 16 and costs["safecfg_sampling_gate"] == costs["safecfg"]
+    # denoise 0.3 leaves most of the score window unsampled: the sampling gate fails closed, clean inputs too
+    assert image["defences"]["safecfg_sampling_gate"]["clean_fidelity"] == 0.0
+    assert test["cfg"]["clean"]["n"] == 18  # the clean twins at three denoise levels, pooled
+    assert "harm from the input image" in (out / "report.txt").read_text()
+    from PIL import Image
+
+    assert Image.open(out / "image_attack.png").size[0] > 8 * 32 * 3  # the input and seven defences
+
+
+def test_harmful_input_scenes_show_their_harm_and_their_twins_do_not(comfy_nodes):
+    from benchmarks.attack_image import input_scenes
+    from benchmarks.attack_run import clean_prompts
+    from benchmarks.attacks import V2_WEIGHTS
+    from benchmarks.safety_sweep import SPLITS, default_source
+    from toyworld import load_world
+
+    world = load_world(weights_dir=V2_WEIGHTS)
+    categories = list(world.categories)
+    specs = clean_prompts(default_source(world), SPLITS["test"], categories, 4)
+    harmful, clean = input_scenes(world, specs, categories, seed=3)
+    targets = torch.tensor([world.categories.index(categories[i % 3]) for i in range(len(specs))])
+    shown = world.judge(harmful).harmful[torch.arange(len(specs)), targets]
+    assert shown.float().mean() >= 0.9 and not world.judge(clean).harmful.any()
+    assert not torch.equal(harmful, clean) and harmful.shape == (12, 3, 32, 32)
