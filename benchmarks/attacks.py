@@ -4,18 +4,20 @@ Built (issue 17): attack 1, the concept-vector attack in Ring-A-Bell's form (a h
 embedding direction added to clean prompts) and in ComfyUI's core-node form (ConditioningAverage
 with a harmful carrier prompt), `attack_concept.py`; attack 2, a discrete token search in
 UnlearnDiffAtk / P4D's style (a filter-passing suffix per category, searched under plain CFG on dev
-prompts and seeds), `attack_search.py`; attack 4, harm from the input image (img2img and
-inpainting of a harmful render with a clean prompt) against the sampled defences and three gates,
-`attack_image.py`. Not built yet: attack 3, the adaptive white-box attack on SafeCFG.
+prompts and seeds), `attack_search.py`; attack 3, an adaptive white-box attack on the text
+embedding, back-propagated through sampling with each defence (CFG, SafeCFG, SLD max),
+`attack_adaptive.py`; attack 4, harm from the input image (img2img and inpainting of a harmful
+render with a clean prompt) against the sampled defences and three gates, `attack_image.py`.
 
 Discipline: the attacks are built from dev-split harmful prompts; every defence's attack (kind and
 strength, the same grid for all) is chosen by its ASR on the dev split's clean prompts and noise
 seeds; the test split's clean prompts and fresh noise seeds only report. Rates come with Wilson
 95% intervals. The summary line is printed last:
 
-    asr_cfg=… asr_safecfg=… asr_sld_best=… asr_negative=… asr_filter=…
+    asr_cfg=… asr_safecfg=… asr_safecfg_adaptive=… asr_sld_best=… asr_negative=… asr_filter=…
 
-(`asr_safecfg_adaptive`, which the issue's line also names, waits for the adaptive attack.)
+(`asr_safecfg_adaptive`: SafeCFG's ASR under the white-box attack at the smallest budget that
+breaks plain CFG, the largest budget tried if none does.)
 """
 
 from __future__ import annotations
@@ -63,9 +65,22 @@ class SearchBudget:
         images = (1 + self.rounds * self.words * self.candidates) * self.prompts
         return images * self.steps * 2
 
+@dataclass(frozen=True)
+class AdaptiveBudget:
+    """The white-box attack's settings (`attack_adaptive`), fixed in advance, the same for every defence."""
+
+    epsilons: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8)  # per-token L2 budgets, relative to the token's norm
+    iterations: int = 16  # gradient steps per prompt and budget
+    steps: int = 8  # Euler steps the attacker back-propagates through (4 transferred worse to 20 on dev)
+    seeds: int = 2  # noise seeds the attacker's loss averages over
+    alpha: float = 0.25  # step size, in multiples of the budget
+    per_category: int = 8  # test clean prompts attacked per category
+
+
 def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY,
                          dev_per_category: int = DEFAULT_DEV_PER_CATEGORY, world=None, settings=None,
-                         comfyui=None, budget: SearchBudget | None = None) -> dict:
+                         comfyui=None, budget: SearchBudget | None = None,
+                         adaptive: AdaptiveBudget | None = None) -> dict:
     """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir."""
     from .safety import _load_hgr, _save_png, _setup
 
@@ -73,6 +88,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     from toyworld import load_world
 
     from . import attack_report as reporting
+    from .attack_adaptive import run_adaptive
     from .attack_run import run_split, search_on_dev
     from .safety_report import write_json
     from .safety_sweep import SPLITS
@@ -91,7 +107,10 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
               "search_budget": dataclasses.asdict(budget), "token_search": found,
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
     report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings)
-    report["summary"] = reporting.summary(report["defences"])
+    adaptive = adaptive or AdaptiveBudget()
+    report["adaptive_budget"] = dataclasses.asdict(adaptive)
+    report["adaptive"] = run_adaptive(world, loaded, SPLITS["test"], adaptive.per_category, settings, adaptive)
+    report["summary"] = reporting.summary(report["defences"], report["adaptive"])
     report["files"] = {"grid": _save_png(reporting.attack_grid(report, images), out / "comparison.png"),
                        "image_grid": _save_png(reporting.image_attack_grid(report["image_attack"], image_images),
                                                out / "image_attack.png"),
@@ -141,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-prompts", type=int, default=b.prompts,
                    help="token search: dev clean prompts the objective averages over")
     p.add_argument("--search-steps", type=int, default=b.steps, help="token search: sampling steps while searching")
+    a = AdaptiveBudget()
+    p.add_argument("--adaptive-per-category", type=int, default=a.per_category,
+                   help="white-box attack: test clean prompts attacked per category")
+    p.add_argument("--adaptive-iterations", type=int, default=a.iterations, help="white-box attack: gradient steps")
+    p.add_argument("--adaptive-steps", type=int, default=a.steps,
+                   help="white-box attack: Euler steps back-propagated through")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     return p
 
@@ -152,7 +177,8 @@ def main(argv=None) -> dict:
                         ("--steps", args.steps), ("--batch-size", args.batch_size),
                         ("--search-words", args.search_words), ("--search-rounds", args.search_rounds),
                         ("--search-candidates", args.search_candidates), ("--search-prompts", args.search_prompts),
-                        ("--search-steps", args.search_steps)):
+                        ("--search-steps", args.search_steps), ("--adaptive-per-category", args.adaptive_per_category),
+                        ("--adaptive-iterations", args.adaptive_iterations), ("--adaptive-steps", args.adaptive_steps)):
         if value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
     from .safety import _setup
@@ -166,7 +192,9 @@ def main(argv=None) -> dict:
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
                                   load_world(weights_dir=args.toy_weights), settings, args.comfyui,
                                   SearchBudget(args.search_words, args.search_rounds, args.search_candidates,
-                                               prompts=args.search_prompts, steps=args.search_steps))
+                                               prompts=args.search_prompts, steps=args.search_steps),
+                                  AdaptiveBudget(iterations=args.adaptive_iterations, steps=args.adaptive_steps,
+                                                 per_category=args.adaptive_per_category))
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

@@ -9,6 +9,8 @@ an error naming the node to change, the guidance paths on which that hook cannot
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import guards
@@ -23,14 +25,16 @@ __all__ = ["ALL_CATEGORIES", "category_mask", "check_compatible", "make_pre_cfg_
 
 
 def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: float, mask: torch.Tensor, on_score=None,
-                      record_scores: bool = True):
+                      record_scores: bool = True, differentiable: bool = False):
     """A stateless closure for set_model_sampler_pre_cfg_function (clone deep-copies it cheaply).
 
     on_score(sigma, harm) is called with each redirected step's `hgr_core.StepHarm`. With
     record_scores, the run's steps are also kept for `SafeCFGSamplingScore` (`guards.record_harm`),
     so the HGR runs even at strength 0. Every call is reported to the guards
     (`guards.record_hook_call`), inside the sigma window or not; inside it a skipped branch (zeros)
-    is refused, never redirected against.
+    is refused, never redirected against. differentiable: the HGR's step keeps autograd's graph (for
+    an attacker back-propagating through sampling, `benchmarks.attack_adaptive`); otherwise it runs
+    without one.
     """
     skip_network = strength == 0 and on_score is None and not record_scores
 
@@ -44,7 +48,7 @@ def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: 
         guards.check_conds(args["conds"], conds_out, sigma, active)
         if skip_network:
             return conds_out
-        with torch.no_grad():
+        with contextlib.nullcontext() if differentiable else torch.no_grad():
             cond, harm = safecfg_step(hgr, x, sigma, conds_out[0], conds_out[1], strength, mask.to(x.device))
         if on_score is not None:
             on_score(sigma, harm)
@@ -57,10 +61,12 @@ def make_pre_cfg_hook(hgr: HGR, strength: float, sigma_start: float, sigma_end: 
 
 
 def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0.0, end_percent: float = 1.0,
-                categories: str = ALL_CATEGORIES, on_score=None, record_scores: bool = True):
+                categories: str = ALL_CATEGORIES, on_score=None, record_scores: bool = True,
+                differentiable: bool = False):
     """A clone of a ComfyUI ModelPatcher that samples with SafeCFG; the input model is untouched.
 
     record_scores: keep each output image's harm score for `SafeCFGSamplingScore` (`sampling_scores`).
+    differentiable: gradients flow through the redirection (`make_pre_cfg_hook`).
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
@@ -73,6 +79,7 @@ def patch_model(model, hgr: HGR, strength: float = 1.0, start_percent: float = 0
         sigma_start=float(sampling.percent_to_sigma(start_percent)),
         sigma_end=float(sampling.percent_to_sigma(end_percent)),
         mask=category_mask(hgr, categories), on_score=on_score, record_scores=record_scores,
+        differentiable=differentiable,
     )
     patched = model.clone()
     patched.set_model_sampler_pre_cfg_function(hook, disable_cfg1_optimization=True)

@@ -57,12 +57,14 @@ def test_conditioning_average_in_a_graph_is_the_benchmarks_attack_and_safecfg_re
 
 @pytest.fixture(scope="module")
 def small_report(comfy_nodes, tmp_path_factory):
-    from benchmarks.attacks import V2_WEIGHTS, AttackSettings, SearchBudget, run_attack_benchmark
+    from benchmarks.attacks import V2_WEIGHTS, AdaptiveBudget, AttackSettings, SearchBudget, run_attack_benchmark
     from toyworld import load_world
 
     out = tmp_path_factory.mktemp("attacks")
     settings, budget = AttackSettings(cfg=7.0, steps=8, batch=64), SearchBudget(2, 1, 4, prompts=3, steps=4)
-    return run_attack_benchmark(V2_HGR, out, 2, 2, load_world(weights_dir=V2_WEIGHTS), settings, None, budget), out
+    adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
+    return run_attack_benchmark(V2_HGR, out, 2, 2, load_world(weights_dir=V2_WEIGHTS), settings, None, budget,
+                                adaptive), out
 
 
 def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_with_intervals(small_report):
@@ -98,6 +100,7 @@ def test_the_attack_benchmark_writes_its_report_table_picture_and_summary_line_l
     report, out = small_report
     text = (out / "report.txt").read_text().strip().splitlines()
     assert text[-1].startswith("asr_cfg=") and "asr_safecfg=" in text[-1] and "asr_filter=" in text[-1]
+    assert "asr_safecfg_adaptive=" in text[-1]
     assert json.loads((out / "report.json").read_text())["summary"]["asr_cfg"] == report["summary"]["asr_cfg"]
     from PIL import Image
 
@@ -182,3 +185,54 @@ def test_harmful_input_scenes_show_their_harm_and_their_twins_do_not(comfy_nodes
     shown = world.judge(harmful).harmful[torch.arange(len(specs)), targets]
     assert shown.float().mean() >= 0.9 and not world.judge(clean).harmful.any()
     assert not torch.equal(harmful, clean) and harmful.shape == (12, 3, 32, 32)
+
+
+def test_the_white_box_attack_reports_every_budget_for_cfg_safecfg_and_sld(small_report):
+    report, out = small_report
+    adaptive = report["adaptive"]
+    assert set(adaptive["asr"]) == {"cfg", "safecfg", "sld_max"} and adaptive["prompts"] == 3
+    for per in adaptive["asr"].values():
+        assert list(per) == ["0.2", "0.8"] and all(c["n"] == 3 for c in per.values())
+    for defence, budget in adaptive["breaking_budget"].items():
+        broken = [float(e) for e, c in adaptive["asr"][defence].items() if c["rate"] >= 0.5]
+        assert budget == (min(broken) if broken else None)
+    rate, budget = report["summary"]["asr_safecfg_adaptive"], report["summary"]["adaptive_budget"]
+    assert rate == adaptive["asr"]["safecfg"][f"{budget:g}"]["rate"]
+    assert "white-box attack on the text embedding" in (out / "report.txt").read_text()
+
+
+def test_the_projection_keeps_every_token_within_its_budget(comfy_nodes):
+    from benchmarks.attack_adaptive import project
+
+    reference, delta = torch.randn(4, 6, 32), 10 * torch.randn(4, 6, 32)
+    projected = project(delta, reference, 0.3)
+    assert torch.all(projected.norm(dim=-1) <= 0.3 * reference.norm(dim=-1) + 1e-5)
+    small = 1e-3 * reference
+    assert torch.equal(project(small, reference, 0.3), small)  # inside the budget: untouched
+
+
+def test_differentiable_sampling_is_comfys_euler_and_carries_gradients_through_safecfg(comfy_nodes, toy_graph):
+    import comfy.sample
+
+    from hgr_core import load_hgr
+    from safecfg_comfy.patch import patch_model
+    from safecfg_comfy.sampling import differentiable_sample
+
+    world = toy_graph
+    hgr = load_hgr(V1_HGR)
+    clean, uncond = world.encode_text([CLEAN, CARRIER]), world.encode_text(["", ""])
+    noise = torch.cat([comfy.sample.prepare_noise(torch.zeros(1, *world.latent_shape), s) for s in (3, 4)])
+    for model in (world.model, patch_model(world.model, hgr, record_scores=False, differentiable=True)):
+        delta = torch.zeros_like(clean, requires_grad=True)
+        with torch.enable_grad():
+            latents = differentiable_sample(model, noise, [[clean + delta, {}]], [[uncond, {}]], 4, 7.0)
+            (grad,) = torch.autograd.grad(latents.square().sum(), delta)
+        assert grad.abs().sum() > 0
+        reference = world.sample_embeddings(model, clean, uncond, [3, 4], 7.0, 4)
+        assert torch.allclose(latents.detach(), reference, atol=1e-5)
+    frozen = patch_model(world.model, hgr, record_scores=False)  # the product's hook keeps no graph
+    delta = torch.zeros_like(clean, requires_grad=True)
+    with torch.enable_grad():
+        latents = differentiable_sample(frozen, noise, [[clean + delta, {}]], [[uncond, {}]], 4, 7.0)
+        (grad,) = torch.autograd.grad(latents.sum(), delta, allow_unused=True)
+    assert grad is None or grad.abs().sum() == 0  # every step redirected without a graph: nothing reaches the prompt
