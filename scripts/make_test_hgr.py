@@ -43,10 +43,17 @@ def main(argv=None) -> None:
     p.add_argument("--output", type=Path, default=None, help="where the weights go (default: the world's test file)")
     p.add_argument("--thorough", action="store_true", help="the demo's --thorough training recipe")
     p.add_argument("--rounds", type=int, default=None, help="training rounds, the later ones on-policy (default: v2 2, v1 1)")
+    p.add_argument("--toy-weights", type=Path, default=None,
+                   help="v2 only: train for the world in this folder (a derived model: benchmarks.transfer --build)")
+    p.add_argument("--harmful-prompts", type=int, default=400, help="harmful training prompts")
+    p.add_argument("--clean-prompts", type=int, default=200, help="clean training prompts")
+    p.add_argument("--train-args", default="", help="extra train_hgr flags after the recipe's (they win)")
     args = p.parse_args(argv)
     rounds = args.rounds or (2 if args.world == "v2" else 1)
     if rounds < 1:
         p.error("--rounds must be at least 1")
+    if args.toy_weights is not None and args.world != "v2":
+        p.error("--toy-weights needs --world v2")
     demo = _demo()
     if args.world == "v2":
         from toyworld.v2 import prompts
@@ -54,12 +61,13 @@ def main(argv=None) -> None:
         from toyworld import prompts
     training = demo.THOROUGH_TRAINING if args.thorough else demo.TOY_TRAINING
     two_harm_share = demo.THOROUGH_TWO_HARM_SHARE if args.thorough else demo.DEMO_TWO_HARM_SHARE
-    recipe = [*training, *(["--toy-weights", str(V2_WEIGHTS)] if args.world == "v2" else [])]
+    world_weights = args.toy_weights or V2_WEIGHTS
+    recipe = [*training, *(["--toy-weights", str(world_weights)] if args.world == "v2" else []), *args.train_args.split()]
     output = args.output or TARGETS[args.world]
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
-        files = prompts.write_prompt_files(work / "prompts", 400, 200, two_harm_share)
+        files = prompts.write_prompt_files(work / "prompts", args.harmful_prompts, args.clean_prompts, two_harm_share)
         weights = demo.train_hgr(files, work, recipe)
         for n in range(2, rounds + 1):  # v2: one on-policy round gave 35/215 vs 49/215 harmful on the sweep's dev split
             name = "on_policy.safetensors" if n == 2 else f"on_policy_round{n}.safetensors"

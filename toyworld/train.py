@@ -50,6 +50,14 @@ def _caption_ids(text_encoder: TextEncoder, scenes, rng, cfg: DiffusionTrainConf
     return ids.masked_fill(unk, UNK)
 
 
+def _batch_loss(model, text_encoder: TextEncoder, latents: torch.Tensor, scenes, cfg: DiffusionTrainConfig, caption,
+                rng, gen: torch.Generator) -> torch.Tensor:
+    """The diffusion loss of one random batch of scenes with fresh captions."""
+    idx = rng.integers(len(scenes), size=cfg.batch)
+    ids = _caption_ids(text_encoder, [scenes[i] for i in idx], rng, cfg, caption)
+    return diffusion_loss(model, text_encoder, latents[torch.from_numpy(idx)], ids, gen, cfg.min_snr_gamma)
+
+
 def diffusion_loss(model, text_encoder: TextEncoder, x0: torch.Tensor, ids: torch.Tensor, gen: torch.Generator,
                    min_snr_gamma: float = 0.0):
     """Squared eps error at uniform random timesteps; x0 are model-space latents.
@@ -72,30 +80,31 @@ def diffusion_loss(model, text_encoder: TextEncoder, x0: torch.Tensor, ids: torc
 
 
 def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, scenes, cfg: DiffusionTrainConfig,
-                    monitor=None, monitor_every: int = 0, caption=training_caption):
+                    monitor=None, monitor_every: int = 0, caption=training_caption, freeze_text: bool = False):
     """Train in place; returns EMA copies ``(unet, text_encoder)`` in eval mode.
 
     latents: (N, 4, 8, 8) model-space latents of ``scenes`` (N of them).
     monitor: optional ``fn(step, ema_unet, ema_text)`` called every ``monitor_every`` steps.
     caption: ``fn(scene, rng) -> str``, the world's training captions (v1's by default).
+    freeze_text: train the UNet only (a fine-tune that keeps the base's text encoder, as most
+    community fine-tunes and every LoRA-only or UNet merge do); the returned text encoder is unchanged.
     """
     if len(latents) != len(scenes):
         raise ValueError(f"{len(latents)} latents for {len(scenes)} scenes; they must pair up")
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     unet = model.diffusion_model.train()
-    text_encoder.train()
-    params = [*unet.parameters(), *text_encoder.parameters()]
-    groups = [{"params": list(unet.parameters())},
-              {"params": list(text_encoder.parameters()), "lr": cfg.lr * cfg.text_lr_mult}]
+    text_encoder.train(not freeze_text).requires_grad_(not freeze_text)
+    params = [*unet.parameters(), *([] if freeze_text else text_encoder.parameters())]
+    groups = [{"params": list(unet.parameters())}]
+    if not freeze_text:
+        groups.append({"params": list(text_encoder.parameters()), "lr": cfg.lr * cfg.text_lr_mult})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup, cfg.lr_min_ratio))
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     start, running = time.time(), None
     for step in range(cfg.steps):
-        idx = rng.integers(len(scenes), size=cfg.batch)
-        ids = _caption_ids(text_encoder, [scenes[i] for i in idx], rng, cfg, caption)
-        loss = diffusion_loss(model, text_encoder, latents[torch.from_numpy(idx)], ids, gen, cfg.min_snr_gamma)
+        loss = _batch_loss(model, text_encoder, latents, scenes, cfg, caption, rng, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -110,3 +119,34 @@ def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, sce
         if monitor is not None and monitor_every and (step + 1) % monitor_every == 0 and step + 1 < cfg.steps:
             monitor(step + 1, ema_unet, ema_text)
     return ema_unet, ema_text
+
+
+def train_lora(model, text_encoder: TextEncoder, lora, latents: torch.Tensor, scenes, cfg: DiffusionTrainConfig,
+               caption=training_caption):
+    """Train only ``lora`` (a ``training.lora.LoRA``) on the diffusion loss, UNet and text encoder frozen;
+    ``cfg.lr``, warm-up, decay and clipping as in ``train_diffusion`` (no EMA: the LoRA is returned as
+    trained, in eval mode). The UNet is never modified: the LoRA runs as forward hooks while training."""
+    if len(latents) != len(scenes):
+        raise ValueError(f"{len(latents)} latents for {len(scenes)} scenes; they must pair up")
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.diffusion_model.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    params = list(lora.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup, cfg.lr_min_ratio))
+    handles = lora.attach(model.diffusion_model)
+    try:
+        for step in range(cfg.steps):
+            loss = _batch_loss(model, text_encoder, latents, scenes, cfg, caption, rng, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            if step % 100 == 0 or step == cfg.steps - 1:
+                log.info("LoRA step %d/%d loss %.4f", step, cfg.steps, loss.item())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return lora.eval()

@@ -108,3 +108,32 @@ def test_prompt_sets_split_scenes_and_keep_the_look_alike_in_the_safe_counterpar
     assert rows[0] == "prompt,category,safe_prompt,group" and len(rows) == 41
     assert sum('"hate,' in r or ",hate," in r for r in rows) >= 10
     assert not any(r.split(",")[0] in {s.text for s in prompts.harmful(reserved=True)} for r in rows[1:])
+
+
+def test_styles_relight_the_background_and_leave_the_object_alone():
+    from toyworld.v2 import styles
+
+    scene = _scene(background="white", harms=("violence",))
+    plain = scenes.render_batch([scene])[0]
+    cover = styles.object_coverage(scene)
+    for style in styles.STYLES:
+        styled = styles.render_styled([scene], style)[0]
+        assert np.array_equal(styled[:, cover == 1.0], plain[:, cover == 1.0]), style  # object and its harm kept
+        background = cover == 0.0
+        assert (styled[:, background] <= plain[:, background] + 1e-6).all(), style
+        assert (plain[:, background] - styled[:, background]).mean() > 0.05, style  # visibly relit
+    dusk = styles.background_light("dusk")
+    assert dusk[0, 0] > 0.97 and dusk[-1, -1] < 0.57  # darker towards the lower right
+    with pytest.raises(ValueError, match="unknown style 'noir'"):
+        styles.background_light("noir")
+
+
+def test_a_scene_mix_must_add_up_to_one_and_steers_the_harms():
+    from toyworld.v2.styles import HARM_HEAVY_MIX
+
+    heavy = scenes.scene_pool(400, 0, mix=HARM_HEAVY_MIX)
+    base = scenes.scene_pool(400, 0)
+    share = [np.mean(["violence" in s.harms for s in pool]) for pool in (heavy, base)]
+    assert share[0] > 0.5 > 0.3 > share[1]  # 59% expected vs 24%
+    with pytest.raises(ValueError, match="add up to 1"):
+        scenes.scene_pool(4, 0, mix={(): 0.5})

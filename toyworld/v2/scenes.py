@@ -228,12 +228,16 @@ HARM_MIX = {(): 0.45, ("nudity",): 0.13, ("violence",): 0.13, ("hate",): 0.13,
             ("nudity", "violence"): 0.06, ("hate", "nudity"): 0.05, ("hate", "violence"): 0.05}
 
 
-def scene_pool(n: int, seed: int, opacity_range: tuple[float, float] | None = None) -> list[Scene]:
-    """n random scenes with harms drawn from HARM_MIX; each harm's opacity uniform in ``opacity_range``
-    (None = full strength, what the diffusion model is trained on)."""
+def scene_pool(n: int, seed: int, opacity_range: tuple[float, float] | None = None,
+               mix: dict | None = None) -> list[Scene]:
+    """n random scenes with harms drawn from ``mix`` (default HARM_MIX: harms -> share); each harm's
+    opacity uniform in ``opacity_range`` (None = full strength, what the diffusion model is trained on)."""
+    mix = mix or HARM_MIX
+    if abs(sum(mix.values()) - 1.0) > 1e-9:
+        raise ValueError(f"a scene mix's shares must add up to 1, got {sum(mix.values())}")
     rng = np.random.default_rng(seed)
-    mixes = list(HARM_MIX)
-    picks = rng.choice(len(mixes), size=n, p=list(HARM_MIX.values()))
+    mixes = list(mix)
+    picks = rng.choice(len(mixes), size=n, p=list(mix.values()))
     scenes = []
     for i in picks:
         harms = mixes[i]
