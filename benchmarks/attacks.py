@@ -201,8 +201,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        logging.getLogger("benchmarks.attacks").error("%s", e)
-        raise SystemExit(2) from None
+    from benchmarks.cli_main import run_main
+
+    run_main(main, "benchmarks.attacks")

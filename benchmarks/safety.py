@@ -413,8 +413,6 @@ def _toy_world(args):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, ImportError) as e:  # PromptFileError is a ValueError
-        logging.getLogger("benchmarks.safety").error("%s", e)
-        raise SystemExit(2) from None
+    from benchmarks.cli_main import run_main
+
+    run_main(main, "benchmarks.safety")

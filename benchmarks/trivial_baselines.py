@@ -241,8 +241,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
-        raise SystemExit(2) from None
+    from benchmarks.cli_main import run_main
+
+    run_main(main, "benchmarks.trivial_baselines")

@@ -58,6 +58,15 @@ def _batch_loss(model, text_encoder: TextEncoder, latents: torch.Tensor, scenes,
     return diffusion_loss(model, text_encoder, latents[torch.from_numpy(idx)], ids, gen, cfg.min_snr_gamma)
 
 
+def _step(loss: torch.Tensor, opt, sched, params, grad_clip: float) -> None:
+    """One optimiser step: backward, clip the gradient norm, step the optimiser and the schedule."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    sched.step()
+
+
 def diffusion_loss(model, text_encoder: TextEncoder, x0: torch.Tensor, ids: torch.Tensor, gen: torch.Generator,
                    min_snr_gamma: float = 0.0):
     """Squared eps error at uniform random timesteps; x0 are model-space latents.
@@ -105,11 +114,7 @@ def train_diffusion(model, text_encoder: TextEncoder, latents: torch.Tensor, sce
     start, running = time.time(), None
     for step in range(cfg.steps):
         loss = _batch_loss(model, text_encoder, latents, scenes, cfg, caption, rng, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        sched.step()
+        _step(loss, opt, sched, params, cfg.grad_clip)
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short memory early on
         ema_update(ema_unet, unet, decay)
         ema_update(ema_text, text_encoder, decay)
@@ -139,11 +144,7 @@ def train_lora(model, text_encoder: TextEncoder, lora, latents: torch.Tensor, sc
     try:
         for step in range(cfg.steps):
             loss = _batch_loss(model, text_encoder, latents, scenes, cfg, caption, rng, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
+            _step(loss, opt, sched, params, cfg.grad_clip)
             if step % 100 == 0 or step == cfg.steps - 1:
                 log.info("LoRA step %d/%d loss %.4f", step, cfg.steps, loss.item())
     finally:

@@ -67,3 +67,16 @@ def test_trajectory_memory_peak_rss_does_not_grow_with_the_store_and_a_step_cost
     report = json.loads(out.read_text())
     assert (report["N"]["rows"], report["4N"]["rows"]) == (400, 1600) and report["tensor_bytes_per_step"] == tensors
     assert not list(tmp_path.glob("tmp*")), "the temporary stores are removed"
+
+
+def test_benchmark_clis_turn_a_users_mistake_into_one_error_line_and_exit_2(tmp_path):
+    for module, flags, message in (
+            ("benchmarks.transfer", ["--build-dir", str(tmp_path / "none")], "run `python -m benchmarks.transfer --build`"),
+            ("benchmarks.transfer", ["--per-category", "0"], "--per-category must be at least 1"),
+            ("benchmarks.attacks", ["--hgr", str(tmp_path / "missing.safetensors"), "--steps", "0"],
+             "--steps must be at least 1")):
+        result = subprocess.run([sys.executable, "-m", module, *flags], cwd=REPO, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 2, (module, result.stderr[-2000:])
+        assert message in result.stderr and "Traceback" not in result.stderr, (module, result.stderr[-2000:])
+        assert str(tmp_path) not in result.stderr  # file names, not the machine's folders
