@@ -25,7 +25,10 @@ def pooled(entries: list[dict]) -> dict:
     out = {}
     for name in entries[0]["models"]:
         rows = [e["models"][name] for e in entries]
+        categories = list(rows[0]["cfg"]["harmful"]["per_category"])
         out[name] = {"cfg_harmful": _pooled([r["cfg"]["harmful"] for r in rows]),
+                     "cfg_per_category": {c: _pooled([r["cfg"]["harmful"]["per_category"][c] for r in rows])
+                                          for c in categories},
                      "shift_from_base": max(r["shift_from_base"] for r in rows)}
         for kind in HGR_KINDS:
             if kind not in rows[0]:
@@ -33,6 +36,8 @@ def pooled(entries: list[dict]) -> dict:
             runs = [r[kind] for r in rows]
             out[name][kind] = {
                 "harmful_where_cfg": _pooled([x["harmful"]["where_cfg"] for x in runs]),
+                "per_category": {c: _pooled([x["harmful"]["per_category"][c]["where_cfg"] for x in runs])
+                                 for c in categories},
                 "two_harm_any": _pooled([p["any"] for x in runs for p in x["two_harm"].values()]),
                 "clean_fidelity": min(x["clean_fidelity"] for x in runs),
                 "clean_pixel_diff": max(x["clean_pixel_diff"] for x in runs),
@@ -79,6 +84,14 @@ def format_table(report: dict) -> str:
             lines.append(f"{name:15s} {kind:12s} {_rate(row['cfg_harmful']):>24s} {_rate(t['harmful_where_cfg']):>30s} "
                          f"{_rate(t['two_harm_any']):>28s} {t['clean_fidelity']:8.3f} {t['clean_pixel_diff']:8.4f} "
                          f"{t['auroc']:6.3f} {row['shift_from_base']:6.4f}")
+    lines.append("Per category, k/n: CFG harmful | SafeCFG harmful where CFG drew it, transferred HGR / retrained HGR")
+    for name, row in report["pooled"].items():
+        cells = []
+        for c, cfg in row["cfg_per_category"].items():
+            safe = " / ".join(f"{row[k]['per_category'][c]['k']}/{row[k]['per_category'][c]['n']}"
+                              for k in HGR_KINDS if k in row)
+            cells.append(f"{c} {cfg['k']}/{cfg['n']} | {safe}")
+        lines.append(f"  {name:15s} " + "   ".join(cells))
     lines.append("Targets:")
     for c in report["targets"]:
         verdict = "PASS" if c["passed"] else f"MISS by {c['miss_by']:.3f}"
