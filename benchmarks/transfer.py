@@ -33,7 +33,7 @@ V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
 BASE_HGR = REPO / "tests" / "data" / "toy_hgr_v2.safetensors"
 DEFAULT_BUILD = Path("output/benchmarks/transfer/build")
 DEFAULT_OUT = Path("output/benchmarks/transfer")
-DEFAULT_PER_CATEGORY = 32  # 96 one-harm, 96 two-harm and 96 clean test prompts per condition
+DEFAULT_PER_CATEGORY = 16  # 48 one-harm, 48 two-harm and 48 clean test prompts per condition (20 took 15 min 17 s here)
 DEFAULT_CONDITIONS = "default,dpmpp_2m-karras-cfg7"
 
 log = logging.getLogger("benchmarks.transfer")
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="shift-sweep conditions, comma-separated")
     p.add_argument("--split", default="test", help="prompt and noise-seed split (test reports; dev for trying)")
     p.add_argument("--batch-size", type=int, default=128, help="prompts per sampling call")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = torch's default, every core: 2 threads sample 1.7-2x faster than 1 here)")
     p.add_argument("--finetune-steps", type=int, default=r.finetune_steps, help="build: fine-tune optimiser steps")
     p.add_argument("--lora-steps", type=int, default=r.lora_steps, help="build: LoRA optimiser steps")
     p.add_argument("--scenes", type=int, default=r.scenes, help="build: training scenes per derived model")
