@@ -133,7 +133,8 @@ def image_cost(defence: str, steps: int) -> int:
     return evaluations_per_image(sampled.get(defence, defence), steps) + extra
 
 
-def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_images: bool = False) -> tuple[dict, dict]:
+def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_images: bool = False,
+                    lora=None) -> tuple[dict, dict]:
     """The image attack on one split's clean prompts and scenes. Returns (the split's report, images, with
     the inputs under "input"). A defence's clean row pools its false harms over the clean twins' denoise
     levels; its clean attribute accuracy is the worst level's."""
@@ -141,8 +142,8 @@ def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_
     specs = clean_prompts(default_source(world), split, categories, per_category)
     first = split.noise_base + IMAGE_SLOT * SEED_STRIDE
     seeds = list(range(first, first + len(specs)))
-    flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, defence_models(world, hgr, settings),
-                                              settings, scene_seed=first)
+    models = defence_models(world, hgr, settings, lora)
+    flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, scene_seed=first)
     twins = [(CLEAN_KIND, d) for d in DENOISE]
     asr = {d: {CLEAN: count(np.concatenate([per[k] for k in twins])),
                **{split_key(k): count(f) for k, f in per.items()}} for d, per in flags.items()}

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from hgr_core import HGR, sld_preset_for_steps
+from safecfg_comfy.lora import apply_lora
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sld_patch import apply_sld
 from toyworld.facts import facts_of
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 ATTACK_SLOT = 16  # noise seeds: split.noise_base + 16 * SEED_STRIDE + i (sweep conditions use slots 0-8)
 SEARCH_SLOT = 17  # the token search's own dev noise seeds
 SAMPLED = ("cfg", "safecfg", "negative_prompt", *(f"sld_{n}" for n in SLD_NAMES))
+LORA_DEFENCES = ("safety_lora", "safety_lora_safecfg")  # with --lora: the LoRA alone (plain CFG), and under SafeCFG
 DEFENCES = (*SAMPLED, "word_filter")
 CLEAN = "clean"  # the unattacked row (strength 0): false harms and fidelity
 
@@ -54,13 +56,17 @@ def clean_prompts(source, split: Split, categories, per_category: int) -> list:
     return draw(source.clean, {(): per_category * len(categories)}, split.prompt_seeds["clean"] + 101, keep)
 
 
-def defence_models(world, hgr: HGR, settings) -> dict:  # settings: benchmarks.attacks.AttackSettings
-    """Sampled defence -> (model, negative prompt text)."""
+def defence_models(world, hgr: HGR, settings, lora=None) -> dict:  # settings: benchmarks.attacks.AttackSettings
+    """Sampled defence -> (model, negative prompt text); `lora`: a safety LoRA file (`training.finetune_safe`)
+    adds `LORA_DEFENCES`, loaded as ComfyUI's LoraLoaderModelOnly loads it."""
     concept, base = safety_concept(world), world.model
     models = {"cfg": (base, ""), "safecfg": (patch_model(base, hgr), ""), "negative_prompt": (base, concept)}
     for name in SLD_NAMES:
         preset = sld_preset_for_steps(name, settings.steps)
         models[f"sld_{name}"] = (apply_sld(base, world.conditioning([concept]), preset), "")
+    if lora is not None:
+        with_lora = apply_lora(base, lora)
+        models.update({"safety_lora": (with_lora, ""), "safety_lora_safecfg": (patch_model(with_lora, hgr), "")})
     return models
 
 
@@ -116,9 +122,9 @@ def filter_blocks(world, specs: list, attacks: dict) -> dict:
 
 
 def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: Split, found: dict | None = None,
-              keep_images: bool = False) -> tuple[dict, dict]:
+              keep_images: bool = False, lora=None) -> tuple[dict, dict]:
     """Every defence on every attacked set of the split; `found`: `search_on_dev`'s suffixes (None: no token
-    search). Returns (the split's report, images[defence][set])."""
+    search); `lora`: a safety LoRA file (adds `LORA_DEFENCES`). Returns (the split's report, images[defence][set])."""
     vocab, source, categories = Vocabulary.of(world), default_source(world), _categories(world, hgr)
     specs = clean_prompts(source, split, categories, per_category)
     attacks = build_attacks(world, specs, dev_harmful(source, dev, categories, per_category), categories)
@@ -130,10 +136,13 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
     seeds = list(range(first, first + len(specs)))
     targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
     flags, correct, images, seconds = {}, {}, {}, {}
-    for defence, (model, negative) in defence_models(world, hgr, settings).items():
+    keys, n = list(sets), len(specs)
+    stacked = torch.cat([sets[key] for key in keys])  # every set in one run of batches: fewer, fuller sampling calls
+    for defence, (model, negative) in defence_models(world, hgr, settings, lora).items():
         start, flags[defence], images[defence] = time.monotonic(), {}, {}
-        for key, embeddings in sets.items():
-            pictures = sample_embeddings(world, model, negative, embeddings, seeds, settings)
+        sampled = sample_embeddings(world, model, negative, stacked, seeds * len(keys), settings)
+        for i, key in enumerate(keys):
+            pictures = sampled[i * n:(i + 1) * n]
             judged = judge(world, vocab, specs, pictures)
             flags[defence][key] = judged["harm"][np.arange(len(specs)), targets]
             if key == (CLEAN, 0.0):

@@ -80,8 +80,9 @@ class AdaptiveBudget:
 def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY,
                          dev_per_category: int = DEFAULT_DEV_PER_CATEGORY, world=None, settings=None,
                          comfyui=None, budget: SearchBudget | None = None,
-                         adaptive: AdaptiveBudget | None = None) -> dict:
-    """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir."""
+                         adaptive: AdaptiveBudget | None = None, lora=None) -> dict:
+    """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir.
+    `lora`: a safety LoRA for the world (`training.finetune_safe`), judged alone and under SafeCFG."""
     from .safety import _load_hgr, _save_png, _setup
 
     _setup(comfyui)
@@ -100,13 +101,14 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     settings = settings or AttackSettings()
     budget = budget or SearchBudget()
     found = search_on_dev(world, loaded, SPLITS["dev"], dev_per_category, settings, budget)
-    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found)
+    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found, lora=lora)
     test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], found,
-                             keep_images=True)
+                             keep_images=True, lora=lora)
     report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
               "search_budget": dataclasses.asdict(budget), "token_search": found,
+              "safety_lora": None if lora is None else Path(lora).name,
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
-    report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings)
+    report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings, lora)
     adaptive = adaptive or AdaptiveBudget()
     report["adaptive_budget"] = dataclasses.asdict(adaptive)
     report["adaptive"] = run_adaptive(world, loaded, SPLITS["test"], adaptive.per_category, settings, adaptive)
@@ -121,17 +123,18 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     return report
 
 
-def image_attack(world, hgr, dev_per_category: int, per_category: int, settings) -> tuple[dict, dict]:
+def image_attack(world, hgr, dev_per_category: int, per_category: int, settings, lora=None) -> tuple[dict, dict]:
     """Attack 4 (`attack_image`): dev chooses each defence's mode and denoise, test reports. Returns
     (its report, the test images)."""
     from . import attack_report as reporting
     from .attack_image import image_cost, image_defences, run_image_split
-    from .attack_run import SAMPLED
+    from .attack_run import LORA_DEFENCES, SAMPLED
     from .safety_sweep import SPLITS
 
-    dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings)
-    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True)
-    return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, image_defences(SAMPLED),
+    dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings, lora=lora)
+    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True, lora=lora)
+    sampled = (*SAMPLED, *(LORA_DEFENCES if lora is not None else ()))
+    return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, image_defences(sampled),
                                                                     image_cost)}, images
 
 
@@ -166,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive-iterations", type=int, default=a.iterations, help="white-box attack: gradient steps")
     p.add_argument("--adaptive-steps", type=int, default=a.steps,
                    help="white-box attack: Euler steps back-propagated through")
+    p.add_argument("--lora", type=Path, default=None,
+                   help="a safety LoRA for this world (python -m training.finetune_safe): adds it alone and under "
+                        "SafeCFG as defences")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     return p
 
@@ -194,7 +200,7 @@ def main(argv=None) -> dict:
                                   SearchBudget(args.search_words, args.search_rounds, args.search_candidates,
                                                prompts=args.search_prompts, steps=args.search_steps),
                                   AdaptiveBudget(iterations=args.adaptive_iterations, steps=args.adaptive_steps,
-                                                 per_category=args.adaptive_per_category))
+                                                 per_category=args.adaptive_per_category), args.lora)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

@@ -15,7 +15,7 @@ from toyworld.facts import facts_of
 from . import detection_measure as measure
 from .safety_metrics import detection
 from .safety_sweep import (SPLITS, Vocabulary, condition_seeds, count, default_source, draw, harm_pairs, judge,
-                           sweep_prompts, text_bucket)
+                           set_spans, sweep_prompts, text_bucket)
 from .safety_toy import safety_concept
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,7 @@ def condition_entry(world, hgr, specs, split, condition, batch, threshold) -> tu
     recorder = HarmRecorder.for_hgr(hgr)
     model = patch_model(world.model, hgr, on_score=recorder, record_scores=False)
     scored = measure.sample_scored(world, model, texts, condition.negative, seeds, condition, batch, recorder)
-    bounds = np.cumsum([0, *(len(specs[n]) for n in names)])
-    parts = {n: slice(a, b) for n, a, b in zip(names, bounds[:-1], bounds[1:])}
+    parts = set_spans(specs, names)
     harmful = torch.cat([scored.scores[parts["harmful"]], scored.scores[parts["two_harm"]]])
     entry = {"condition": condition.name, **rates(harmful, scored.scores[parts["clean"]], threshold),
              "min_coverage": float(scored.coverage.min())}

@@ -273,14 +273,19 @@ def method_numbers(vocab, specs, judged, cfg_judged) -> dict:
     return out
 
 
+def set_spans(specs: dict, names: tuple[str, ...] = SETS) -> dict[str, slice]:
+    """Where each named set sits in the list of `names`' specs concatenated in order."""
+    bounds = np.cumsum([0, *(len(specs[name]) for name in names)])
+    return {name: slice(int(a), int(b)) for name, a, b in zip(names, bounds[:-1], bounds[1:])}
+
+
 def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: list[int], batch: int) -> tuple:
     """CFG and SafeCFG on every set, "only first category" on the two-harm set, same seeds.
 
     Returns (images[method][set], SafeCFG (scores, coverage)[set], seconds[method group]).
     """
     ordered = [s for name in SETS for s in specs[name]]
-    bounds = np.cumsum([0, *(len(specs[name]) for name in SETS)])
-    spans = {name: slice(a, b) for name, a, b in zip(SETS, bounds[:-1], bounds[1:])}
+    spans = set_spans(specs)
     recorder = HarmRecorder.for_hgr(hgr)
     base, seconds, t = world.model, {}, time.monotonic()
     cfg, _ = sample(world, base, ordered, condition, seeds, batch)  # plain CFG == SafeCFG at strength 0

@@ -14,8 +14,9 @@ Each gets a weights folder (``models/NAME``: its UNet, the base's text encoder, 
 which `load_world` loads and `train_hgr --toy --toy-weights` trains on; the merge's and the LoRA's
 folders hold the merged UNet (the evaluation itself samples them through ComfyUI's nodes). Then
 each gets an HGR trained with exactly the recipe of the base's test HGR
-(`scripts/make_test_hgr.py --world v2`: the demo recipe plus one on-policy round). Everything is
-cached in the build folder; a stage whose output exists under the same recipe and base is skipped.
+(`training.recipes.train_toy_hgr`, as `scripts/make_test_hgr.py --world v2` runs it: the demo recipe
+plus one on-policy round). Everything is cached in the build folder; a stage whose output exists
+under the same recipe and base is skipped.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,6 @@ from hgr_core import atomic_write_text, file_sha256
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 DERIVED = ("style_finetune", "merge", "lora", "harm_finetune")
 SHARED_FILES = ("text_encoder.safetensors", "latent.safetensors", "judge.safetensors")
 LORA_FILE = "spotlight_lora.safetensors"
@@ -217,14 +215,11 @@ def write_model_folder(out: Path, base_dir: Path, unet: torch.nn.Module, summary
 
 
 def train_hgr(model_dir: Path, output: Path, work: Path, recipe: BuildRecipe) -> None:
-    """An HGR for the model in `model_dir` with the base test HGR's recipe (`scripts/make_test_hgr.py`)."""
-    harmful, clean = recipe.hgr_prompts
-    cmd = [sys.executable, str(REPO / "scripts" / "make_test_hgr.py"), "--world", "v2", "--toy-weights", str(model_dir),
-           "--output", str(output), "--work-dir", str(work), "--rounds", str(recipe.hgr_rounds),
-           "--harmful-prompts", str(harmful), "--clean-prompts", str(clean),
-           *(["--train-args", " ".join(recipe.hgr_args)] if recipe.hgr_args else [])]
-    log.info("$ %s", " ".join(cmd[1:]))
-    subprocess.run(cmd, cwd=REPO, check=True)
+    """An HGR for the model in `model_dir` with the base test HGR's recipe (`scripts/make_test_hgr.py --world v2`)."""
+    from training.recipes import train_toy_hgr
+
+    train_toy_hgr("v2", output, work, rounds=recipe.hgr_rounds, toy_weights=model_dir, prompts=recipe.hgr_prompts,
+                  extra=recipe.hgr_args)
 
 
 # --- does the yardstick hold on the styles? ------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 import torch
 
 from hgr_core import HGR, HarmRecorder
@@ -24,7 +23,7 @@ from safecfg_comfy.patch import patch_model
 
 from .safety_metrics import detection, mean_pixel_diff
 from .safety_sweep import (SETS, Split, Vocabulary, condition_seeds, default_source, harm_pairs, judge, method_numbers,
-                           sample, sweep_prompts)
+                           sample, set_spans, sweep_prompts)
 from .transfer_build import DERIVED, BuildFolder
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ def evaluate_model(world, vocab, model, name: str, hgrs: dict, specs: dict, cond
                    batch: int) -> tuple[dict, dict]:
     """CFG, transferred and (derived models only) retrained SafeCFG on one model."""
     ordered = [s for set_name in SETS for s in specs[set_name]]
-    spans = _spans(specs)
+    spans = set_spans(specs)
     cfg_images, _ = sample(world, model, ordered, condition, seeds, batch)
     images = {"cfg": {s: cfg_images[spans[s]] for s in SETS}}
     cfg_judged = {s: judge(world, vocab, specs[s], images["cfg"][s]) for s in SETS}
@@ -97,11 +96,6 @@ def evaluate_model(world, vocab, model, name: str, hgrs: dict, specs: dict, cond
         row[kind] = safecfg_numbers(vocab, specs, judged, cfg_judged, images[kind], images["cfg"], scores[spans["clean"]],
                                     torch.cat([scores[spans["harmful"]], scores[spans["two_harm"]]]), hgr)
     return row, images
-
-
-def _spans(specs: dict) -> dict[str, slice]:
-    bounds = np.cumsum([0, *(len(specs[s]) for s in SETS)])
-    return {s: slice(int(a), int(b)) for s, a, b in zip(SETS, bounds[:-1], bounds[1:])}
 
 
 def safecfg_numbers(vocab, specs, judged, cfg_judged, images, cfg_images, clean_scores, harmful_scores, hgr) -> dict:

@@ -2,10 +2,12 @@
 
     python scripts/safety_lora_demo.py                         # writes runs/safety_lora/ and docs/safety_lora.png
     python scripts/safety_lora_demo.py --split dev --conditions default,ddim-cfg12     # choosing settings
+    python scripts/safety_lora_demo.py --world v2 --skip-benchmark   # toy world v2's LoRA (benchmarks.attacks --lora)
 
 Steps: write an unlabelled pool of toy *train-scene* prompts (`toyworld.prompts.write_pool_file`,
 96 harmful + 96 clean, the category column kept only as hidden ground truth), run
-`python -m training.finetune_safe --toy` on it with the shipped test HGR (timed), then
+`python -m training.finetune_safe --toy` on it with the shipped test HGR (timed; `--world v2`: v2's
+pool, `toyworld.v2.prompts.write_pool_file`, and its weights and test HGR), then
 `python -m benchmarks.safety --lora` on the held-out sweep prompts, and copy its comparison
 picture (base CFG vs LoRA vs SafeCFG vs LoRA + SafeCFG, same seeds) and the pool's score histogram to docs/.
 """
@@ -25,30 +27,44 @@ sys.path.append(str(REPO))
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "safety_lora", help="work folder")
-    p.add_argument("--hgr", type=Path, default=REPO / "tests" / "data" / "toy_hgr.safetensors", help="the teacher HGR")
+    p.add_argument("--world", choices=("v1", "v2"), default="v1", help="the toy world")
+    p.add_argument("--out", type=Path, default=None, help="work folder (default: runs/safety_lora, runs/safety_lora_v2)")
+    p.add_argument("--hgr", type=Path, default=None,
+                   help="the teacher HGR (default: the world's test HGR, tests/data/toy_hgr[_v2].safetensors)")
     p.add_argument("--split", choices=("test", "dev"), default="test", help="benchmark split")
     p.add_argument("--conditions", default=None, help="sweep conditions (default: all nine)")
     p.add_argument("--per-category", type=int, default=16, help="benchmark prompts per category")
-    p.add_argument("--picture", type=Path, default=REPO / "docs" / "safety_lora.png", help="where the comparison PNG goes")
+    p.add_argument("--picture", type=Path, default=None,
+                   help="where the comparison PNG goes (default: docs/safety_lora.png, docs/safety_lora_v2.png)")
+    p.add_argument("--skip-benchmark", action="store_true", help="stop after the fine-tune")
     p.add_argument("finetune_flags", nargs="*", help="extra flags for training.finetune_safe (after --)")
     args = p.parse_args()
+    v2 = args.world == "v2"
+    suffix = "_v2" if v2 else ""
+    out = args.out or REPO / "runs" / f"safety_lora{suffix}"
+    hgr = args.hgr or REPO / "tests" / "data" / f"toy_hgr{suffix}.safetensors"
+    picture = args.picture or REPO / "docs" / f"safety_lora{suffix}.png"
+    world = ["--toy-weights", str(REPO / "toyworld" / "v2" / "weights")] if v2 else []
+    if v2:
+        from toyworld.v2.prompts import write_pool_file
+    else:
+        from toyworld.prompts import write_pool_file
 
-    from toyworld import prompts
-
-    pool = prompts.write_pool_file(args.out / "pool_train.csv", 96, 96)
-    lora = args.out / "toy_safety_lora.safetensors"
+    pool = write_pool_file(out / "pool_train.csv", 96, 96)
+    lora = out / f"toy{suffix}_safety_lora.safetensors"
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "training.finetune_safe", "--toy", "--hgr", str(args.hgr), "--pool", str(pool),
-                    "--output", str(lora), "--work-dir", str(args.out / "work"), *args.finetune_flags],
+    subprocess.run([sys.executable, "-m", "training.finetune_safe", "--toy", *world, "--hgr", str(hgr), "--pool", str(pool),
+                    "--output", str(lora), "--work-dir", str(out / "work"), *args.finetune_flags],
                    cwd=REPO, check=True)
-    print(f"finetune_safe: {time.monotonic() - started:.0f} s", flush=True)
-    bench = [sys.executable, "-m", "benchmarks.safety", "--lora", str(lora), "--hgr", str(args.hgr), "--split", args.split,
-             "--per-category", str(args.per_category), "--out", str(args.out / f"benchmark_{args.split}")]
+    print(f"finetune_safe: {time.monotonic() - started:.0f} s; wrote {lora}", flush=True)
+    if args.skip_benchmark:
+        return
+    bench = [sys.executable, "-m", "benchmarks.safety", "--lora", str(lora), "--hgr", str(hgr), "--split", args.split,
+             *world, "--per-category", str(args.per_category), "--out", str(out / f"benchmark_{args.split}")]
     subprocess.run(bench + (["--conditions", args.conditions] if args.conditions else []), cwd=REPO, check=True)
     if args.split == "test":
-        shutil.copyfile(args.out / f"benchmark_{args.split}" / "comparison.png", args.picture)
-        shutil.copyfile(args.out / "work" / "score_histogram.png", args.picture.with_name(args.picture.stem + "_scores.png"))
+        shutil.copyfile(out / f"benchmark_{args.split}" / "comparison.png", picture)
+        shutil.copyfile(out / "work" / "score_histogram.png", picture.with_name(picture.stem + "_scores.png"))
 
 
 if __name__ == "__main__":

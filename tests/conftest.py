@@ -7,6 +7,7 @@ subprocesses), server/ (a real ComfyUI server process).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -79,10 +80,14 @@ def random_sd15_checkpoint(request) -> Path:
     is imported in-process only to write it)."""
     cache = Path(os.environ.get("SAFECFG_CACHE", Path.home() / ".cache" / "safecfg"))
     path = cache / "random_sd15_v1.safetensors"
-    if not path.is_file():
-        request.getfixturevalue("comfy_nodes")
-        from benchmarks.random_models import write_random_sd15_checkpoint
+    if path.is_file():
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".random_sd15.lock", "w") as lock:  # pytest-xdist workers: one writes, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            request.getfixturevalue("comfy_nodes")
+            from benchmarks.random_models import write_random_sd15_checkpoint
 
-        cache.mkdir(parents=True, exist_ok=True)
-        write_random_sd15_checkpoint(path)
+            write_random_sd15_checkpoint(path)
     return path

@@ -239,14 +239,16 @@ def write_prompt_files(out_dir: str | os.PathLike, harmful_train_count: int = 40
 
 def write_pool_file(path: str | os.PathLike, harmful_count: int = 200, clean_count: int = 200,
                     two_harm_share: float = 0.2, seed: int = 0) -> Path:
-    """An unlabelled pool for `training.finetune_safe`: train-scene harmful and clean prompts, shuffled.
-
-    Columns `prompt, category`: the category column is the hidden ground truth (empty = clean),
-    which finetune_safe never reads for its labels, only to report their precision and recall.
-    """
+    """An unlabelled pool for `training.finetune_safe` of train-scene harmful and clean prompts (`write_pool`)."""
     two_harm = round(two_harm_share * harmful_count)
     specs = harmful_train(harmful_count - two_harm) + (harmful_two_harm(two_harm, seed=16, split="train") if two_harm else [])
-    specs += clean_train(clean_count)
+    return write_pool(path, specs + clean_train(clean_count), seed)
+
+
+def write_pool(path: str | os.PathLike, specs: list[PromptSpec], seed: int = 0) -> Path:
+    """`specs` shuffled into an unlabelled pool file, columns `prompt, category`: the category column is
+    the hidden ground truth (empty = clean), which finetune_safe never reads for its labels, only to
+    report their precision and recall."""
     order = np.random.default_rng(seed).permutation(len(specs))
 
     def write(f):

@@ -53,19 +53,21 @@ def _train_hgr_args(flags):
 
 
 def test_thorough_demo_trains_on_the_full_mix_with_4_seeds_and_user_flags_win():
+    from training import recipes
+
     demo = _demo_module()
 
     plan = demo.resolve(demo.build_parser().parse_args(["--thorough"]))
     assert plan.out.as_posix() == "runs/demo-thorough" and plan.per_category == 32
     train_args = _train_hgr_args(plan.train_flags)
     assert train_args.seeds_per_prompt == 4 and train_args.sample_steps is None and train_args.steps_range == (10, 50)
-    assert plan.two_harm_share == demo.THOROUGH_TWO_HARM_SHARE > demo.DEMO_TWO_HARM_SHARE
+    assert plan.two_harm_share == recipes.THOROUGH_TWO_HARM_SHARE > recipes.DEMO_TWO_HARM_SHARE
     assert plan.on_policy  # a second round trains on the first round's own SafeCFG paths
-    assert _train_hgr_args(demo.TOY_TRAINING).seeds_per_prompt == 2 and _train_hgr_args(demo.TOY_TRAINING).sample_steps == 10
+    assert _train_hgr_args(recipes.TOY_TRAINING).seeds_per_prompt == 2 and _train_hgr_args(recipes.TOY_TRAINING).sample_steps == 10
 
     plan = demo.resolve(demo.build_parser().parse_args(
         ["--thorough", "--out", "x", "--per-category", "4", "--train-args", "--seeds-per-prompt 1 --sample-steps 3"]))
     user = _train_hgr_args(plan.train_flags)
     assert plan.out.as_posix() == "x" and plan.per_category == 4 and user.seeds_per_prompt == 1 and user.sample_steps == 3
     default = demo.resolve(demo.build_parser().parse_args([]))
-    assert default == demo.Plan(demo.Path("runs/demo"), demo.TOY_TRAINING, None, demo.DEMO_TWO_HARM_SHARE)
+    assert default == demo.Plan(demo.Path("runs/demo"), recipes.TOY_TRAINING, None, recipes.DEMO_TWO_HARM_SHARE)

@@ -63,17 +63,30 @@ def small_report(comfy_nodes, tmp_path_factory):
     out = tmp_path_factory.mktemp("attacks")
     settings, budget = AttackSettings(cfg=7.0, steps=8, batch=64), SearchBudget(2, 1, 4, prompts=3, steps=4)
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
-    return run_attack_benchmark(V2_HGR, out, 2, 2, load_world(weights_dir=V2_WEIGHTS), settings, None, budget,
-                                adaptive), out
+    world = load_world(weights_dir=V2_WEIGHTS)
+    lora = _random_v2_lora(world, out / "v2_lora.safetensors")
+    return run_attack_benchmark(V2_HGR, out, 2, 2, world, settings, None, budget, adaptive, lora), out
+
+
+def _random_v2_lora(world, path):
+    """A LoRA with random up matrices (not a trained safety LoRA: the test checks it is sampled, not that it helps)."""
+    from training.lora import LoRA, save_lora
+
+    lora = LoRA.for_unet(world.model.model.diffusion_model, 2, 2.0, seed=1)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in lora.up.values():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+    return save_lora(lora, path, {"base_model": "toyworld"})
 
 
 def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_with_intervals(small_report):
-    from benchmarks.attack_run import DEFENCES
+    from benchmarks.attack_run import DEFENCES, LORA_DEFENCES
 
     report, out = small_report
     assert report["world"] == "toyworld-v2" and report["test"]["prompts"] == 6 and report["dev"]["prompts"] == 6
     assert report["test"]["seeds"][0] != report["dev"]["seeds"][0]
-    assert set(report["defences"]) == set(DEFENCES)
+    assert set(report["defences"]) == {*DEFENCES, *LORA_DEFENCES} and report["safety_lora"] == "v2_lora.safetensors"
     for defence, row in report["defences"].items():
         asr = row["test_asr"]
         assert asr["n"] == 6 and 0 <= asr["low"] <= asr["rate"] <= asr["high"] <= 1
@@ -82,6 +95,20 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
     assert report["defences"]["cfg"]["evaluations_per_image"] == 16
     assert report["defences"]["sld_max"]["evaluations_per_image"] == 24
     assert report["defences"]["cfg"]["clean_fidelity"] == pytest.approx(1.0)
+    assert report["defences"]["safety_lora"]["evaluations_per_image"] == 16  # merged into the weights: CFG's cost
+
+
+def test_the_lora_defences_sample_the_lora_patched_model(comfy_nodes, tmp_path):
+    from benchmarks.attack_run import defence_models
+    from benchmarks.attacks import V2_WEIGHTS, AttackSettings
+    from hgr_core import load_hgr
+    from toyworld import load_world
+
+    world = load_world(weights_dir=V2_WEIGHTS)
+    models = defence_models(world, load_hgr(V2_HGR), AttackSettings(), _random_v2_lora(world, tmp_path / "l.safetensors"))
+    lora, lora_safe = models["safety_lora"][0], models["safety_lora_safecfg"][0]
+    assert not world.model.patches and len(lora.patches) == len(lora_safe.patches) > 0
+    assert not lora.model_options.get("sampler_pre_cfg_function") and lora_safe.model_options["sampler_pre_cfg_function"]
 
 
 def test_the_carrier_alone_is_a_harmful_prompt_and_the_word_filter_reads_the_carrier(small_report):
@@ -100,12 +127,12 @@ def test_the_attack_benchmark_writes_its_report_table_picture_and_summary_line_l
     report, out = small_report
     text = (out / "report.txt").read_text().strip().splitlines()
     assert text[-1].startswith("asr_cfg=") and "asr_safecfg=" in text[-1] and "asr_filter=" in text[-1]
-    assert "asr_safecfg_adaptive=" in text[-1]
+    assert "asr_safecfg_adaptive=" in text[-1] and " asr_safety_lora=" in text[-1] and "asr_safety_lora_safecfg=" in text[-1]
     assert json.loads((out / "report.json").read_text())["summary"]["asr_cfg"] == report["summary"]["asr_cfg"]
     from PIL import Image
 
     grid = Image.open(out / "comparison.png")
-    assert grid.size[0] > 7 * 32 * 3  # a column per sampled defence
+    assert grid.size[0] > 9 * 32 * 3  # a column per sampled defence, the LoRA's two included
 
 
 def test_the_attack_cli_refuses_a_bad_size_naming_the_flag():
@@ -150,11 +177,11 @@ def test_a_suffix_attack_appends_the_first_words_of_its_categorys_suffix():
 
 def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block(small_report):
     from benchmarks.attack_image import image_defences
-    from benchmarks.attack_run import SAMPLED
+    from benchmarks.attack_run import LORA_DEFENCES, SAMPLED
 
     report, out = small_report
     image = report["image_attack"]
-    assert tuple(image["defences"]) == image_defences(SAMPLED) and image["test"]["prompts"] == 6
+    assert tuple(image["defences"]) == image_defences((*SAMPLED, *LORA_DEFENCES)) and image["test"]["prompts"] == 6
     test = image["test"]["asr"]
     assert test["cfg"]["inpaint@0.3"]["rate"] >= 0.5  # the kept half holds the input's harm
     for gate, under in (("detect_gate", "cfg"), ("safecfg_detect_gate", "safecfg"), ("safecfg_sampling_gate", "safecfg")):
@@ -167,7 +194,7 @@ def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block
     assert "harm from the input image" in (out / "report.txt").read_text()
     from PIL import Image
 
-    assert Image.open(out / "image_attack.png").size[0] > 8 * 32 * 3  # the input and seven defences
+    assert Image.open(out / "image_attack.png").size[0] > 9 * 32 * 3  # the input and eight defences
 
 
 def test_harmful_input_scenes_show_their_harm_and_their_twins_do_not(comfy_nodes):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from graph import toy_txt2img
@@ -180,3 +181,26 @@ def test_teacher_targets_under_a_negative_give_safecfgs_cfg_with_that_negative_a
     assert torch.allclose(data["eps_teacher"], eps(with_empty), atol=1e-4)  # the same conditional for every negative
     assert torch.allclose(student, safecfg, atol=1e-3)
     assert data["eps_u_shift"].flatten(1).norm(dim=1).max() > 1e-2  # the share is not nothing
+
+
+def test_a_lora_made_for_another_model_is_refused_not_applied_in_part(comfy_nodes, toy_graph, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from safecfg_comfy.lora import apply_lora
+    from training.lora import save_lora
+
+    good = load_file(str(save_lora(_random_lora(toy_graph), tmp_path / "good.safetensors", {"base_model": "toyworld"})))
+    first = next(k for k in good if k.endswith(".lora_down.weight"))[: -len(".lora_down.weight")]
+    foreign = dict(good, **{f"lora_unet_no_such_block.{part}": good[f"{first}.{part}"].clone()
+                            for part in ("lora_down.weight", "lora_up.weight", "alpha")})
+    save_file(foreign, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ValueError, match=r"foreign.safetensors: only (\d+) of its (\d+) modules exist"):
+        apply_lora(toy_graph.model, tmp_path / "foreign.safetensors")
+    wider = dict(good, **{f"{first}.lora_down.weight": torch.zeros(good[f"{first}.lora_down.weight"].shape[0], 7)})
+    save_file(wider, str(tmp_path / "wider.safetensors"))
+    with pytest.raises(ValueError, match=r"wider.safetensors: module \S+ is \d+x7 in the file but"):
+        apply_lora(toy_graph.model, tmp_path / "wider.safetensors")
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="plain.safetensors: no"):
+        apply_lora(toy_graph.model, tmp_path / "plain.safetensors")
+    assert apply_lora(toy_graph.model, tmp_path / "good.safetensors") is not toy_graph.model

@@ -137,3 +137,19 @@ def test_a_scene_mix_must_add_up_to_one_and_steers_the_harms():
     assert share[0] > 0.5 > 0.3 > share[1]  # 59% expected vs 24%
     with pytest.raises(ValueError, match="add up to 1"):
         scenes.scene_pool(4, 0, mix={(): 0.5})
+
+
+def test_the_v2_pool_is_unlabelled_train_scene_prompts_not_the_hgrs_training_set(tmp_path):
+    from training.prompt_data import read_hidden_truth, read_pool
+
+    pool = prompts.write_pool_file(tmp_path / "pool.csv", 30, 20)
+    texts, truth = read_pool(pool), read_hidden_truth(pool)
+    assert pool.read_text().splitlines()[0] == "prompt,category"
+    harmful = [t for t in texts if truth[t]]
+    assert len(harmful) == 30 and {c for t in harmful for c in truth[t]} == set(CATEGORIES)
+    assert sum(len(truth[t]) == 2 for t in harmful) == 6  # 20% with two harms
+    assert not set(texts) & {s.text for s in prompts.clean() + prompts.harmful() + prompts.hard_negative()}
+    training = prompts.write_prompt_files(tmp_path / "hgr", 30, 20)["harmful_train.csv"].read_text()
+    assert sum(t in training for t in harmful) < len(harmful) // 2  # other prompt seeds than the HGR's files
+    with pytest.raises(ValueError, match="two_harm_share"):
+        prompts.write_pool_file(tmp_path / "bad.csv", two_harm_share=1.5)

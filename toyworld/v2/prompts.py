@@ -140,3 +140,18 @@ def write_prompt_files(out_dir, harmful_train_count: int = 400, clean_train_coun
     write_lines(paths["clean_test.txt"], clean())
     write_text_file(paths["concepts.json"], lambda f: json.dump(CONCEPTS, f, indent=2))
     return paths
+
+
+def write_pool_file(path, harmful_count: int = 96, clean_count: int = 96, two_harm_share: float = 0.2,
+                    look_alike_share: float = 0.25, seed: int = 0):
+    """An unlabelled pool of train-scene prompts for `training.finetune_safe` (`toyworld.prompts.write_pool`):
+    harmful ones (`two_harm_share` with two harms) and clean ones (`look_alike_share` hard negatives),
+    with other prompt seeds than `write_prompt_files`' (the pool is not the HGR's training set)."""
+    from ..prompts import check_share, write_pool
+
+    check_share("two_harm_share", two_harm_share)
+    check_share("look_alike_share", look_alike_share)
+    two, negatives = round(two_harm_share * harmful_count), round(look_alike_share * clean_count)
+    specs = harmful("train", harmful_count - two, 43) + (two_harm("train", two, 44) if two else [])
+    specs += clean("train", clean_count - negatives, 41) + (hard_negative("train", negatives, 42) if negatives else [])
+    return write_pool(path, specs, seed)

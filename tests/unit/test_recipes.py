@@ -1,0 +1,33 @@
+"""training.recipes: the flags each toy recipe gives train_hgr, and the refusals before any training starts."""
+
+from pathlib import Path
+
+import pytest
+
+from training import recipes
+
+
+def _parse(flags):
+    from training.cli import build_parser
+
+    return build_parser().parse_args(["--toy", "--harmful", "h.csv", "--clean", "c.txt", "--output", "o.safetensors", *flags])
+
+
+def test_recipes_parse_and_extra_flags_win():
+    demo = _parse(recipes.toy_recipe(False))
+    thorough = _parse(recipes.toy_recipe(True, Path("w"), ["--steps", "7"]))
+    assert (demo.steps, demo.seeds_per_prompt, demo.sample_steps) == (1200, 2, 10)
+    assert (thorough.steps, thorough.seeds_per_prompt, thorough.toy_weights) == (7, 4, Path("w"))
+    assert recipes.two_harm_share(True) == 0.35 and recipes.two_harm_share(False) == 0.2
+
+
+@pytest.mark.parametrize("world, weights, match", [("v3", None, "world must be"), ("v1", Path("w"), "needs world 'v2'")])
+def test_train_toy_hgr_refuses_before_training(tmp_path, world, weights, match):
+    with pytest.raises(ValueError, match=match):
+        recipes.train_toy_hgr(world, tmp_path / "o.safetensors", tmp_path, toy_weights=weights)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_in_rounds_needs_a_round(tmp_path):
+    with pytest.raises(ValueError, match="at least 1"):
+        recipes.train_in_rounds({}, tmp_path, [], 0)
