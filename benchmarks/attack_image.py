@@ -32,7 +32,6 @@ from .attack_run import CLEAN, clean_prompts, defence_models, evaluations_per_im
 from .safety_metrics import rate
 from .safety_sweep import SEED_STRIDE, Condition, Split, Vocabulary, count, default_source, judge
 
-DENOISE = (0.3, 0.5, 0.7)
 MODES = ("img2img", "inpaint")
 CLEAN_KIND = f"{CLEAN}_img2img"  # the harm-free twins through img2img at each denoise: false flags and fidelity
 GATES = ("detect_gate", "safecfg_detect_gate", "safecfg_sampling_gate")
@@ -77,10 +76,10 @@ def _resample(world, model, negative, images, texts, seeds, settings, key, recor
     return out
 
 
-def image_sets(harmful: torch.Tensor, clean: torch.Tensor) -> dict:
+def image_sets(harmful: torch.Tensor, clean: torch.Tensor, denoise: tuple[float, ...]) -> dict:
     """(mode, denoise) -> input images; (CLEAN_KIND, denoise) -> the harm-free twins."""
-    sets = {(mode, d): harmful for mode in MODES for d in DENOISE}
-    sets.update({(CLEAN_KIND, d): clean for d in DENOISE})
+    sets = {(mode, d): harmful for mode in MODES for d in denoise}
+    sets.update({(CLEAN_KIND, d): clean for d in denoise})
     return sets
 
 
@@ -103,7 +102,7 @@ def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list
     vocab, texts = Vocabulary.of(world), [s.text for s in specs]
     targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
     harmful, clean = input_scenes(world, specs, categories, scene_seed)
-    sets = image_sets(harmful, clean)
+    sets = image_sets(harmful, clean, settings.image_denoise)
     recorder = HarmRecorder.for_hgr(hgr)
     models = {**models, "safecfg": (patch_model(world.model, hgr, on_score=recorder, record_scores=False), "")}
     flags, correct, images = {}, {}, {}
@@ -144,7 +143,7 @@ def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_
     seeds = list(range(first, first + len(specs)))
     models = defence_models(world, hgr, settings, lora)
     flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, scene_seed=first)
-    twins = [(CLEAN_KIND, d) for d in DENOISE]
+    twins = [(CLEAN_KIND, d) for d in settings.image_denoise]
     asr = {d: {CLEAN: count(np.concatenate([per[k] for k in twins])),
                **{split_key(k): count(f) for k, f in per.items()}} for d, per in flags.items()}
     report = {"split": split.name, "prompts": len(specs), "seeds": [seeds[0], seeds[-1]], "asr": asr,

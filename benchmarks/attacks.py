@@ -47,6 +47,7 @@ class AttackSettings:
     sampler: str = "euler"
     scheduler: str = "normal"
     batch: int = 128
+    image_denoise: tuple[float, ...] = (0.3, 0.5, 0.7)  # the image attack's denoise levels
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=d.sampler, help="ComfyUI sampler name")
     p.add_argument("--scheduler", default=d.scheduler, help="ComfyUI scheduler name")
     p.add_argument("--batch-size", type=int, default=d.batch, help="prompts per sampling call")
+    p.add_argument("--image-denoise", type=_levels, default=d.image_denoise, metavar="D,D,...",
+                   help="image attack: denoise levels of img2img and inpainting, each in (0, 1]")
     b = SearchBudget()
     p.add_argument("--search-words", type=int, default=b.words, help="token search: words in each category's suffix")
     p.add_argument("--search-rounds", type=int, default=b.rounds, help="token search: passes over the suffix")
@@ -176,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        levels = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(0 < x <= 1 for x in levels):
+        raise argparse.ArgumentTypeError(f"each denoise level must be in (0, 1], got {text!r}")
+    return levels
+
+
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -194,7 +207,7 @@ def main(argv=None) -> dict:
 
     from .attack_report import format_table, summary_line
 
-    settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size)
+    settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise)
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
                                   load_world(weights_dir=args.toy_weights), settings, args.comfyui,
                                   SearchBudget(args.search_words, args.search_rounds, args.search_candidates,

@@ -61,7 +61,8 @@ def small_report(comfy_nodes, tmp_path_factory):
     from toyworld import load_world
 
     out = tmp_path_factory.mktemp("attacks")
-    settings, budget = AttackSettings(cfg=7.0, steps=8, batch=64), SearchBudget(2, 1, 4, prompts=3, steps=4)
+    settings = AttackSettings(cfg=7.0, steps=8, batch=64, image_denoise=(0.3, 0.6))
+    budget = SearchBudget(2, 1, 4, prompts=3, steps=4)
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
     world = load_world(weights_dir=V2_WEIGHTS)
     lora = _random_v2_lora(world, out / "v2_lora.safetensors")
@@ -140,6 +141,8 @@ def test_the_attack_cli_refuses_a_bad_size_naming_the_flag():
 
     with pytest.raises(ValueError, match="--per-category"):
         main(["--hgr", str(V2_HGR), "--per-category", "0"])
+    with pytest.raises(SystemExit):
+        main(["--hgr", str(V2_HGR), "--image-denoise", "0.3,1.5"])
 
 
 def test_the_token_search_types_only_filter_passing_non_harmful_words_and_never_loses_ground(small_report):
@@ -190,7 +193,8 @@ def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block
     assert costs["detect_gate"] == costs["cfg"] + 16 and costs["safecfg_sampling_gate"] == costs["safecfg"]
     # denoise 0.3 leaves most of the score window unsampled: the sampling gate fails closed, clean inputs too
     assert image["defences"]["safecfg_sampling_gate"]["clean_fidelity"] == 0.0
-    assert test["cfg"]["clean"]["n"] == 18  # the clean twins at three denoise levels, pooled
+    assert test["cfg"]["clean"]["n"] == 12  # the clean twins at both denoise levels, pooled
+    assert {k.split("@")[1] for k in test["cfg"] if k != "clean"} == {"0.3", "0.6"}
     assert "harm from the input image" in (out / "report.txt").read_text()
     from PIL import Image
 
