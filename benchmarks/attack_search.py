@@ -88,9 +88,11 @@ def _pooled(world, texts: list[str]) -> torch.Tensor:
     return torch.cat(out)
 
 
-def rank_by_prior(world, candidates: list[str], harm_words: list[str]) -> list[str]:
-    """Candidates, closest first to the nearest of `harm_words` in pooled text embedding."""
-    similarity = (_pooled(world, candidates) @ _pooled(world, harm_words).T).amax(1)
+def rank_by_prior(world, candidates: list[str], harm_words: list[str], pooled: torch.Tensor | None = None) -> list[str]:
+    """Candidates, closest first to the nearest of `harm_words` in pooled text embedding (`pooled`: the
+    candidates' `_pooled` embeddings when already computed)."""
+    pooled = _pooled(world, candidates) if pooled is None else pooled
+    similarity = (pooled @ _pooled(world, harm_words).T).amax(1)
     return [candidates[i] for i in similarity.argsort(descending=True).tolist()]
 
 
@@ -138,10 +140,11 @@ def search_suffixes(world, facts, harmful: list, clean_texts: list[str], seeds: 
                     budget) -> dict[str, dict]:
     """Per category, the searched suffix (see `search_suffix`), on dev prompts and dev noise seeds."""
     started, candidates = time.monotonic(), candidate_words(world, facts)
+    pooled = _pooled(world, candidates)  # the same for every category
     texts, seeds = clean_texts[:budget.prompts], seeds[:budget.prompts]
     found = {}
     for i, category in enumerate(categories):
-        ranked = rank_by_prior(world, candidates, dev_harm_words(harmful, category))
+        ranked = rank_by_prior(world, candidates, dev_harm_words(harmful, category), pooled)
         found[category] = search_suffix(world, category, ranked, texts, seeds, settings, budget, seed=i)
         log.info("token search %s: %s (dev harm probability %s)", category, " ".join(found[category]["words"]),
                  found[category]["dev_harm_probability"])

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.flags import unit_interval_list
+
 REPO = Path(__file__).resolve().parents[1]
 V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
 DEFAULT_OUT = Path("output/benchmarks/attacks")
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=d.sampler, help="ComfyUI sampler name")
     p.add_argument("--scheduler", default=d.scheduler, help="ComfyUI scheduler name")
     p.add_argument("--batch-size", type=int, default=d.batch, help="prompts per sampling call")
-    p.add_argument("--image-denoise", type=_levels, default=d.image_denoise, metavar="D,D,...",
+    p.add_argument("--image-denoise", type=unit_interval_list, default=d.image_denoise, metavar="D,D,...",
                    help="image attack: denoise levels of img2img and inpainting, each in (0, 1]")
     b = SearchBudget()
     p.add_argument("--search-words", type=int, default=b.words, help="token search: words in each category's suffix")
@@ -177,16 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "SafeCFG as defences")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     return p
-
-
-def _levels(text: str) -> tuple[float, ...]:
-    try:
-        levels = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not all(0 < x <= 1 for x in levels):
-        raise argparse.ArgumentTypeError(f"each denoise level must be in (0, 1], got {text!r}")
-    return levels
 
 
 def main(argv=None) -> dict:

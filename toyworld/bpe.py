@@ -59,9 +59,14 @@ def vocabulary(merges: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ALPHABET + tuple(m.replace(" ", "") for m in merges)))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8)
+def _ranks(merges: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    return {tuple(m.split(" ")): i for i, m in enumerate(merges)}
+
+
+@lru_cache(maxsize=1 << 16)
 def _encode(word: str, merges: tuple[str, ...]) -> tuple[str, ...]:
-    ranks = {tuple(m.split(" ")): i for i, m in enumerate(merges)}
+    ranks = _ranks(merges)
     symbols = tuple(word)
     while len(symbols) > 1:
         ranked = [(ranks[p], p) for p in _pairs(symbols) if p in ranks]

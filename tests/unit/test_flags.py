@@ -1,0 +1,23 @@
+"""Argument types shared by the command-line tools (training/flags.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from training.flags import int_range, unit_interval_list
+
+
+def test_unit_interval_list_reads_levels_and_refuses_values_outside_zero_one():
+    assert unit_interval_list("0.3,0.5,1") == (0.3, 0.5, 1.0)
+    for bad in ("0,0.5", "0.3,1.5", "-0.1", "0.3,x", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            unit_interval_list(bad)
+
+
+def test_int_range_needs_two_ordered_positive_values():
+    assert int_range("10,50") == (10, 50)
+    for bad in ("50,10", "0,5", "1,2,3", "a,b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            int_range(bad)
