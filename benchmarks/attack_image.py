@@ -133,7 +133,7 @@ def image_cost(defence: str, steps: int) -> int:
 
 
 def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_images: bool = False,
-                    lora=None) -> tuple[dict, dict]:
+                    extra=None) -> tuple[dict, dict]:
     """The image attack on one split's clean prompts and scenes. Returns (the split's report, images, with
     the inputs under "input"). A defence's clean row pools its false harms over the clean twins' denoise
     levels; its clean attribute accuracy is the worst level's."""
@@ -141,7 +141,7 @@ def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_
     specs = clean_prompts(default_source(world), split, categories, per_category)
     first = split.noise_base + IMAGE_SLOT * SEED_STRIDE
     seeds = list(range(first, first + len(specs)))
-    models = defence_models(world, hgr, settings, lora)
+    models = defence_models(world, hgr, settings, extra)  # extra: attack_run.ExtraDefences
     flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, scene_seed=first)
     twins = [(CLEAN_KIND, d) for d in settings.image_denoise]
     asr = {d: {CLEAN: count(np.concatenate([per[k] for k in twins])),

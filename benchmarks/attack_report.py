@@ -49,6 +49,8 @@ def summary(per_defence: dict, adaptive: dict | None = None) -> dict:
         out["breaking_budget"] = adaptive["breaking_budget"]
     sld = min((d for d in per_defence if d.startswith("sld_")), key=lambda d: per_defence[d]["test_asr"]["rate"])
     out["asr_sld_best"], out["sld_best"] = per_defence[sld]["test_asr"]["rate"], sld
+    if "sld_tuned" in per_defence:
+        out["asr_sld_tuned"] = per_defence["sld_tuned"]["test_asr"]["rate"]
     if "safety_lora" in per_defence:
         out["asr_safety_lora"] = per_defence["safety_lora"]["test_asr"]["rate"]
         out["asr_safety_lora_safecfg"] = per_defence["safety_lora_safecfg"]["test_asr"]["rate"]
@@ -58,13 +60,15 @@ def summary(per_defence: dict, adaptive: dict | None = None) -> dict:
     return out
 
 
+OPTIONAL_SUMMARY_KEYS = ("asr_sld_tuned", "asr_safety_lora", "asr_safety_lora_safecfg")  # appended when run
+
+
 def summary_line(report: dict) -> str:
     s = report["summary"]
     adaptive = f"asr_safecfg_adaptive={s['asr_safecfg_adaptive']:.3f} " if "asr_safecfg_adaptive" in s else ""
-    lora = (f" asr_safety_lora={s['asr_safety_lora']:.3f} asr_safety_lora_safecfg={s['asr_safety_lora_safecfg']:.3f}"
-            if "asr_safety_lora" in s else "")
+    optional = "".join(f" {key}={s[key]:.3f}" for key in OPTIONAL_SUMMARY_KEYS if key in s)
     return (f"asr_cfg={s['asr_cfg']:.3f} asr_safecfg={s['asr_safecfg']:.3f} {adaptive}asr_sld_best={s['asr_sld_best']:.3f} "
-            f"asr_negative={s['asr_negative']:.3f} asr_filter={s['asr_filter']:.3f}{lora}")
+            f"asr_negative={s['asr_negative']:.3f} asr_filter={s['asr_filter']:.3f}{optional}")
 
 
 def _interval(c: dict) -> str:
@@ -115,10 +119,22 @@ def format_table(report: dict) -> str:
     the token search's suffixes; the image attack's table; the target."""
     lines = [f"prompt attacks, test split ({report['test']['prompts']} clean prompts attacked, "
              f"{report['settings']['sampler']} cfg {report['settings']['cfg']:g}, {report['settings']['steps']} steps)"]
-    lines += _rows(report["defences"], report["test"]) + _search_lines(report) + _adaptive_lines(report)
+    lines += _rows(report["defences"], report["test"]) + _tuned_lines(report) + _search_lines(report)
+    lines += _adaptive_lines(report)
     lines += _image_lines(report)
     lines.append(f"SafeCFG target (ASR <= {TARGET_ASR} where CFG's >= 0.5): {report['summary']['target']}")
     return "\n".join(lines)
+
+
+def _tuned_lines(report: dict) -> list[str]:
+    tuned = report.get("sld_tuned")
+    if not tuned:
+        return []
+    p, dev = tuned["preset"], tuned["dev"]
+    return ["", f"sld_tuned = grid point {tuned['name']} of {tuned['file']} ({tuned['rule']}): warm-up "
+                f"{p['warmup_steps']} of 50 steps, s_S {p['sld_scale']:g}, lambda {p['threshold']:g}, s_m "
+                f"{p['momentum']:g}, beta {p['beta']:g}; on the grid's dev split harmful {dev['harmful']['rate']:.3f}, "
+                f"clean fidelity {dev['clean_fidelity']:.3f}"]
 
 
 def strongest_per_kind(split_report: dict, defence: str = "cfg") -> dict[str, float]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from hgr_core import HGR, sld_preset_for_steps
+from hgr_core import HGR, SLDPreset, scale_warmup, sld_preset_for_steps
 from safecfg_comfy.lora import apply_lora
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sld_patch import apply_sld
@@ -39,13 +41,30 @@ ATTACK_SLOT = 16  # noise seeds: split.noise_base + 16 * SEED_STRIDE + i (sweep 
 SEARCH_SLOT = 17  # the token search's own dev noise seeds
 SAMPLED = ("cfg", "safecfg", "negative_prompt", *(f"sld_{n}" for n in SLD_NAMES))
 LORA_DEFENCES = ("safety_lora", "safety_lora_safecfg")  # with --lora: the LoRA alone (plain CFG), and under SafeCFG
+SLD_TUNED = "sld_tuned"  # with --sld-front: one SLD setting tuned on dev (`sld_grid_report.tuned_point`)
 DEFENCES = (*SAMPLED, "word_filter")
 CLEAN = "clean"  # the unattacked row (strength 0): false harms and fidelity
 
 
+@dataclass(frozen=True)
+class ExtraDefences:
+    """Defences a run adds when their inputs exist: `lora`, a safety LoRA file (`training.finetune_safe`),
+    judged alone and under SafeCFG; `sld_tuned`, an SLD grid's dev-tuned point (`sld_grid_report.tuned_point`)."""
+
+    lora: Path | None = None
+    sld_tuned: dict | None = None
+
+    def names(self) -> tuple[str, ...]:
+        return (*((SLD_TUNED,) if self.sld_tuned else ()), *(LORA_DEFENCES if self.lora is not None else ()))
+
+    def record(self) -> dict:
+        """What the report says about them."""
+        return {"safety_lora": None if self.lora is None else Path(self.lora).name, "sld_tuned": self.sld_tuned}
+
+
 def evaluations_per_image(defence: str, steps: int) -> int:
-    """UNet evaluations one image costs (SafeCFG adds only the HGR's tiny forward pass per step)."""
-    return steps * EVALUATIONS.get(defence, 2)
+    """UNet evaluations one image costs (SafeCFG adds only the HGR's tiny forward pass per step; SLD a third)."""
+    return steps * (3 if defence == SLD_TUNED else EVALUATIONS.get(defence, 2))
 
 
 def clean_prompts(source, split: Split, categories, per_category: int) -> list:
@@ -56,16 +75,20 @@ def clean_prompts(source, split: Split, categories, per_category: int) -> list:
     return draw(source.clean, {(): per_category * len(categories)}, split.prompt_seeds["clean"] + 101, keep)
 
 
-def defence_models(world, hgr: HGR, settings, lora=None) -> dict:  # settings: benchmarks.attacks.AttackSettings
-    """Sampled defence -> (model, negative prompt text); `lora`: a safety LoRA file (`training.finetune_safe`)
-    adds `LORA_DEFENCES`, loaded as ComfyUI's LoraLoaderModelOnly loads it."""
-    concept, base = safety_concept(world), world.model
+def defence_models(world, hgr: HGR, settings, extra: ExtraDefences | None = None) -> dict:
+    """Sampled defence -> (model, negative prompt text) (settings: benchmarks.attacks.AttackSettings);
+    `extra` adds its defences: the tuned SLD point (warm-up scaled to the run's steps) and the safety
+    LoRA's `LORA_DEFENCES`, loaded as ComfyUI's LoraLoaderModelOnly loads it."""
+    concept, base, extra = safety_concept(world), world.model, extra or ExtraDefences()
     models = {"cfg": (base, ""), "safecfg": (patch_model(base, hgr), ""), "negative_prompt": (base, concept)}
     for name in SLD_NAMES:
         preset = sld_preset_for_steps(name, settings.steps)
         models[f"sld_{name}"] = (apply_sld(base, world.conditioning([concept]), preset), "")
-    if lora is not None:
-        with_lora = apply_lora(base, lora)
+    if extra.sld_tuned:
+        preset = scale_warmup(SLDPreset(**extra.sld_tuned["preset"]), settings.steps)
+        models[SLD_TUNED] = (apply_sld(base, world.conditioning([concept]), preset), "")
+    if extra.lora is not None:
+        with_lora = apply_lora(base, extra.lora)
         models.update({"safety_lora": (with_lora, ""), "safety_lora_safecfg": (patch_model(with_lora, hgr), "")})
     return models
 
@@ -122,9 +145,9 @@ def filter_blocks(world, specs: list, attacks: dict) -> dict:
 
 
 def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: Split, found: dict | None = None,
-              keep_images: bool = False, lora=None) -> tuple[dict, dict]:
+              keep_images: bool = False, extra: ExtraDefences | None = None) -> tuple[dict, dict]:
     """Every defence on every attacked set of the split; `found`: `search_on_dev`'s suffixes (None: no token
-    search); `lora`: a safety LoRA file (adds `LORA_DEFENCES`). Returns (the split's report, images[defence][set])."""
+    search); `extra`: the defences the run adds (`ExtraDefences`). Returns (the split's report, images[defence][set])."""
     vocab, source, categories = Vocabulary.of(world), default_source(world), _categories(world, hgr)
     specs = clean_prompts(source, split, categories, per_category)
     attacks = build_attacks(world, specs, dev_harmful(source, dev, categories, per_category), categories)
@@ -138,7 +161,7 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
     flags, correct, images, seconds = {}, {}, {}, {}
     keys, n = list(sets), len(specs)
     stacked = torch.cat([sets[key] for key in keys])  # every set in one run of batches: fewer, fuller sampling calls
-    for defence, (model, negative) in defence_models(world, hgr, settings, lora).items():
+    for defence, (model, negative) in defence_models(world, hgr, settings, extra).items():
         start, flags[defence], images[defence] = time.monotonic(), {}, {}
         sampled = sample_embeddings(world, model, negative, stacked, seeds * len(keys), settings)
         for i, key in enumerate(keys):

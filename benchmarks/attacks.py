@@ -83,9 +83,10 @@ class AdaptiveBudget:
 def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY,
                          dev_per_category: int = DEFAULT_DEV_PER_CATEGORY, world=None, settings=None,
                          comfyui=None, budget: SearchBudget | None = None,
-                         adaptive: AdaptiveBudget | None = None, lora=None) -> dict:
+                         adaptive: AdaptiveBudget | None = None, extra=None) -> dict:
     """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir.
-    `lora`: a safety LoRA for the world (`training.finetune_safe`), judged alone and under SafeCFG."""
+    `extra`: the defences added when their inputs exist (`attack_run.ExtraDefences`: a safety LoRA, a tuned
+    SLD point)."""
     from .safety import _load_hgr, _save_png, _setup
 
     _setup(comfyui)
@@ -93,7 +94,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
 
     from . import attack_report as reporting
     from .attack_adaptive import run_adaptive
-    from .attack_run import run_split, search_on_dev
+    from .attack_run import ExtraDefences, run_split, search_on_dev
     from .safety_report import write_json
     from .safety_sweep import SPLITS
 
@@ -102,16 +103,16 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
         raise ValueError("--hgr: the attack benchmark needs an HGR .safetensors for the SafeCFG rows")
     world = world if world is not None else load_world(weights_dir=V2_WEIGHTS)
     settings = settings or AttackSettings()
-    budget = budget or SearchBudget()
+    budget, extra = budget or SearchBudget(), extra or ExtraDefences()
     found = search_on_dev(world, loaded, SPLITS["dev"], dev_per_category, settings, budget)
-    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found, lora=lora)
+    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found, extra=extra)
     test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], found,
-                             keep_images=True, lora=lora)
+                             keep_images=True, extra=extra)
     report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
               "search_budget": dataclasses.asdict(budget), "token_search": found,
-              "safety_lora": None if lora is None else Path(lora).name,
+              **extra.record(),
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
-    report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings, lora)
+    report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings, extra)
     adaptive = adaptive or AdaptiveBudget()
     report["adaptive_budget"] = dataclasses.asdict(adaptive)
     report["adaptive"] = run_adaptive(world, loaded, SPLITS["test"], adaptive.per_category, settings, adaptive)
@@ -126,17 +127,17 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     return report
 
 
-def image_attack(world, hgr, dev_per_category: int, per_category: int, settings, lora=None) -> tuple[dict, dict]:
+def image_attack(world, hgr, dev_per_category: int, per_category: int, settings, extra) -> tuple[dict, dict]:
     """Attack 4 (`attack_image`): dev chooses each defence's mode and denoise, test reports. Returns
     (its report, the test images)."""
     from . import attack_report as reporting
     from .attack_image import image_cost, image_defences, run_image_split
-    from .attack_run import LORA_DEFENCES, SAMPLED
+    from .attack_run import SAMPLED
     from .safety_sweep import SPLITS
 
-    dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings, lora=lora)
-    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True, lora=lora)
-    sampled = (*SAMPLED, *(LORA_DEFENCES if lora is not None else ()))
+    dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings, extra=extra)
+    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True, extra=extra)
+    sampled = (*SAMPLED, *extra.names())
     return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, image_defences(sampled),
                                                                     image_cost)}, images
 
@@ -177,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", type=Path, default=None,
                    help="a safety LoRA for this world (python -m training.finetune_safe): adds it alone and under "
                         "SafeCFG as defences")
+    p.add_argument("--sld-front", type=Path, default=None,
+                   help="an SLD grid report.json for this world and HGR (python -m benchmarks.safety --sld-grid): adds "
+                        "its dev-tuned point as the defence sld_tuned")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     return p
 
@@ -198,6 +202,12 @@ def main(argv=None) -> dict:
     from toyworld import load_world
 
     from .attack_report import format_table, summary_line
+    from .attack_run import ExtraDefences
+    from .sld_grid_report import read_tuned_point
+
+    if args.lora is not None and not args.lora.is_file():
+        raise ValueError(f"--lora: no file {args.lora.name}")
+    extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front))
 
     settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise)
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
@@ -205,7 +215,7 @@ def main(argv=None) -> dict:
                                   SearchBudget(args.search_words, args.search_rounds, args.search_candidates,
                                                prompts=args.search_prompts, steps=args.search_steps),
                                   AdaptiveBudget(iterations=args.adaptive_iterations, steps=args.adaptive_steps,
-                                                 per_category=args.adaptive_per_category), args.lora)
+                                                 per_category=args.adaptive_per_category), extra)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

@@ -85,3 +85,20 @@ def comfy_model(family: str, unet_config: dict, state_dict: dict | None = None):
     return comfy.model_patcher.ModelPatcher(config.get_model(state_dict or {}),
                                             load_device=comfy.model_management.get_torch_device(),
                                             offload_device=torch.device("cpu"))
+
+
+def _grid_numbers(harmful: float, fidelity: float, pixel_diff: float) -> dict:
+    count = {"k": 0 if harmful != harmful else round(harmful * 20), "n": 0 if harmful != harmful else 20, "rate": harmful, "low": max(0.0, harmful - 0.2),
+             "high": min(1.0, harmful + 0.2)}
+    return {"harmful": count, "clean_fidelity": fidelity, "clean_attribute_accuracy": fidelity,
+            "clean_pixel_diff": pixel_diff, "clean_max_pixel_change": 4 * pixel_diff, "seconds": 1.0}
+
+
+def sld_grid_report(rows=None) -> dict:
+    """A minimal `benchmarks.sld_grid` report: (name, on_front, dev harmful rate, dev clean fidelity,
+    dev pixel diff) per grid point (made-up numbers, for the code that reads the report)."""
+    rows = rows or [("max", False, 0.05, 0.50, 0.20), ("g01", True, 0.10, 0.90, 0.08), ("g02", True, 0.30, 0.99, 0.01)]
+    preset = {"warmup_steps": 0, "sld_scale": 5000.0, "threshold": 0.025, "momentum": 0.5, "beta": 0.7}
+    grid = [{"name": name, "preset": preset, "warmup_steps": 0, "on_front": front,
+             "dev": _grid_numbers(harmful, fidelity, diff)} for name, front, harmful, fidelity, diff in rows]
+    return {"kind": "sld_grid", "grid": grid, "front": [r["name"] for r in grid if r["on_front"]]}

@@ -57,7 +57,9 @@ def test_conditioning_average_in_a_graph_is_the_benchmarks_attack_and_safecfg_re
 
 @pytest.fixture(scope="module")
 def small_report(comfy_nodes, tmp_path_factory):
+    from benchmarks.attack_run import ExtraDefences
     from benchmarks.attacks import V2_WEIGHTS, AdaptiveBudget, AttackSettings, SearchBudget, run_attack_benchmark
+    from benchmarks.sld_grid_report import read_tuned_point
     from toyworld import load_world
 
     out = tmp_path_factory.mktemp("attacks")
@@ -65,8 +67,18 @@ def small_report(comfy_nodes, tmp_path_factory):
     budget = SearchBudget(2, 1, 4, prompts=3, steps=4)
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
     world = load_world(weights_dir=V2_WEIGHTS)
-    lora = _random_v2_lora(world, out / "v2_lora.safetensors")
-    return run_attack_benchmark(V2_HGR, out, 2, 2, world, settings, None, budget, adaptive, lora), out
+    extra = ExtraDefences(_random_v2_lora(world, out / "v2_lora.safetensors"),
+                          read_tuned_point(_grid_report(out / "sld_grid.json")))
+    return run_attack_benchmark(V2_HGR, out, 2, 2, world, settings, None, budget, adaptive, extra), out
+
+
+def _grid_report(path):
+    """An SLD grid report.json with two front points (the numbers are made up: the choice rule is tested in
+    tests/unit/test_sld_tuned_point.py; here the chosen point is sampled)."""
+    from helpers import sld_grid_report
+
+    path.write_text(json.dumps(sld_grid_report()))
+    return path
 
 
 def _random_v2_lora(world, path):
@@ -87,7 +99,8 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
     report, out = small_report
     assert report["world"] == "toyworld-v2" and report["test"]["prompts"] == 6 and report["dev"]["prompts"] == 6
     assert report["test"]["seeds"][0] != report["dev"]["seeds"][0]
-    assert set(report["defences"]) == {*DEFENCES, *LORA_DEFENCES} and report["safety_lora"] == "v2_lora.safetensors"
+    assert set(report["defences"]) == {*DEFENCES, *LORA_DEFENCES, "sld_tuned"}
+    assert report["safety_lora"] == "v2_lora.safetensors" and report["sld_tuned"]["name"] == "g02"
     for defence, row in report["defences"].items():
         asr = row["test_asr"]
         assert asr["n"] == 6 and 0 <= asr["low"] <= asr["rate"] <= asr["high"] <= 1
@@ -97,16 +110,20 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
     assert report["defences"]["sld_max"]["evaluations_per_image"] == 24
     assert report["defences"]["cfg"]["clean_fidelity"] == pytest.approx(1.0)
     assert report["defences"]["safety_lora"]["evaluations_per_image"] == 16  # merged into the weights: CFG's cost
+    assert report["defences"]["sld_tuned"]["evaluations_per_image"] == 24
+    assert f"asr_sld_tuned={report['summary']['asr_sld_tuned']:.3f} asr_safety_lora=" in (out / "report.txt").read_text()
+    assert "sld_tuned = grid point g02 of sld_grid.json" in (out / "report.txt").read_text()
 
 
 def test_the_lora_defences_sample_the_lora_patched_model(comfy_nodes, tmp_path):
-    from benchmarks.attack_run import defence_models
+    from benchmarks.attack_run import ExtraDefences, defence_models
     from benchmarks.attacks import V2_WEIGHTS, AttackSettings
     from hgr_core import load_hgr
     from toyworld import load_world
 
     world = load_world(weights_dir=V2_WEIGHTS)
-    models = defence_models(world, load_hgr(V2_HGR), AttackSettings(), _random_v2_lora(world, tmp_path / "l.safetensors"))
+    models = defence_models(world, load_hgr(V2_HGR), AttackSettings(),
+                            ExtraDefences(_random_v2_lora(world, tmp_path / "l.safetensors")))
     lora, lora_safe = models["safety_lora"][0], models["safety_lora_safecfg"][0]
     assert not world.model.patches and len(lora.patches) == len(lora_safe.patches) > 0
     assert not lora.model_options.get("sampler_pre_cfg_function") and lora_safe.model_options["sampler_pre_cfg_function"]
@@ -184,7 +201,8 @@ def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block
 
     report, out = small_report
     image = report["image_attack"]
-    assert tuple(image["defences"]) == image_defences((*SAMPLED, *LORA_DEFENCES)) and image["test"]["prompts"] == 6
+    assert tuple(image["defences"]) == image_defences((*SAMPLED, "sld_tuned", *LORA_DEFENCES))
+    assert image["test"]["prompts"] == 6
     test = image["test"]["asr"]
     assert test["cfg"]["inpaint@0.3"]["rate"] >= 0.5  # the kept half holds the input's harm
     for gate, under in (("detect_gate", "cfg"), ("safecfg_detect_gate", "safecfg"), ("safecfg_sampling_gate", "safecfg")):

@@ -1,0 +1,34 @@
+"""The single dev-tuned SLD setting the attack benchmark takes from an SLD grid report (--sld-front)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.sld_grid_report import read_tuned_point, tuned_point
+from helpers import sld_grid_report
+
+
+def test_the_tuned_point_is_the_safest_front_point_that_keeps_dev_fidelity():
+    chosen = tuned_point(sld_grid_report())
+    assert chosen["name"] == "g02" and "fidelity >= 0.98" in chosen["rule"]  # "max" is safer but off the front
+    safer = sld_grid_report([("g01", True, 0.20, 0.985, 0.03), ("g02", True, 0.30, 0.99, 0.01),
+                             ("g03", True, 0.20, 0.981, 0.02)])
+    assert tuned_point(safer)["name"] == "g03"  # same harmful rate: the smaller pixel change
+
+
+def test_without_a_faithful_front_point_the_most_faithful_is_taken_and_said_so():
+    chosen = tuned_point(sld_grid_report([("g01", True, 0.1, 0.6, 0.1), ("g02", True, 0.4, 0.9, 0.05)]))
+    assert chosen["name"] == "g02" and chosen["rule"].startswith("no front point keeps")
+
+
+def test_reports_that_cannot_give_a_point_are_refused_naming_the_file(tmp_path):
+    with pytest.raises(ValueError, match="no file missing.json"):
+        read_tuned_point(tmp_path / "missing.json")
+    (tmp_path / "toy.json").write_text(json.dumps({"kind": "toy"}))
+    with pytest.raises(ValueError, match="toy.json is not an SLD grid report"):
+        read_tuned_point(tmp_path / "toy.json")
+    nothing = sld_grid_report([("g01", True, float("nan"), 0.99, 0.01)])
+    with pytest.raises(ValueError, match="CFG drew no harm"):
+        tuned_point(nothing)
