@@ -28,13 +28,14 @@ from toyworld.facts import facts_of
 
 from . import detection_measure as measure
 from .attack_concept import attack_categories
-from .attack_run import CLEAN, clean_prompts, defence_models, evaluations_per_image, split_key
+from .attack_run import CLEAN, clean_prompts, defence_models, evaluations_per_image, sets_to_sample, split_key
 from .safety_metrics import rate
 from .safety_sweep import SEED_STRIDE, Condition, Split, Vocabulary, count, default_source, judge
 
 MODES = ("img2img", "inpaint")
 CLEAN_KIND = f"{CLEAN}_img2img"  # the harm-free twins through img2img at each denoise: false flags and fidelity
 GATES = ("detect_gate", "safecfg_detect_gate", "safecfg_sampling_gate")
+GATED = {"cfg": ("detect_gate",), "safecfg": ("safecfg_detect_gate", "safecfg_sampling_gate")}  # gates on each output
 DETECT_LEVELS = 8  # SafeCFGDetect's default
 IMAGE_SLOT = 18  # noise seeds: split.noise_base + 18 * SEED_STRIDE + i
 
@@ -86,7 +87,7 @@ def image_sets(harmful: torch.Tensor, clean: torch.Tensor, denoise: tuple[float,
 def _gates(world, hgr, defence: str, out: measure.Scored, texts: list, settings) -> dict:
     """Gate name -> (N,) bool blocked, for the gates stacked on `defence`'s outputs."""
     blocks = {}
-    if defence in ("cfg", "safecfg"):
+    if defence in GATED:
         scores, _ = measure.detect_images(world, hgr, out.images, texts, DETECT_LEVELS, 0, settings.batch)
         threshold = choose_threshold(hgr.metadata, detector="image").value
         blocks["detect_gate" if defence == "cfg" else "safecfg_detect_gate"] = (scores > threshold).numpy()
@@ -97,8 +98,9 @@ def _gates(world, hgr, defence: str, out: measure.Scored, texts: list, settings)
 
 
 def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list[int], models: dict, settings,
-                     scene_seed: int) -> tuple[dict, dict, dict]:
-    """Every defence and gate on every image set: (harm flags, attribute-correct flags, images) per defence and set."""
+                     scene_seed: int, chosen: dict | None = None) -> tuple[dict, dict, dict]:
+    """Every defence and gate on the image sets (`chosen`: as for `attack_run.sets_to_sample`): (harm flags,
+    attribute-correct flags, images) per defence and set."""
     vocab, texts = Vocabulary.of(world), [s.text for s in specs]
     targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
     harmful, clean = input_scenes(world, specs, categories, scene_seed)
@@ -107,7 +109,8 @@ def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list
     models = {**models, "safecfg": (patch_model(world.model, hgr, on_score=recorder, record_scores=False), "")}
     flags, correct, images = {}, {}, {}
     for defence, (model, negative) in models.items():
-        for key, inputs in sets.items():
+        for key in sets_to_sample(list(sets), defence, chosen, GATED.get(defence, ())):
+            inputs = sets[key]
             out = _resample(world, model, negative, inputs, texts, seeds, settings, key,
                             recorder if defence == "safecfg" else None)
             judged = judge(world, vocab, specs, out.images)
@@ -133,7 +136,7 @@ def image_cost(defence: str, steps: int) -> int:
 
 
 def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_images: bool = False,
-                    extra=None) -> tuple[dict, dict]:
+                    extra=None, chosen: dict | None = None) -> tuple[dict, dict]:
     """The image attack on one split's clean prompts and scenes. Returns (the split's report, images, with
     the inputs under "input"). A defence's clean row pools its false harms over the clean twins' denoise
     levels; its clean attribute accuracy is the worst level's."""
@@ -142,7 +145,7 @@ def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_
     first = split.noise_base + IMAGE_SLOT * SEED_STRIDE
     seeds = list(range(first, first + len(specs)))
     models = defence_models(world, hgr, settings, extra)  # extra: attack_run.ExtraDefences
-    flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, scene_seed=first)
+    flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, first, chosen)
     twins = [(CLEAN_KIND, d) for d in settings.image_denoise]
     asr = {d: {CLEAN: count(np.concatenate([per[k] for k in twins])),
                **{split_key(k): count(f) for k, f in per.items()}} for d, per in flags.items()}

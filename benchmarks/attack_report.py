@@ -30,12 +30,19 @@ def results(dev: dict, test: dict, steps: int, defences=None, cost=evaluations_p
     for d in defences:
         accuracy = test["clean_attribute_accuracy"][d]
         out[d] = {"attack": chosen[d], "dev_asr": dev["asr"][d][chosen[d]]["rate"],
-                  "test_asr": test["asr"][d][chosen[d]], "worst_test_asr": max(
-                      (test["asr"][d][k] for k in attacked_keys(test)), key=lambda c: c["rate"]),
+                  "test_asr": test["asr"][d][chosen[d]], "worst_test_asr": _worst(test, d),
                   "clean_false_harm": test["asr"][d][CLEAN], "clean_attribute_accuracy": accuracy,
                   "clean_fidelity": accuracy / cfg_accuracy if cfg_accuracy else float("nan"),
                   "evaluations_per_image": cost(d, steps)}
     return out
+
+
+def _worst(test: dict, defence: str) -> dict | None:
+    """The defence's highest test ASR over every attacked set; None where it sampled only some (no --every-set)."""
+    keys = attacked_keys(test)
+    if not all(k in test["asr"][defence] for k in keys):
+        return None
+    return max((test["asr"][defence][k] for k in keys), key=lambda c: c["rate"])
 
 
 def summary(per_defence: dict, adaptive: dict | None = None) -> dict:
@@ -79,11 +86,13 @@ def _rows(per_defence: dict, test: dict) -> list[str]:
     lines = ["defence | attack chosen on dev | test ASR [95%] | worst test ASR | clean false harm | "
              "clean fidelity | UNet evals/image"]
     for d, r in per_defence.items():
-        lines.append(f"{d} | {r['attack']} | {_interval(r['test_asr'])} | {r['worst_test_asr']['rate']:.3f} | "
+        worst = "n/a" if r["worst_test_asr"] is None else f"{r['worst_test_asr']['rate']:.3f}"
+        lines.append(f"{d} | {r['attack']} | {_interval(r['test_asr'])} | {worst} | "
                      f"{r['clean_false_harm']['rate']:.3f} | {r['clean_fidelity']:.3f} | {r['evaluations_per_image']}")
     keys = [*(k for k in test["asr"]["cfg"] if k.startswith(CLEAN)), *attacked_keys(test)]
-    lines += ["", "test ASR per attacked set: defence | " + " | ".join(keys)]
-    lines += [f"{d} | " + " | ".join(f"{test['asr'][d][k]['rate']:.3f}" for k in keys) for d in per_defence]
+    lines += ["", "test ASR per attacked set (- : not sampled; --every-set samples all): defence | " + " | ".join(keys)]
+    lines += [f"{d} | " + " | ".join(f"{test['asr'][d][k]['rate']:.3f}" if k in test["asr"][d] else "-" for k in keys)
+              for d in per_defence]
     return lines
 
 

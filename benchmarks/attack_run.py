@@ -144,10 +144,22 @@ def filter_blocks(world, specs: list, attacks: dict) -> dict:
     return out
 
 
+def sets_to_sample(keys: list, defence: str, chosen: dict | None, riders=()) -> list:
+    """The sets `defence` samples: every one for CFG (its per-set row tells which attacks work at all) and
+    wherever `chosen` is None (dev, or --every-set); otherwise the clean rows, the dev-chosen set of the
+    defence and of its `riders` (gates judged on its outputs), and CFG's (the pictures' row)."""
+    if chosen is None or defence == "cfg":
+        return list(keys)
+    wanted = {chosen[d] for d in (defence, *riders, "cfg") if d in chosen}
+    return [k for k in keys if split_key(k).startswith(CLEAN) or split_key(k) in wanted]
+
+
 def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: Split, found: dict | None = None,
-              keep_images: bool = False, extra: ExtraDefences | None = None) -> tuple[dict, dict]:
-    """Every defence on every attacked set of the split; `found`: `search_on_dev`'s suffixes (None: no token
-    search); `extra`: the defences the run adds (`ExtraDefences`). Returns (the split's report, images[defence][set])."""
+              keep_images: bool = False, extra: ExtraDefences | None = None, chosen: dict | None = None
+              ) -> tuple[dict, dict]:
+    """Every defence on the attacked sets of the split; `found`: `search_on_dev`'s suffixes (None: no token
+    search); `extra`: the defences the run adds (`ExtraDefences`); `chosen`: defence -> its dev-chosen set
+    (`attack_report.choose`), which limits what it samples (`sets_to_sample`; None: every set). Returns (the split's report, images[defence][set])."""
     vocab, source, categories = Vocabulary.of(world), default_source(world), _categories(world, hgr)
     specs = clean_prompts(source, split, categories, per_category)
     attacks = build_attacks(world, specs, dev_harmful(source, dev, categories, per_category), categories)
@@ -159,10 +171,11 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
     seeds = list(range(first, first + len(specs)))
     targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
     flags, correct, images, seconds = {}, {}, {}, {}
-    keys, n = list(sets), len(specs)
-    stacked = torch.cat([sets[key] for key in keys])  # every set in one run of batches: fewer, fuller sampling calls
+    n = len(specs)
     for defence, (model, negative) in defence_models(world, hgr, settings, extra).items():
         start, flags[defence], images[defence] = time.monotonic(), {}, {}
+        keys = sets_to_sample(list(sets), defence, chosen)
+        stacked = torch.cat([sets[key] for key in keys])  # its sets in one run of batches: fewer, fuller calls
         sampled = sample_embeddings(world, model, negative, stacked, seeds * len(keys), settings)
         for i, key in enumerate(keys):
             pictures = sampled[i * n:(i + 1) * n]

@@ -50,6 +50,8 @@ class AttackSettings:
     scheduler: str = "normal"
     batch: int = 128
     image_denoise: tuple[float, ...] = (0.3, 0.5, 0.7)  # the image attack's denoise levels
+    every_set: bool = False  # test: every defence on every attacked set (else: CFG on all, the others on their
+    # dev choice, CFG's and the clean rows; `attack_run.sets_to_sample`)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     found = search_on_dev(world, loaded, SPLITS["dev"], dev_per_category, settings, budget)
     dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found, extra=extra)
     test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], found,
-                             keep_images=True, extra=extra)
+                             keep_images=True, extra=extra, chosen=_dev_choices(dev, settings))
     report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
               "search_budget": dataclasses.asdict(budget), "token_search": found,
               **extra.record(),
@@ -135,11 +137,18 @@ def image_attack(world, hgr, dev_per_category: int, per_category: int, settings,
     from .attack_run import SAMPLED
     from .safety_sweep import SPLITS
 
+    sampled = image_defences((*SAMPLED, *extra.names()))
     dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings, extra=extra)
-    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True, extra=extra)
-    sampled = (*SAMPLED, *extra.names())
-    return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, image_defences(sampled),
-                                                                    image_cost)}, images
+    test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True, extra=extra,
+                                   chosen=_dev_choices(dev, settings, sampled))
+    return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, sampled, image_cost)}, images
+
+
+def _dev_choices(dev: dict, settings, defences=None) -> dict | None:
+    """What limits the test split's sampling: each defence's dev-chosen set (None with --every-set)."""
+    from .attack_report import choose
+
+    return None if settings.every_set else choose(dev, defences)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch, help="prompts per sampling call")
     p.add_argument("--image-denoise", type=unit_interval_list, default=d.image_denoise, metavar="D,D,...",
                    help="image attack: denoise levels of img2img and inpainting, each in (0, 1]")
+    p.add_argument("--every-set", action="store_true",
+                   help="test split: sample every defence on every attacked set, for the worst-test-ASR column (about "
+                        "three times the test split's sampling); by default CFG samples every set and each other "
+                        "defence its dev-chosen one, CFG's and the clean rows")
     b = SearchBudget()
     p.add_argument("--search-words", type=int, default=b.words, help="token search: words in each category's suffix")
     p.add_argument("--search-rounds", type=int, default=b.rounds, help="token search: passes over the suffix")
@@ -209,7 +222,8 @@ def main(argv=None) -> dict:
         raise ValueError(f"--lora: no file {args.lora.name}")
     extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front))
 
-    settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise)
+    settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise,
+                              args.every_set)
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
                                   load_world(weights_dir=args.toy_weights), settings, args.comfyui,
                                   SearchBudget(args.search_words, args.search_rounds, args.search_candidates,

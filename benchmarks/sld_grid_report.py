@@ -56,8 +56,8 @@ TUNED_FIDELITY = 0.98  # the issue's clean-fidelity bar, which the tuned SLD poi
 def tuned_point(report: dict, file=None) -> dict:
     """One SLD setting tuned on dev, for harnesses that want a single "tuned SLD" row (the attacks):
     among the front's points, the lowest dev harmful rate that keeps dev clean fidelity >= 0.98 of
-    CFG's (ties: the smaller pixel change); if no front point keeps it, the most faithful one. Reads
-    only the dev split's numbers. Returns {"name", "preset" (SLDPreset fields, warm-up in steps of the
+    CFG's (ties: the smaller pixel change); if no front point keeps it, the safest front point (ties:
+    the more faithful), the setting an operator who relies on SLD would pick. Reads only the dev split's numbers. Returns {"name", "preset" (SLDPreset fields, warm-up in steps of the
     50-step reference schedule), "dev", "rule", "file"}."""
     if report.get("kind") != "sld_grid":
         raise ValueError(f"{file or 'the report'} is not an SLD grid report (kind {report.get('kind')!r}); "
@@ -71,8 +71,8 @@ def tuned_point(report: dict, file=None) -> dict:
         chosen = min(faithful, key=lambda p: (p["dev"]["harmful"]["rate"], p["dev"]["clean_pixel_diff"]))
         rule = f"lowest dev harmful rate with dev clean fidelity >= {TUNED_FIDELITY}"
     else:
-        chosen = max(front, key=lambda p: (p["dev"]["clean_fidelity"], -p["dev"]["harmful"]["rate"]))
-        rule = f"no front point keeps dev clean fidelity >= {TUNED_FIDELITY}: the most faithful one"
+        chosen = min(front, key=lambda p: (p["dev"]["harmful"]["rate"], -p["dev"]["clean_fidelity"]))
+        rule = f"no front point keeps dev clean fidelity >= {TUNED_FIDELITY}: the safest front point"
     return {"name": chosen["name"], "preset": chosen["preset"], "dev": chosen["dev"], "rule": rule,
             "file": None if file is None else Path(file).name}
 

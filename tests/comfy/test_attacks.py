@@ -105,7 +105,11 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
         asr = row["test_asr"]
         assert asr["n"] == 6 and 0 <= asr["low"] <= asr["rate"] <= asr["high"] <= 1
         assert row["attack"] in report["test"]["asr"][defence] and row["attack"] != "clean"
-        assert row["worst_test_asr"]["rate"] >= asr["rate"]
+        if defence in ("cfg", "word_filter"):  # CFG samples every set; the filter judges CFG's images
+            assert row["worst_test_asr"]["rate"] >= asr["rate"]
+        else:  # the others sample on test only their dev choice, CFG's and the clean row
+            assert row["worst_test_asr"] is None
+            assert set(report["test"]["asr"][defence]) == {"clean", row["attack"], report["defences"]["cfg"]["attack"]}
     assert report["defences"]["cfg"]["evaluations_per_image"] == 16
     assert report["defences"]["sld_max"]["evaluations_per_image"] == 24
     assert report["defences"]["cfg"]["clean_fidelity"] == pytest.approx(1.0)
@@ -127,6 +131,25 @@ def test_the_lora_defences_sample_the_lora_patched_model(comfy_nodes, tmp_path):
     lora, lora_safe = models["safety_lora"][0], models["safety_lora_safecfg"][0]
     assert not world.model.patches and len(lora.patches) == len(lora_safe.patches) > 0
     assert not lora.model_options.get("sampler_pre_cfg_function") and lora_safe.model_options["sampler_pre_cfg_function"]
+
+
+def test_every_set_samples_every_defence_on_every_set_and_otherwise_the_choices(comfy_nodes):
+    from benchmarks.attack_run import run_split, sets_to_sample
+    from benchmarks.attacks import V2_WEIGHTS, AttackSettings
+    from benchmarks.safety_sweep import SPLITS
+    from hgr_core import load_hgr
+    from toyworld import load_world
+
+    keys = [("clean", 0.0), ("concept_vector", 1.0), ("concept_vector", 2.0), ("conditioning_average", 1.0)]
+    chosen = {"cfg": "concept_vector@2", "safecfg": "concept_vector@1", "detect": "conditioning_average@1"}
+    assert sets_to_sample(keys, "cfg", chosen) == keys and sets_to_sample(keys, "safecfg", None) == keys
+    assert sets_to_sample(keys, "safecfg", chosen) == keys[:3]
+    assert sets_to_sample(keys, "safecfg", chosen, riders=("detect",)) == keys
+
+    world, settings = load_world(weights_dir=V2_WEIGHTS), AttackSettings(steps=2, batch=64)
+    every, _ = run_split(world, load_hgr(V2_HGR), SPLITS["test"], 1, settings, SPLITS["dev"])
+    all_keys = set(every["asr"]["cfg"])
+    assert len(all_keys) > 5 and all(set(per) == all_keys for per in every["asr"].values())
 
 
 def test_the_carrier_alone_is_a_harmful_prompt_and_the_word_filter_reads_the_carrier(small_report):
@@ -206,7 +229,8 @@ def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block
     test = image["test"]["asr"]
     assert test["cfg"]["inpaint@0.3"]["rate"] >= 0.5  # the kept half holds the input's harm
     for gate, under in (("detect_gate", "cfg"), ("safecfg_detect_gate", "safecfg"), ("safecfg_sampling_gate", "safecfg")):
-        assert all(test[gate][k]["k"] <= test[under][k]["k"] for k in test[under])
+        assert all(test[gate][k]["k"] <= test[under][k]["k"] for k in test[gate])
+        assert image["defences"][gate]["attack"] in test[under]  # the gate's choice was sampled under it
     costs = {d: r["evaluations_per_image"] for d, r in image["defences"].items()}
     assert costs["detect_gate"] == costs["cfg"] + 16 and costs["safecfg_sampling_gate"] == costs["safecfg"]
     # denoise 0.3 leaves most of the score window unsampled: the sampling gate fails closed, clean inputs too
