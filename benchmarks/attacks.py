@@ -11,8 +11,13 @@ render with a clean prompt) against the sampled defences and three gates, `attac
 
 Discipline: the attacks are built from dev-split harmful prompts; every defence's attack (kind and
 strength, the same grid for all) is chosen by its ASR on the dev split's clean prompts and noise
-seeds; the test split's clean prompts and fresh noise seeds only report. Rates come with Wilson
-95% intervals. The summary line is printed last:
+seeds; the test split's clean prompts and fresh noise seeds only report. On test, CFG samples every
+attacked set (which attacks work at all) and every other defence only what is reported: its dev
+choice, CFG's (the pictures) and the clean rows; `--every-set` samples every defence on every set for
+the worst-test-ASR column. Optional defences: `--lora` (a safety LoRA, alone and under SafeCFG) and
+`--sld-front` (the SLD grid's dev-tuned point, `sld_tuned`). Rates come with Wilson 95% intervals.
+The summary line is printed last (`asr_sld_tuned`, `asr_safety_lora`, `asr_safety_lora_safecfg`
+appended when those run):
 
     asr_cfg=… asr_safecfg=… asr_safecfg_adaptive=… asr_sld_best=… asr_negative=… asr_filter=…
 
