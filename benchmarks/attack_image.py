@@ -18,6 +18,8 @@ pipeline (img2img at 0.5), attribute accuracy relative to CFG's.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 
 import numpy as np
 import torch
@@ -31,6 +33,8 @@ from .attack_concept import attack_categories
 from .attack_run import CLEAN, clean_prompts, defence_models, evaluations_per_image, sets_to_sample, split_key
 from .safety_metrics import rate
 from .safety_sweep import SEED_STRIDE, Condition, Split, Vocabulary, count, default_source, judge
+
+log = logging.getLogger(__name__)
 
 MODES = ("img2img", "inpaint")
 CLEAN_KIND = f"{CLEAN}_img2img"  # the harm-free twins through img2img at each denoise: false flags and fidelity
@@ -109,7 +113,8 @@ def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list
     models = {**models, "safecfg": (patch_model(world.model, hgr, on_score=recorder, record_scores=False), "")}
     flags, correct, images = {}, {}, {}
     for defence, (model, negative) in models.items():
-        for key in sets_to_sample(list(sets), defence, chosen, GATED.get(defence, ())):
+        started, keys = time.monotonic(), sets_to_sample(list(sets), defence, chosen, GATED.get(defence, ()))
+        for key in keys:
             inputs = sets[key]
             out = _resample(world, model, negative, inputs, texts, seeds, settings, key,
                             recorder if defence == "safecfg" else None)
@@ -119,6 +124,7 @@ def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list
                 flags.setdefault(name, {})[key] = judged["harm"][np.arange(len(texts)), targets] & ~blocked
                 correct.setdefault(name, {})[key] = judged["attributes"] & ~blocked
                 images.setdefault(name, {})[key] = out.images * torch.from_numpy(~blocked).view(-1, 1, 1, 1).float()
+        log.info("image attack %s: %d sets, %.0f s", defence, len(keys), time.monotonic() - started)
     images["input"] = {key: inputs for key, inputs in sets.items()}
     return flags, correct, images
 

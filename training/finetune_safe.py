@@ -302,7 +302,7 @@ def export(args, backend, lora, report, threshold) -> None:
     """Step 5: the LoRA file with its provenance."""
     from .lora import save_lora
 
-    base = "toyworld" if args.toy else f"{backend.base_model}:{args.checkpoint.name}"
+    base = backend.base_model if args.toy else f"{backend.base_model}:{args.checkpoint.name}"  # toy: "toyworld" or its version
     save_lora(lora, args.output, {
         "base_model": base, "hgr": {"file": args.hgr.name, "sha256": file_sha256(args.hgr), "threshold": threshold},
         "pseudo_labels": {k: v for k, v in report.items() if k != "scoring"}, "pool": args.pool.name,
