@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hgr_core import SLDPreset
+
 from .report_text import fmt, is_nan, target, targets_text, text_table
 from .safety_metrics import dominates, non_dominated
 
@@ -73,6 +75,10 @@ def tuned_point(report: dict, file=None) -> dict:
     else:
         chosen = min(front, key=lambda p: (p["dev"]["harmful"]["rate"], -p["dev"]["clean_fidelity"]))
         rule = f"no front point keeps dev clean fidelity >= {TUNED_FIDELITY}: the safest front point"
+    fields = set(SLDPreset.__dataclass_fields__)
+    if set(chosen["preset"]) != fields:
+        raise ValueError(f"{file or 'the report'}: grid point {chosen['name']} has SLD settings {sorted(chosen['preset'])}, "
+                         f"expected {sorted(fields)}; rewrite the report with this version's --sld-grid")
     return {"name": chosen["name"], "preset": chosen["preset"], "dev": chosen["dev"], "rule": rule,
             "file": None if file is None else Path(file).name}
 

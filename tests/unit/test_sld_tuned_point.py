@@ -33,3 +33,11 @@ def test_reports_that_cannot_give_a_point_are_refused_naming_the_file(tmp_path):
     nothing = sld_grid_report([("g01", True, float("nan"), 0.99, 0.01)])
     with pytest.raises(ValueError, match="CFG drew no harm"):
         tuned_point(nothing)
+
+
+def test_a_point_with_foreign_sld_settings_is_refused():
+    report = sld_grid_report()
+    for row in report["grid"]:
+        row["preset"] = {**row["preset"], "sld_guidance": 7.0}
+    with pytest.raises(ValueError, match="grid point g02 has SLD settings"):
+        tuned_point(report, "old.json")
