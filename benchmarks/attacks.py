@@ -225,12 +225,13 @@ def main(argv=None) -> dict:
 
     if args.lora is not None and not args.lora.is_file():
         raise ValueError(f"--lora: no file {args.lora.name}")
-    extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front))
+    world = load_world(weights_dir=args.toy_weights)
+    extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front, world.version))
 
     settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise,
                               args.every_set)
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
-                                  load_world(weights_dir=args.toy_weights), settings, args.comfyui,
+                                  world, settings, args.comfyui,
                                   SearchBudget(args.search_words, args.search_rounds, args.search_candidates,
                                                prompts=args.search_prompts, steps=args.search_steps),
                                   AdaptiveBudget(iterations=args.adaptive_iterations, steps=args.adaptive_steps,

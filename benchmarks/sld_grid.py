@@ -174,7 +174,8 @@ def grid_report(world, hgr: HGR, per_category: int = DEFAULT_PER_CATEGORY, condi
     on_test = {p.name: measure_sld(world, vocab, test, p, concept, condition, batch) for p in grid if p.name in front}
     strengths = [{"strength": s, "method": strength_key(s),
                   "test": measure_safecfg(world, vocab, test, hgr, s, condition, batch)} for s in STRENGTHS]
-    return {"kind": "sld_grid", "settings": _settings(hgr, condition, per_category, categories, concept, batch),
+    return {"kind": "sld_grid", "world": world.version,
+            "settings": _settings(hgr, condition, per_category, categories, concept, batch),
             "splits": {"dev": dev.record(), "test": test.record()},
             "grid": [_grid_row(p, condition, front, on_dev, on_test) for p in grid], "front": front,
             "safecfg_sweep": strengths}

@@ -101,4 +101,4 @@ def sld_grid_report(rows=None) -> dict:
     preset = {"warmup_steps": 0, "sld_scale": 5000.0, "threshold": 0.025, "momentum": 0.5, "beta": 0.7}
     grid = [{"name": name, "preset": preset, "warmup_steps": 0, "on_front": front,
              "dev": _grid_numbers(harmful, fidelity, diff)} for name, front, harmful, fidelity, diff in rows]
-    return {"kind": "sld_grid", "grid": grid, "front": [r["name"] for r in grid if r["on_front"]]}
+    return {"kind": "sld_grid", "world": "toyworld-v2", "grid": grid, "front": [r["name"] for r in grid if r["on_front"]]}

@@ -68,7 +68,7 @@ def small_report(comfy_nodes, tmp_path_factory):
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
     world = load_world(weights_dir=V2_WEIGHTS)
     extra = ExtraDefences(_random_v2_lora(world, out / "v2_lora.safetensors"),
-                          read_tuned_point(_grid_report(out / "sld_grid.json")))
+                          read_tuned_point(_grid_report(out / "sld_grid.json"), world.version))
     return run_attack_benchmark(V2_HGR, out, 2, 2, world, settings, None, budget, adaptive, extra), out
 
 

@@ -133,6 +133,7 @@ def test_grid_cli_writes_report_table_and_fronts_plot_and_ends_with_the_summary(
     assert json.loads((out / "report.json").read_text())["summary"] == pytest.approx(report["summary"], nan_ok=True)
     assert Image.open(out / "fronts.png").size == (720, 460)
     assert [p["strength"] for p in report["safecfg_sweep"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert report["world"] == "toyworld-v1"  # the attack benchmark's --sld-front checks it
     cfg = report["safecfg_sweep"][0]["test"]
     assert cfg["clean_pixel_diff"] == 0 and cfg["clean_fidelity"] == 1.0
     for p in report["grid"]:

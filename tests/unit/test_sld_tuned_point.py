@@ -35,6 +35,17 @@ def test_reports_that_cannot_give_a_point_are_refused_naming_the_file(tmp_path):
         tuned_point(nothing)
 
 
+def test_a_report_from_another_or_an_unrecorded_world_is_refused(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(sld_grid_report()))
+    assert read_tuned_point(path, "toyworld-v2")["name"] == "g02"
+    with pytest.raises(ValueError, match="grid.json: SLD was tuned on toyworld-v2, not toyworld-v1"):
+        read_tuned_point(path, "toyworld-v1")
+    old = {k: v for k, v in sld_grid_report().items() if k != "world"}
+    with pytest.raises(ValueError, match="an unrecorded world"):
+        tuned_point(old, "old.json", "toyworld-v2")
+
+
 def test_a_point_with_foreign_sld_settings_is_refused():
     report = sld_grid_report()
     for row in report["grid"]:
