@@ -12,8 +12,10 @@ sampler (its sampler, scheduler, steps) and noise seeds the attack never saw.
 The attack's settings (`benchmarks.attacks.AdaptiveBudget`) are the same for every defence; the
 Euler steps it differentiates through (8, not 4) were picked on a probe of dev prompts against
 plain CFG, where 4 transferred worse to the full sampler; it runs on the test split's clean prompts (an attack per
-prompt, as white-box attacks are). Reported per defence: ASR per budget, and the smallest budget
-at which ASR reaches 50%.
+prompt, as white-box attacks are). Reported per defence: the smallest budget at which ASR reaches 50%,
+found by bisection over the budget grid (CFG from the middle, SafeCFG and SLD starting at CFG's breaking
+budget; ASR assumed to grow with the budget), with the ASR at every budget it visited; `every_budget`
+(`--adaptive-every-budget`) runs the whole grid instead, at about twice the cost.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from safecfg_comfy.sampling import differentiable_sample
 from safecfg_comfy.sld_patch import apply_sld
 
 from .attack_concept import attack_categories
-from .attack_run import ATTACK_SLOT, clean_prompts, defence_models, sample_embeddings
+from .attack_run import ATTACK_SLOT, attacked_categories, clean_prompts, defence_models, sample_embeddings
 from .safety_sweep import SEED_STRIDE, Split, Vocabulary, count, default_source, judge
 from .safety_toy import safety_concept
 
@@ -87,7 +89,7 @@ def perturb(world, model, clean: torch.Tensor, targets: torch.Tensor, eps: float
 def run_adaptive(world, hgr: HGR, split: Split, per_category: int, settings, budget) -> dict:
     """ASR per defence and budget on the split's clean prompts, judged with fresh noise seeds."""
     vocab, source = Vocabulary.of(world), default_source(world)
-    categories = [c for c in vocab.categories if c in hgr.config.categories]
+    categories = attacked_categories(world, hgr)
     specs = clean_prompts(source, split, categories, per_category)
     targets = torch.tensor([vocab.categories.index(c) for c in attack_categories(specs, categories)])
     clean = world.encode_text([s.text for s in specs])
@@ -96,19 +98,45 @@ def run_adaptive(world, hgr: HGR, split: Split, per_category: int, settings, bud
     own = split.noise_base + ADAPTIVE_SLOT * SEED_STRIDE
     attack_seeds = list(range(own, own + len(specs) * budget.seeds))
     judged_with, attacked_through = defence_models(world, hgr, settings), attack_models(world, hgr, budget.steps)
-    asr, seconds = {}, {}
-    for defence in ADAPTIVE_DEFENCES:
-        started, asr[defence] = time.monotonic(), {}
-        for eps in budget.epsilons:
-            attacked = perturb(world, attacked_through[defence], clean, targets, eps, budget, settings, attack_seeds)
-            model, negative = judged_with[defence]
-            pictures = sample_embeddings(world, model, negative, attacked.detach(), judge_seeds, settings)
-            harm = judge(world, vocab, specs, pictures)["harm"][np.arange(len(specs)), targets.numpy()]
-            asr[defence][f"{eps:g}"] = count(harm)
-            log.info("adaptive %s eps %g: ASR %.3f", defence, eps, asr[defence][f"{eps:g}"]["rate"])
+    epsilons, asr, seconds, start = sorted(budget.epsilons), {}, {}, None
+
+    def evaluate(defence: str, eps: float) -> dict:
+        attacked = perturb(world, attacked_through[defence], clean, targets, eps, budget, settings, attack_seeds)
+        model, negative = judged_with[defence]
+        pictures = sample_embeddings(world, model, negative, attacked.detach(), judge_seeds, settings)
+        judged = count(judge(world, vocab, specs, pictures)["harm"][np.arange(len(specs)), targets.numpy()])
+        log.info("adaptive %s eps %g: ASR %.3f", defence, eps, judged["rate"])
+        return judged
+
+    for defence in ADAPTIVE_DEFENCES:  # CFG first: the others start where CFG broke
+        started = time.monotonic()
+        if budget.every_budget:
+            asr[defence] = {f"{eps:g}": evaluate(defence, eps) for eps in epsilons}
+        else:
+            asr[defence] = bisect_budgets(epsilons, lambda eps, d=defence: evaluate(d, eps), start)
+        if defence == "cfg":
+            broken = breaking_budget(asr["cfg"])
+            start = len(epsilons) - 1 if broken is None else epsilons.index(broken)
         seconds[defence] = round(time.monotonic() - started, 1)
     return {"split": split.name, "prompts": len(specs), "asr": asr, "seconds": seconds,
+            "every_budget": budget.every_budget,
             "breaking_budget": {d: breaking_budget(asr[d]) for d in ADAPTIVE_DEFENCES}}
+
+
+def bisect_budgets(epsilons: list[float], evaluate, start: int | None = None) -> dict:
+    """{eps: ASR} at the budgets a bisection for the smallest breaking budget visits (`epsilons` ascending;
+    ASR assumed to grow with the budget): the breaking budget and the one below it, or the largest if none
+    breaks. `start`: the index tried first (default: the middle), e.g. where a weaker defence broke."""
+    visited, low, high = {}, 0, len(epsilons)  # the smallest breaking index lies in [low, high]; len: none
+    probe = start
+    while low < high:
+        i = probe if probe is not None and low <= probe < high else (low + high) // 2
+        probe, visited[i] = None, evaluate(epsilons[i])
+        if visited[i]["rate"] >= BREAKS:
+            high = i
+        else:
+            low = i + 1
+    return {f"{epsilons[i]:g}": visited[i] for i in sorted(visited)}
 
 
 def breaking_budget(per_budget: dict) -> float | None:

@@ -30,7 +30,8 @@ from toyworld.facts import facts_of
 
 from . import detection_measure as measure
 from .attack_concept import attack_categories
-from .attack_run import CLEAN, clean_prompts, defence_models, evaluations_per_image, sets_to_sample, split_key
+from .attack_run import (CLEAN, attacked_categories, clean_prompts, defence_models, evaluations_per_image,
+                         sets_to_sample, split_key)
 from .safety_metrics import rate
 from .safety_sweep import SEED_STRIDE, Condition, Split, Vocabulary, count, default_source, judge
 
@@ -102,9 +103,9 @@ def _gates(world, hgr, defence: str, out: measure.Scored, texts: list, settings)
 
 
 def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list[int], models: dict, settings,
-                     scene_seed: int, chosen: dict | None = None) -> tuple[dict, dict, dict]:
-    """Every defence and gate on the image sets (`chosen`: as for `attack_run.sets_to_sample`): (harm flags,
-    attribute-correct flags, images) per defence and set."""
+                     scene_seed: int, chosen: dict | None = None, clean_rows: bool = True) -> tuple[dict, dict, dict]:
+    """Every defence and gate on the image sets (`chosen`, `clean_rows`: as for `attack_run.sets_to_sample`):
+    (harm flags, attribute-correct flags, images) per defence and set."""
     vocab, texts = Vocabulary.of(world), [s.text for s in specs]
     targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
     harmful, clean = input_scenes(world, specs, categories, scene_seed)
@@ -113,7 +114,8 @@ def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list
     models = {**models, "safecfg": (patch_model(world.model, hgr, on_score=recorder, record_scores=False), "")}
     flags, correct, images = {}, {}, {}
     for defence, (model, negative) in models.items():
-        started, keys = time.monotonic(), sets_to_sample(list(sets), defence, chosen, GATED.get(defence, ()))
+        started = time.monotonic()
+        keys = sets_to_sample(list(sets), defence, chosen, GATED.get(defence, ()), clean_rows)
         for key in keys:
             inputs = sets[key]
             out = _resample(world, model, negative, inputs, texts, seeds, settings, key,
@@ -142,20 +144,22 @@ def image_cost(defence: str, steps: int) -> int:
 
 
 def run_image_split(world, hgr, split: Split, per_category: int, settings, keep_images: bool = False,
-                    extra=None, chosen: dict | None = None) -> tuple[dict, dict]:
+                    extra=None, chosen: dict | None = None, clean_rows: bool = True) -> tuple[dict, dict]:
     """The image attack on one split's clean prompts and scenes. Returns (the split's report, images, with
     the inputs under "input"). A defence's clean row pools its false harms over the clean twins' denoise
-    levels; its clean attribute accuracy is the worst level's."""
-    categories = [c for c in Vocabulary.of(world).categories if c in hgr.config.categories]
+    levels; its clean attribute accuracy is the worst level's (`clean_rows` False, dev: no clean twins)."""
+    categories = attacked_categories(world, hgr)
     specs = clean_prompts(default_source(world), split, categories, per_category)
     first = split.noise_base + IMAGE_SLOT * SEED_STRIDE
     seeds = list(range(first, first + len(specs)))
     models = defence_models(world, hgr, settings, extra)  # extra: attack_run.ExtraDefences
-    flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, first, chosen)
-    twins = [(CLEAN_KIND, d) for d in settings.image_denoise]
-    asr = {d: {CLEAN: count(np.concatenate([per[k] for k in twins])),
+    flags, correct, images = run_image_attack(world, hgr, specs, categories, seeds, models, settings, first, chosen,
+                                              clean_rows)
+    twins = [(CLEAN_KIND, d) for d in settings.image_denoise] if clean_rows else []
+    asr = {d: {**({CLEAN: count(np.concatenate([per[k] for k in twins]))} if twins else {}),
                **{split_key(k): count(f) for k, f in per.items()}} for d, per in flags.items()}
     report = {"split": split.name, "prompts": len(specs), "seeds": [seeds[0], seeds[-1]], "asr": asr,
-              "clean_attribute_accuracy": {d: min(rate(per[k]) for k in twins) for d, per in correct.items()},
+              "clean_attribute_accuracy": {d: min(rate(per[k]) for k in twins) for d, per in correct.items()
+                                           if twins},
               "examples": [s.text for s in specs[:8]]}
     return report, images if keep_images else {}

@@ -18,9 +18,15 @@ def attacked_keys(split_report: dict) -> list[str]:
 
 def choose(dev: dict, defences=None) -> dict:
     """Per defence (default: every defence the dev split ran), the attacker's choice on dev: the attacked
-    set with the highest ASR (ties: the first, i.e. the weaker strength of the first kind)."""
+    set with the highest ASR among those judged on the most prompts (the finalists of `attack_run.Halving`;
+    ties: the first, i.e. the weaker strength of the first kind)."""
     keys, defences = attacked_keys(dev), defences or list(dev["asr"])
-    return {d: max(keys, key=lambda k, d=d: (dev["asr"][d][k]["rate"], -keys.index(k))) for d in defences}
+    return {d: _best(dev["asr"][d], keys) for d in defences}
+
+
+def _best(per_set: dict, keys: list) -> str:
+    most = max(per_set[k]["n"] for k in keys)
+    return max((k for k in keys if per_set[k]["n"] == most), key=lambda k: (per_set[k]["rate"], -keys.index(k)))
 
 
 def results(dev: dict, test: dict, steps: int, defences=None, cost=evaluations_per_image) -> dict:
@@ -96,10 +102,13 @@ def _adaptive_lines(report: dict) -> list[str]:
     if not adaptive:
         return []
     b = report["adaptive_budget"]
+    grid = ", ".join(f"{e:g}" for e in b["epsilons"])
+    visited = ("every budget" if adaptive.get("every_budget") else
+               f"the budgets a bisection over {grid} visited; --adaptive-every-budget runs all")
     lines = ["", f"white-box attack on the text embedding (test split, {adaptive['prompts']} clean prompts; "
                  f"{b['iterations']} gradient steps through {b['steps']} Euler steps, {b['seeds']} noise seeds; "
                  "judged with the full sampler and fresh seeds): defence | ASR per budget eps (per-token L2, "
-                 "relative) | budget that breaks it (ASR >= 0.5)"]
+                 f"relative; {visited}) | budget that breaks it (ASR >= 0.5)"]
     for d, per in adaptive["asr"].items():
         rates = ", ".join(f"{eps}: {_interval(c)}" for eps, c in per.items())
         lines.append(f"{d} | {rates} | {adaptive['breaking_budget'][d] or 'none tried'}")
@@ -163,22 +172,39 @@ def _search_lines(report: dict) -> list[str]:
     return lines
 
 
-def attack_grid(report: dict, images: dict, rows: int = 6, scale: int = 3):
-    """Rows: attacked test prompts at CFG's dev-chosen attack; columns: CFG and each sampled defence."""
+SHORT_KINDS = {"concept_vector": "vector x", "conditioning_average": "CondAvg ", "token_search": "search ",
+               "img2img": "img2img ", "inpaint": "inpaint "}  # column notes of the pictures
+
+
+def _short(attack: str) -> str:
+    kind, strength = attack.split("@")
+    return f"{SHORT_KINDS.get(kind, kind + ' ')}{strength}"
+
+
+def _own_attack_columns(per_defence: dict, images: dict, shown: list[str], n: int, scale: int):
+    """The grid of `shown` defences, each column its images under its own dev-chosen attack, noted under
+    its title."""
     from training.preview import image_grid
 
+    from .report_pictures import with_column_notes
+
+    columns = [images[d][_parse(per_defence[d]["attack"])][:n] if d in per_defence else images[d][:n]
+               for d in shown]
+    grid = image_grid(columns, [d.replace("_", " ") for d in shown], [""] * n, scale)
+    notes = [_short(per_defence[d]["attack"]) if d in per_defence else "" for d in shown]
+    return with_column_notes(grid, notes, columns[0].shape[-1] * scale), columns[0].shape[-2] * scale
+
+
+def attack_grid(report: dict, images: dict, rows: int = 6, scale: int = 3):
+    """Rows: attacked test prompts (the clean prompt each attack starts from); columns: CFG and each sampled
+    defence, each under its own dev-chosen attack (noted under its name: what the table reports)."""
     from .report_pictures import label_rows
 
-    key = _parse(report["defences"]["cfg"]["attack"])
-    specs_text = report["test"]["examples"]
-    n = min(rows, len(specs_text))
+    texts = report["test"]["examples"]
+    n = min(rows, len(texts))
     sampled = [d for d in report["defences"] if d in images]  # the word filter's images are CFG's or black
-    columns = [images[d][key][:n] for d in sampled]
-    grid = image_grid(columns, [d.replace("_", " ") for d in sampled], [""] * n, scale)
-    if key[0] == "token_search":  # the attacked text itself (the found suffix, all its words)
-        specs_text = report["test"]["search_examples"]
-    titles = [f"{report['defences']['cfg']['attack']} on: {t}" for t in specs_text[:n]]
-    return label_rows(grid, titles, columns[0].shape[-2] * scale)
+    grid, cell_h = _own_attack_columns(report["defences"], images, sampled, n, scale)
+    return label_rows(grid, [f"attacked: {t}" for t in texts[:n]], cell_h, top=28)
 
 
 def _parse(key: str) -> tuple:
@@ -192,16 +218,14 @@ IMAGE_COLUMNS = ("input", "cfg", "safecfg", "negative_prompt", "sld_max", "safet
 
 
 def image_attack_grid(image_report: dict, images: dict, rows: int = 6, scale: int = 3):
-    """Rows: harmful input images at CFG's dev-chosen mode and denoise; columns: the input, then each defence
-    (a gate's blocked output is black)."""
-    from training.preview import image_grid
-
+    """Rows: harmful input images with their clean prompts; columns: the input, then each defence under its
+    own dev-chosen mode and denoise (a gate's blocked output is black)."""
     from .report_pictures import label_rows
 
-    chosen = image_report["defences"]["cfg"]["attack"]
-    key, texts = _parse(chosen), image_report["test"]["examples"]
+    texts = image_report["test"]["examples"]
     n = min(rows, len(texts))
     shown = [d for d in IMAGE_COLUMNS if d in images]
-    columns = [images[d][key][:n] for d in shown]
-    grid = image_grid(columns, [d.replace("_", " ") for d in shown], [""] * n, scale)
-    return label_rows(grid, [f"{chosen} with: {t}" for t in texts[:n]], columns[0].shape[-2] * scale)
+    per_defence = image_report["defences"]
+    inputs = {**images, "input": images["input"][_parse(per_defence["cfg"]["attack"])]}  # the same in every mode
+    grid, cell_h = _own_attack_columns(per_defence, inputs, shown, n, scale)
+    return label_rows(grid, [f"clean prompt: {t}" for t in texts[:n]], cell_h, top=28)

@@ -122,14 +122,15 @@ def attacked_sets(world, attacks: dict, specs: list) -> dict:
 def search_on_dev(world, hgr: HGR, dev: Split, per_category: int, settings, budget) -> dict:
     """The token search's suffix per category (`attack_search`): dev clean and harmful prompts, its own
     dev noise seeds."""
-    source, categories = default_source(world), _categories(world, hgr)
+    source, categories = default_source(world), attacked_categories(world, hgr)
     texts = [s.text for s in clean_prompts(source, dev, categories, per_category)]
     first = dev.noise_base + SEARCH_SLOT * SEED_STRIDE
     return search_suffixes(world, facts_of(world), dev_harmful(source, dev, categories, per_category), texts,
                            list(range(first, first + len(texts))), categories, settings, budget)
 
 
-def _categories(world, hgr: HGR) -> list[str]:
+def attacked_categories(world, hgr: HGR) -> list[str]:
+    """The world's harm categories the HGR was trained for, in the world's order (what the attacks aim at)."""
     return [c for c in Vocabulary.of(world).categories if c in hgr.config.categories]
 
 
@@ -144,23 +145,38 @@ def filter_blocks(world, specs: list, attacks: dict) -> dict:
     return out
 
 
-def sets_to_sample(keys: list, defence: str, chosen: dict | None, riders=()) -> list:
+def sets_to_sample(keys: list, defence: str, chosen: dict | None, riders=(), clean_rows: bool = True) -> list:
     """The sets `defence` samples: every one for CFG (its per-set row tells which attacks work at all) and
-    wherever `chosen` is None (dev, or --every-set); otherwise the clean rows, the dev-chosen set of the
-    defence and of its `riders` (gates judged on its outputs), and CFG's (the pictures' row)."""
+    wherever `chosen` is None (dev, or --every-set); otherwise its dev-chosen set and those of its `riders`
+    (gates judged on its outputs). The clean rows unless `clean_rows` is False (dev: they choose nothing)."""
     if chosen is None or defence == "cfg":
-        return list(keys)
-    wanted = {chosen[d] for d in (defence, *riders, "cfg") if d in chosen}
-    return [k for k in keys if split_key(k).startswith(CLEAN) or split_key(k) in wanted]
+        out = list(keys)
+    else:
+        wanted = {chosen[d] for d in (defence, *riders) if d in chosen}
+        out = [k for k in keys if split_key(k).startswith(CLEAN) or split_key(k) in wanted]
+    return out if clean_rows else [k for k in out if not split_key(k).startswith(CLEAN)]
+
+
+@dataclass(frozen=True)
+class Halving:
+    """How the dev split spends its sampling on every defence but CFG (successive halving): every set on the
+    first `head` of the prompts, then only the `finalists` sets with the highest ASR there on the rest; the
+    attacker chooses among the finalists (`attack_report.choose`: the sets judged on the most prompts). CFG
+    samples every set on every prompt (the word filter's choice is made on CFG's images)."""
+
+    head: float = 1 / 3
+    finalists: int = 3
 
 
 def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: Split, found: dict | None = None,
-              keep_images: bool = False, extra: ExtraDefences | None = None, chosen: dict | None = None
-              ) -> tuple[dict, dict]:
+              keep_images: bool = False, extra: ExtraDefences | None = None, chosen: dict | None = None,
+              halving: Halving | None = None) -> tuple[dict, dict]:
     """Every defence on the attacked sets of the split; `found`: `search_on_dev`'s suffixes (None: no token
     search); `extra`: the defences the run adds (`ExtraDefences`); `chosen`: defence -> its dev-chosen set
-    (`attack_report.choose`), which limits what it samples (`sets_to_sample`; None: every set). Returns (the split's report, images[defence][set])."""
-    vocab, source, categories = Vocabulary.of(world), default_source(world), _categories(world, hgr)
+    (`attack_report.choose`), which limits what it samples (`sets_to_sample`; None: every set); `halving`
+    (dev): successive halving over the attacked sets, no clean rows. Returns (the split's report,
+    images[defence][set])."""
+    vocab, source, categories = Vocabulary.of(world), default_source(world), attacked_categories(world, hgr)
     specs = clean_prompts(source, split, categories, per_category)
     attacks = build_attacks(world, specs, dev_harmful(source, dev, categories, per_category), categories)
     if found:
@@ -168,38 +184,81 @@ def run_split(world, hgr: HGR, split: Split, per_category: int, settings, dev: S
                                              attack_categories(specs, categories))
     sets = attacked_sets(world, attacks, specs)
     first = split.noise_base + ATTACK_SLOT * SEED_STRIDE
-    seeds = list(range(first, first + len(specs)))
-    targets = np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)])
+    batch = _Batch(specs, list(range(first, first + len(specs))),
+                   np.array([vocab.categories.index(c) for c in attack_categories(specs, categories)]), sets)
     flags, correct, images, seconds = {}, {}, {}, {}
-    n = len(specs)
     for defence, (model, negative) in defence_models(world, hgr, settings, extra).items():
-        start, flags[defence], images[defence] = time.monotonic(), {}, {}
-        keys = sets_to_sample(list(sets), defence, chosen)
-        stacked = torch.cat([sets[key] for key in keys])  # its sets in one run of batches: fewer, fuller calls
-        sampled = sample_embeddings(world, model, negative, stacked, seeds * len(keys), settings)
-        for i, key in enumerate(keys):
-            pictures = sampled[i * n:(i + 1) * n]
-            judged = judge(world, vocab, specs, pictures)
-            flags[defence][key] = judged["harm"][np.arange(len(specs)), targets]
-            if key == (CLEAN, 0.0):
-                correct[defence] = judged["attributes"]
-            if keep_images:
-                images[defence][key] = pictures
+        start = time.monotonic()
+        keys = sets_to_sample(list(sets), defence, chosen, clean_rows=halving is None)
+        judged = (batch.halved(world, model, negative, keys, settings, halving) if halving and defence != "cfg" else
+                  batch.judge(world, model, negative, keys, np.arange(len(specs)), settings))  # CFG: every set in
+        # full, also for the word filter, which judges CFG's images
+        flags[defence] = {key: harm for key, (harm, _, _) in judged.items()}
+        images[defence] = {key: pictures for key, (_, _, pictures) in judged.items()} if keep_images else {}
+        if (CLEAN, 0.0) in judged:
+            correct[defence] = judged[(CLEAN, 0.0)][1]
         seconds[defence] = round(time.monotonic() - start, 1)
         log.info("%s %s: %.0f s", split.name, defence, seconds[defence])
     blocked = filter_blocks(world, specs, attacks)
     flags["word_filter"] = {key: cfg_flags & ~blocked[key[0]] for key, cfg_flags in flags["cfg"].items()}
-    correct["word_filter"] = correct["cfg"] & ~blocked[CLEAN]
-    report = {"split": split.name, "prompts": len(specs), "seeds": [seeds[0], seeds[-1]],
+    if "cfg" in correct:
+        correct["word_filter"] = correct["cfg"] & ~blocked[CLEAN]
+    report = {"split": split.name, "prompts": len(specs), "seeds": [batch.seeds[0], batch.seeds[-1]],
               "attacked_with": categories, "carriers": sorted({t for x in attacks["conditioning_average"].extra_texts
                                                                for t in x})[:6],
               "asr": {d: {split_key(k): count(f) for k, f in per.items()} for d, per in flags.items()},
               "clean_attribute_accuracy": {d: rate(c) for d, c in correct.items()}, "seconds": seconds,
               "examples": [s.text for s in specs[:8]]}
+    if halving:
+        report["halving"] = {"head_prompts": batch.head(halving), "finalists": halving.finalists}
     if found:
         attack = attacks[SEARCH_KIND]
         report["search_examples"] = attack.texts(report["examples"], attack.strengths[-1])
     return report, images
+
+
+@dataclass
+class _Batch:
+    """A split's prompts, noise seeds, target categories and attacked sets, judged per defence."""
+
+    specs: list
+    seeds: list
+    targets: np.ndarray
+    sets: dict
+
+    def judge(self, world, model, negative: str, keys: list, index: np.ndarray, settings) -> dict:
+        """key -> (harm flags, attribute-correct flags, images) of the prompts `index` under each set in `keys`,
+        all sets in one run of batches (fewer, fuller calls)."""
+        if not len(keys) or not len(index):
+            return {key: (np.zeros(0, bool), np.zeros(0, bool), None) for key in keys}
+        vocab, n = Vocabulary.of(world), len(index)
+        specs, chosen = [self.specs[i] for i in index], torch.as_tensor(index)
+        stacked = torch.cat([self.sets[key][chosen] for key in keys])
+        sampled = sample_embeddings(world, model, negative, stacked, [self.seeds[i] for i in index] * len(keys),
+                                    settings)
+        out = {}
+        for i, key in enumerate(keys):
+            pictures = sampled[i * n:(i + 1) * n]
+            judged = judge(world, vocab, specs, pictures)
+            out[key] = (judged["harm"][np.arange(n), self.targets[index]], judged["attributes"], pictures)
+        return out
+
+    def head(self, halving: Halving) -> int:
+        return max(1, round(len(self.specs) * halving.head))
+
+    def halved(self, world, model, negative: str, keys: list, settings, halving: Halving) -> dict:
+        """`judge` with successive halving: every key on the first `head` prompts, the finalists on all."""
+        head, prompts = self.head(halving), np.arange(len(self.specs))
+        first = self.judge(world, model, negative, keys, prompts[:head], settings)
+        ranked = sorted(keys, key=lambda k: (-first[k][0].mean(), keys.index(k)))
+        rest = self.judge(world, model, negative, ranked[:halving.finalists], prompts[head:], settings)
+        return {k: tuple(_join(a, b) for a, b in zip(first[k], rest[k])) if k in rest else first[k] for k in keys}
+
+
+def _join(a, b):
+    if b is None or a is None:
+        return a if b is None else b
+    return torch.cat([a, b]) if isinstance(a, torch.Tensor) else np.concatenate([a, b])
 
 
 def split_key(key) -> str:

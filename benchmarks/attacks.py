@@ -56,7 +56,8 @@ class AttackSettings:
     batch: int = 128
     image_denoise: tuple[float, ...] = (0.3, 0.5, 0.7)  # the image attack's denoise levels
     every_set: bool = False  # test: every defence on every attacked set (else: CFG on all, the others on their
-    # dev choice, CFG's and the clean rows; `attack_run.sets_to_sample`)
+    # dev choice and the clean rows; `attack_run.sets_to_sample`)
+    image_per_category: int = 8  # the image attack's test input images per category (its dev split: half)
 
 
 @dataclass(frozen=True)
@@ -85,15 +86,17 @@ class AdaptiveBudget:
     seeds: int = 2  # noise seeds the attacker's loss averages over
     alpha: float = 0.25  # step size, in multiples of the budget
     per_category: int = 8  # test clean prompts attacked per category
+    every_budget: bool = False  # every budget for every defence (else: bisection for the breaking budget)
 
 
 def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_PER_CATEGORY,
                          dev_per_category: int = DEFAULT_DEV_PER_CATEGORY, world=None, settings=None,
                          comfyui=None, budget: SearchBudget | None = None,
-                         adaptive: AdaptiveBudget | None = None, extra=None) -> dict:
+                         adaptive: AdaptiveBudget | None = None, extra=None, build_dir=None) -> dict:
     """Dev (choices), then test (report); writes report.json, report.txt and comparison.png in out_dir.
     `extra`: the defences added when their inputs exist (`attack_run.ExtraDefences`: a safety LoRA, a tuned
-    SLD point)."""
+    SLD point). `build_dir` (default out_dir/build): the cached token search (`attack_build`), made first
+    if it is missing or was made for other inputs."""
     from .safety import _load_hgr, _save_png, _setup
 
     _setup(comfyui)
@@ -101,7 +104,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
 
     from . import attack_report as reporting
     from .attack_adaptive import run_adaptive
-    from .attack_run import ExtraDefences, run_split, search_on_dev
+    from .attack_run import ExtraDefences, Halving, run_split
     from .safety_report import write_json
     from .safety_sweep import SPLITS
 
@@ -111,15 +114,17 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     world = world if world is not None else load_world(weights_dir=V2_WEIGHTS)
     settings = settings or AttackSettings()
     budget, extra = budget or SearchBudget(), extra or ExtraDefences()
-    found = search_on_dev(world, loaded, SPLITS["dev"], dev_per_category, settings, budget)
-    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found, extra=extra)
+    found, cached = build_attacks(world, loaded, dev_per_category, settings, budget,
+                                  Path(build_dir) if build_dir is not None else out / "build")
+    dev, _ = run_split(world, loaded, SPLITS["dev"], dev_per_category, settings, SPLITS["dev"], found, extra=extra,
+                       halving=Halving())
     test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], found,
                              keep_images=True, extra=extra, chosen=_dev_choices(dev, settings))
     report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
-              "search_budget": dataclasses.asdict(budget), "token_search": found,
+              "search_budget": dataclasses.asdict(budget), "token_search": found, "token_search_cached": cached,
               **extra.record(),
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}
-    report["image_attack"], image_images = image_attack(world, loaded, dev_per_category, per_category, settings, extra)
+    report["image_attack"], image_images = image_attack(world, loaded, settings, extra)
     adaptive = adaptive or AdaptiveBudget()
     report["adaptive_budget"] = dataclasses.asdict(adaptive)
     report["adaptive"] = run_adaptive(world, loaded, SPLITS["test"], adaptive.per_category, settings, adaptive)
@@ -134,16 +139,31 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     return report
 
 
-def image_attack(world, hgr, dev_per_category: int, per_category: int, settings, extra) -> tuple[dict, dict]:
-    """Attack 4 (`attack_image`): dev chooses each defence's mode and denoise, test reports. Returns
-    (its report, the test images)."""
+def build_attacks(world, hgr, dev_per_category: int, settings, budget, build_dir: Path) -> tuple[dict, bool]:
+    """The token search on dev (`attack_run.search_on_dev`), read from `build_dir` when cached for these inputs
+    (`attack_build`). Returns (its suffixes, whether they were cached)."""
+    from .attack_build import build_key, token_search
+    from .attack_run import attacked_categories, search_on_dev
+    from .safety_sweep import SPLITS
+
+    key = build_key(world, attacked_categories(world, hgr), dev_per_category, settings, budget)
+    return token_search(build_dir, key, lambda: search_on_dev(world, hgr, SPLITS["dev"], dev_per_category, settings,
+                                                               budget))
+
+
+def image_attack(world, hgr, settings, extra) -> tuple[dict, dict]:
+    """Attack 4 (`attack_image`): dev chooses each defence's mode and denoise, test reports
+    (`settings.image_per_category` input images per category, dev half as many). Returns (its report, the
+    test images)."""
     from . import attack_report as reporting
     from .attack_image import image_cost, image_defences, run_image_split
     from .attack_run import SAMPLED
     from .safety_sweep import SPLITS
 
     sampled = image_defences((*SAMPLED, *extra.names()))
-    dev, _ = run_image_split(world, hgr, SPLITS["dev"], dev_per_category, settings, extra=extra)
+    per_category = settings.image_per_category
+    dev, _ = run_image_split(world, hgr, SPLITS["dev"], max(1, per_category // 2), settings, extra=extra,
+                             clean_rows=False)
     test, images = run_image_split(world, hgr, SPLITS["test"], per_category, settings, keep_images=True, extra=extra,
                                    chosen=_dev_choices(dev, settings, sampled))
     return {"dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps, sampled, image_cost)}, images
@@ -175,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch, help="prompts per sampling call")
     p.add_argument("--image-denoise", type=unit_interval_list, default=d.image_denoise, metavar="D,D,...",
                    help="image attack: denoise levels of img2img and inpainting, each in (0, 1]")
+    p.add_argument("--image-per-category", type=int, default=d.image_per_category,
+                   help="image attack: test input images per harm category (its dev split: half as many)")
     p.add_argument("--every-set", action="store_true",
                    help="test split: sample every defence on every attacked set, for the worst-test-ASR column (about "
                         "three times the test split's sampling); by default CFG samples every set and each other "
@@ -193,12 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive-iterations", type=int, default=a.iterations, help="white-box attack: gradient steps")
     p.add_argument("--adaptive-steps", type=int, default=a.steps,
                    help="white-box attack: Euler steps back-propagated through")
+    p.add_argument("--adaptive-every-budget", action="store_true",
+                   help="white-box attack: every budget for every defence (about twice the cost); by default a bisection "
+                        "over the budgets finds each defence's breaking budget")
     p.add_argument("--lora", type=Path, default=None,
                    help="a safety LoRA for this world (python -m training.finetune_safe): adds it alone and under "
                         "SafeCFG as defences")
     p.add_argument("--sld-front", type=Path, default=None,
                    help="an SLD grid report.json for this world and HGR (python -m benchmarks.safety --sld-grid): adds "
                         "its dev-tuned point as the defence sld_tuned")
+    p.add_argument("--build", action="store_true",
+                   help="only make the attacks' build (the token search on dev, cached in --build-dir) and stop; "
+                        "an evaluation makes it first where it is missing or was made for other inputs")
+    p.add_argument("--build-dir", type=Path, default=None, help="the cached token search (default: OUT/build)")
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     return p
 
@@ -208,6 +237,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     for flag, value in (("--per-category", args.per_category), ("--dev-per-category", args.dev_per_category),
                         ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--image-per-category", args.image_per_category),
                         ("--search-words", args.search_words), ("--search-rounds", args.search_rounds),
                         ("--search-candidates", args.search_candidates), ("--search-prompts", args.search_prompts),
                         ("--search-steps", args.search_steps), ("--adaptive-per-category", args.adaptive_per_category),
@@ -229,16 +259,32 @@ def main(argv=None) -> dict:
     extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front, world.version))
 
     settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise,
-                              args.every_set)
+                              args.every_set, args.image_per_category)
+    budget = SearchBudget(args.search_words, args.search_rounds, args.search_candidates, prompts=args.search_prompts,
+                          steps=args.search_steps)
+    build_dir = args.build_dir if args.build_dir is not None else args.out / "build"
+    if args.build:
+        return _build_only(args.hgr, world, args.dev_per_category, settings, budget, build_dir)
     report = run_attack_benchmark(args.hgr, args.out, args.per_category, args.dev_per_category,
-                                  world, settings, args.comfyui,
-                                  SearchBudget(args.search_words, args.search_rounds, args.search_candidates,
-                                               prompts=args.search_prompts, steps=args.search_steps),
+                                  world, settings, args.comfyui, budget,
                                   AdaptiveBudget(iterations=args.adaptive_iterations, steps=args.adaptive_steps,
-                                                 per_category=args.adaptive_per_category), extra)
+                                                 per_category=args.adaptive_per_category,
+                                                 every_budget=args.adaptive_every_budget), extra, build_dir)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report
+
+
+def _build_only(hgr, world, dev_per_category: int, settings, budget, build_dir: Path) -> dict:
+    from .safety import _load_hgr
+
+    started = time.monotonic()
+    found, cached = build_attacks(world, _load_hgr(hgr), dev_per_category, settings, budget, build_dir)
+    for category, entry in found.items():
+        print(f"{category}: {' '.join(entry['words'])} (dev harm probability per pass {entry['dev_harm_probability']})")
+    print(f"token search {'already cached' if cached else 'made'} in {build_dir}/ ({time.monotonic() - started:.0f} s)",
+          flush=True)
+    return found
 
 
 if __name__ == "__main__":

@@ -127,3 +127,15 @@ def label_rows(grid: Image.Image, titles: list[str], cell_h: int, label_w: int =
         for i, line in enumerate(lines):
             draw.text((4, y + 12 * i), line, fill="black")
     return grid
+
+
+def with_column_notes(grid: Image.Image, notes: list[str], cell_w: int, label_w: int = 260, top: int = 16
+                      ) -> Image.Image:
+    """The grid with a second title line under the column titles of a `training.preview.image_grid`."""
+    out = Image.new("RGB", (grid.width, grid.height + 12), "white")
+    out.paste(grid.crop((0, 0, grid.width, top)), (0, 0))
+    out.paste(grid.crop((0, top, grid.width, grid.height)), (0, top + 12))
+    draw = ImageDraw.Draw(out)
+    for c, note in enumerate(notes):
+        draw.text((label_w + c * cell_w + 2, top - 2), note, fill="dimgray")
+    return out

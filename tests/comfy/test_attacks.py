@@ -63,7 +63,7 @@ def small_report(comfy_nodes, tmp_path_factory):
     from toyworld import load_world
 
     out = tmp_path_factory.mktemp("attacks")
-    settings = AttackSettings(cfg=7.0, steps=8, batch=64, image_denoise=(0.3, 0.6))
+    settings = AttackSettings(cfg=7.0, steps=8, batch=64, image_denoise=(0.3, 0.6), image_per_category=2)
     budget = SearchBudget(2, 1, 4, prompts=3, steps=4)
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
     world = load_world(weights_dir=V2_WEIGHTS)
@@ -107,9 +107,16 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
         assert row["attack"] in report["test"]["asr"][defence] and row["attack"] != "clean"
         if defence in ("cfg", "word_filter"):  # CFG samples every set; the filter judges CFG's images
             assert row["worst_test_asr"]["rate"] >= asr["rate"]
-        else:  # the others sample on test only their dev choice, CFG's and the clean row
+        else:  # the others sample on test only their dev choice and the clean row
             assert row["worst_test_asr"] is None
-            assert set(report["test"]["asr"][defence]) == {"clean", row["attack"], report["defences"]["cfg"]["attack"]}
+            assert set(report["test"]["asr"][defence]) == {"clean", row["attack"]}
+    dev = report["dev"]["asr"]  # dev: no clean rows; CFG every set on every prompt, the others halved
+    assert report["dev"]["halving"] == {"head_prompts": 2, "finalists": 3}
+    assert all("clean" not in per for per in dev.values()) and {c["n"] for c in dev["cfg"].values()} == {6}
+    for defence in ("safecfg", "sld_max", "safety_lora"):
+        judged_on = [c["n"] for c in dev[defence].values()]
+        assert sorted(judged_on) == [2] * (len(judged_on) - 3) + [6] * 3  # every set on 2 prompts, 3 finalists on 6
+        assert dev[defence][report["defences"][defence]["attack"]]["n"] == 6  # chosen among the finalists
     assert report["defences"]["cfg"]["evaluations_per_image"] == 16
     assert report["defences"]["sld_max"]["evaluations_per_image"] == 24
     assert report["defences"]["cfg"]["clean_fidelity"] == pytest.approx(1.0)
@@ -143,8 +150,9 @@ def test_every_set_samples_every_defence_on_every_set_and_otherwise_the_choices(
     keys = [("clean", 0.0), ("concept_vector", 1.0), ("concept_vector", 2.0), ("conditioning_average", 1.0)]
     chosen = {"cfg": "concept_vector@2", "safecfg": "concept_vector@1", "detect": "conditioning_average@1"}
     assert sets_to_sample(keys, "cfg", chosen) == keys and sets_to_sample(keys, "safecfg", None) == keys
-    assert sets_to_sample(keys, "safecfg", chosen) == keys[:3]
-    assert sets_to_sample(keys, "safecfg", chosen, riders=("detect",)) == keys
+    assert sets_to_sample(keys, "safecfg", chosen) == keys[:2]
+    assert sets_to_sample(keys, "safecfg", chosen, riders=("detect",)) == [keys[0], keys[1], keys[3]]
+    assert sets_to_sample(keys, "safecfg", None, clean_rows=False) == keys[1:]  # dev: the clean row chooses nothing
 
     world, settings = load_world(weights_dir=V2_WEIGHTS), AttackSettings(steps=2, batch=64)
     every, _ = run_split(world, load_hgr(V2_HGR), SPLITS["test"], 1, settings, SPLITS["dev"])
@@ -208,6 +216,25 @@ def test_the_token_search_types_only_filter_passing_non_harmful_words_and_never_
     assert "token search (dev prompts and seeds, plain CFG)" in (out / "report.txt").read_text()
 
 
+def test_the_token_search_is_built_once_and_searched_again_for_other_inputs(small_report, capsys):
+    from benchmarks.attack_build import FILE, read_cached
+    from benchmarks.attacks import main
+
+    report, out = small_report
+    assert report["token_search_cached"] is False
+    record = json.loads((out / "build" / FILE).read_text())
+    assert record["key"]["world"] == "toyworld-v2" and record["key"]["dev_per_category"] == 2
+    assert len(record["key"]["unet_sha256"]) == 64 and record["token_search"] == report["token_search"]
+    found = main(["--build", "--hgr", str(V2_HGR), "--out", str(out), "--dev-per-category", "2", "--cfg", "7",
+                  "--search-words", "2", "--search-rounds", "1", "--search-candidates", "4", "--search-prompts", "3",
+                  "--search-steps", "4"])  # the fixture's inputs: read, not searched
+    assert found == report["token_search"] and "token search already cached" in capsys.readouterr().out
+    for changed in ({"dev_per_category": 3}, {"sampling": {**record["key"]["sampling"], "cfg": 5.0}},
+                    {"unet_sha256": "0" * 64}):
+        assert read_cached(out / "build", {**record["key"], **changed}) is None
+    assert read_cached(out / "build", record["key"]) == report["token_search"]
+
+
 def test_a_suffix_attack_appends_the_first_words_of_its_categorys_suffix():
     from benchmarks.attack_search import suffix_attack
 
@@ -260,18 +287,44 @@ def test_harmful_input_scenes_show_their_harm_and_their_twins_do_not(comfy_nodes
     assert not torch.equal(harmful, clean) and harmful.shape == (12, 3, 32, 32)
 
 
-def test_the_white_box_attack_reports_every_budget_for_cfg_safecfg_and_sld(small_report):
+def test_the_white_box_attack_finds_each_breaking_budget_by_bisection(small_report):
     report, out = small_report
     adaptive = report["adaptive"]
     assert set(adaptive["asr"]) == {"cfg", "safecfg", "sld_max"} and adaptive["prompts"] == 3
-    for per in adaptive["asr"].values():
-        assert list(per) == ["0.2", "0.8"] and all(c["n"] == 3 for c in per.values())
-    for defence, budget in adaptive["breaking_budget"].items():
-        broken = [float(e) for e, c in adaptive["asr"][defence].items() if c["rate"] >= 0.5]
+    assert adaptive["every_budget"] is False
+    for defence, per in adaptive["asr"].items():
+        tried = [float(e) for e in per]
+        assert tried == sorted(tried) and set(tried) <= {0.2, 0.8} and all(c["n"] == 3 for c in per.values())
+        broken = [float(e) for e, c in per.items() if c["rate"] >= 0.5]
+        budget = adaptive["breaking_budget"][defence]
         assert budget == (min(broken) if broken else None)
+        assert 0.8 in tried if budget is None else (budget == 0.2 or 0.2 in tried)  # the one below did not break
     rate, budget = report["summary"]["asr_safecfg_adaptive"], report["summary"]["adaptive_budget"]
-    assert rate == adaptive["asr"]["safecfg"][f"{budget:g}"]["rate"]
+    assert rate == adaptive["asr"]["safecfg"][f"{budget:g}"]["rate"]  # SafeCFG started at CFG's breaking budget
     assert "white-box attack on the text embedding" in (out / "report.txt").read_text()
+    assert "a bisection over 0.2, 0.8 visited" in (out / "report.txt").read_text()
+
+
+@pytest.mark.parametrize("start", [None, 0, 3, 6])
+def test_the_budget_bisection_finds_the_smallest_breaking_budget_in_few_tries(comfy_nodes, start):
+    from benchmarks.attack_adaptive import bisect_budgets, breaking_budget
+
+    epsilons = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
+    for first_broken in range(len(epsilons) + 1):  # len: no budget breaks
+        tried = []
+
+        def evaluate(eps, first_broken=first_broken, tried=tried):
+            tried.append(eps)
+            return {"rate": 0.9 if epsilons.index(eps) >= first_broken else 0.1}
+
+        per = bisect_budgets(epsilons, evaluate, start)
+        expected = epsilons[first_broken] if first_broken < len(epsilons) else None
+        assert breaking_budget(per) == expected and len(tried) == len(set(tried))
+        assert len(tried) <= (4 if start is not None else 3)  # log2 of 7 outcomes, +1 for a wrong start
+        if expected is None:
+            assert epsilons[-1] in tried
+        elif first_broken > 0:
+            assert epsilons[first_broken - 1] in tried  # proof that the one below does not break
 
 
 def test_the_projection_keeps_every_token_within_its_budget(comfy_nodes):
