@@ -39,8 +39,8 @@ from training.flags import unit_interval_list
 REPO = Path(__file__).resolve().parents[1]
 V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
 DEFAULT_OUT = Path("output/benchmarks/attacks")
-DEFAULT_PER_CATEGORY = 32  # test: 96 attacked clean prompts per attacked set (3 categories)
-DEFAULT_DEV_PER_CATEGORY = 16
+DEFAULT_PER_CATEGORY = 16  # test: 48 attacked clean prompts per attacked set (3 categories)
+DEFAULT_DEV_PER_CATEGORY = 8
 
 log = logging.getLogger("benchmarks.attacks")
 
