@@ -9,12 +9,17 @@ embedding, back-propagated through sampling with each defence (CFG, SafeCFG, SLD
 `attack_adaptive.py`; attack 4, harm from the input image (img2img and inpainting of a harmful
 render with a clean prompt) against the sampled defences and three gates, `attack_image.py`.
 
+    python -m benchmarks.attacks --hgr H --build   # the token search on dev, cached in OUT/build (once)
+    python -m benchmarks.attacks --hgr H           # the evaluation (makes the build first if it is missing)
+
 Discipline: the attacks are built from dev-split harmful prompts; every defence's attack (kind and
 strength, the same grid for all) is chosen by its ASR on the dev split's clean prompts and noise
-seeds; the test split's clean prompts and fresh noise seeds only report. On test, CFG samples every
-attacked set (which attacks work at all) and every other defence only what is reported: its dev
-choice, CFG's (the pictures) and the clean rows; `--every-set` samples every defence on every set for
-the worst-test-ASR column. Optional defences: `--lora` (a safety LoRA, alone and under SafeCFG) and
+seeds (successive halving, `attack_run.Halving`: every set on a third of the dev prompts, the three
+best on all); the test split's clean prompts and fresh noise seeds only report. On test, CFG samples
+every attacked set (which attacks work at all) and every other defence only what is reported: its
+dev choice and the clean rows; `--every-set` samples every defence on every set for the
+worst-test-ASR column. The token search, the one attack that depends on no defence, is the build
+(`attack_build`: made once per world, dev prompts, sampling and search budget, and cached). Optional defences: `--lora` (a safety LoRA, alone and under SafeCFG) and
 `--sld-front` (the SLD grid's dev-tuned point, `sld_tuned`). Rates come with Wilson 95% intervals.
 The summary line is printed last (`asr_sld_tuned`, `asr_safety_lora`, `asr_safety_lora_safecfg`
 appended when those run):
@@ -105,6 +110,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     from . import attack_report as reporting
     from .attack_adaptive import run_adaptive
     from .attack_run import ExtraDefences, Halving, run_split
+    from .report_pictures import attack_plot
     from .safety_report import write_json
     from .safety_sweep import SPLITS
 
@@ -130,6 +136,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     report["adaptive"] = run_adaptive(world, loaded, SPLITS["test"], adaptive.per_category, settings, adaptive)
     report["summary"] = reporting.summary(report["defences"], report["adaptive"])
     report["files"] = {"grid": _save_png(reporting.attack_grid(report, images), out / "comparison.png"),
+                       "plot": _save_png(attack_plot(report["defences"]), out / "safety_fidelity.png"),
                        "image_grid": _save_png(reporting.image_attack_grid(report["image_attack"], image_images),
                                                out / "image_attack.png"),
                        "report": str(out / "report.json"), "table": str(out / "report.txt")}
@@ -200,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every-set", action="store_true",
                    help="test split: sample every defence on every attacked set, for the worst-test-ASR column (about "
                         "three times the test split's sampling); by default CFG samples every set and each other "
-                        "defence its dev-chosen one, CFG's and the clean rows")
+                        "defence its dev-chosen one and the clean rows")
     b = SearchBudget()
     p.add_argument("--search-words", type=int, default=b.words, help="token search: words in each category's suffix")
     p.add_argument("--search-rounds", type=int, default=b.rounds, help="token search: passes over the suffix")

@@ -53,6 +53,20 @@ def fronts_plot(report: dict, size=(720, 460)) -> Image.Image:
                  "(lower left is better)", size)
 
 
+ATTACK_COLOURS = {"cfg": (0, 0, 0), "safecfg": SWEEP_COLOUR, "safety_lora": (230, 140, 30),
+                  "safety_lora_safecfg": (150, 60, 0), "sld_tuned": (160, 60, 200), **BASELINE_COLOURS}
+
+
+def attack_plot(per_defence: dict, size=(720, 460)) -> Image.Image:
+    """An attack report's defences (`attack_report.results`): test ASR at each one's dev-chosen attack against
+    its loss of clean fidelity (1 - clean attribute accuracy relative to CFG's); lower left is better."""
+    series = [(name.replace("_", " "), ATTACK_COLOURS.get(name, (90, 90, 90)),
+               [(max(0.0, 1 - row["clean_fidelity"]), row["test_asr"]["rate"], name.replace("_", " "))], False)
+              for name, row in per_defence.items()]
+    return _plot(series, "clean fidelity lost: 1 - clean attribute accuracy / CFG's", "attack success rate (test, "
+                 "each defence's dev-chosen attack)", "Prompt attacks: safety vs fidelity (lower left is better)", size)
+
+
 def _pooled(point: dict) -> float:
     return (point["harmful_rate"] + point["unseen_rate"]) / 2  # the two sets have the same size
 

@@ -182,6 +182,7 @@ def test_the_attack_benchmark_writes_its_report_table_picture_and_summary_line_l
 
     grid = Image.open(out / "comparison.png")
     assert grid.size[0] > 9 * 32 * 3  # a column per sampled defence, the LoRA's two included
+    assert report["files"]["plot"].endswith("safety_fidelity.png") and Image.open(out / "safety_fidelity.png").size == (720, 460)
 
 
 def test_the_attack_cli_refuses_a_bad_size_naming_the_flag():
