@@ -3,6 +3,7 @@
     .venv/bin/python scripts/make_test_hgr.py              # ~6-8 minutes on 2 CPU cores
     .venv/bin/python scripts/make_test_hgr.py --world v2   # tests/data/toy_hgr_v2.safetensors (+ an on-policy round)
     .venv/bin/python scripts/make_test_hgr.py --world v2 --thorough --rounds 3 --output runs/v2_thorough_r3.safetensors
+    .venv/bin/python scripts/make_test_hgr.py --world v2 --thorough --rounds 3 --concept-only --output runs/v2_concept_r3.safetensors
 
 It is the demo's recipe (`training/recipes.py`: 400 harmful + 200 clean toy prompts, 2 noise seeds
 each, 10 sampling steps, 1200 steps of a 2-level 32-channel HGR, seed 0) run through the real
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="v2 only: train for the world in this folder (a derived model: benchmarks.transfer --build)")
     p.add_argument("--harmful-prompts", type=int, default=400, help="harmful training prompts")
     p.add_argument("--clean-prompts", type=int, default=200, help="clean training prompts")
+    p.add_argument("--concept-only", action="store_true",
+                   help="the concept-only regime: the harmful training file without its safe_prompt column (concept "
+                        "targets, as for I2P)")
     p.add_argument("--train-args", default="", help="extra train_hgr flags after the recipe's (they win)")
     return p
 
@@ -57,7 +61,8 @@ def main(argv=None) -> None:
         p.error("--toy-weights needs --world v2")
     output = recipes.train_toy_hgr(args.world, args.output or TARGETS[args.world], args.work_dir, thorough=args.thorough,
                                    rounds=rounds, toy_weights=args.toy_weights,
-                                   prompts=(args.harmful_prompts, args.clean_prompts), extra=args.train_args.split())
+                                   prompts=(args.harmful_prompts, args.clean_prompts), extra=args.train_args.split(),
+                                   concept_only=args.concept_only)
     print(f"wrote {output}")
 
 

@@ -7,6 +7,7 @@ Each recipe is a list of `python -m training.train_hgr` flags; a caller's extra 
 
 from __future__ import annotations
 
+import csv
 import logging
 import shutil
 import subprocess
@@ -91,10 +92,13 @@ def two_harm_share(thorough: bool) -> float:
 
 
 def train_toy_hgr(world: str, output: Path, work_dir: Path | None = None, *, thorough: bool = False, rounds: int = 1,
-                  toy_weights: Path | None = None, prompts: tuple[int, int] = (400, 200), extra=()) -> Path:
+                  toy_weights: Path | None = None, prompts: tuple[int, int] = (400, 200), extra=(),
+                  concept_only: bool = False) -> Path:
     """A toy HGR for world "v1" or "v2" (or the v2-derived model in `toy_weights`): write the world's
     prompt files (`prompts`: harmful, clean), train the demo's or the thorough recipe in `rounds`
-    rounds under `work_dir` (default: a temp folder) and copy the last round's weights to `output`."""
+    rounds under `work_dir` (default: a temp folder) and copy the last round's weights to `output`.
+    `concept_only`: the harmful file loses its `safe_prompt` column, so every harmful prompt trains
+    toward its category's concept target (the I2P regime: no safe counterparts)."""
     if world not in ("v1", "v2"):
         raise ValueError(f"world must be 'v1' or 'v2', got {world!r}")
     if toy_weights is not None and world != "v2":
@@ -107,7 +111,26 @@ def train_toy_hgr(world: str, output: Path, work_dir: Path | None = None, *, tho
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         files = world_prompts.write_prompt_files(work / "prompts", *prompts, two_harm_share(thorough))
+        if concept_only:
+            drop_safe_counterparts(files["harmful_train.csv"])
         weights = train_in_rounds(files, work, recipe, rounds)
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(output, lambda tmp: shutil.copyfile(weights, tmp))
     return output
+
+
+def drop_safe_counterparts(path: Path) -> None:
+    """Rewrite a harmful prompt CSV without its `safe_prompt` column (the concept-only regime)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "safe_prompt" not in rows[0]:
+        raise ValueError(f"{Path(path).name} has no safe_prompt column to drop")
+    columns = [c for c in rows[0] if c != "safe_prompt"]
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            out = csv.DictWriter(f, columns, extrasaction="ignore")
+            out.writeheader()
+            out.writerows(rows)
+
+    atomic_write(path, write)

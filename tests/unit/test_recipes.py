@@ -31,3 +31,18 @@ def test_train_toy_hgr_refuses_before_training(tmp_path, world, weights, match):
 def test_train_in_rounds_needs_a_round(tmp_path):
     with pytest.raises(ValueError, match="at least 1"):
         recipes.train_in_rounds({}, tmp_path, [], 0)
+
+
+def test_the_concept_only_regime_drops_every_safe_counterpart_and_keeps_the_rest(tmp_path):
+    from toyworld.v2 import prompts
+    from training.prompt_data import read_groups, read_harmful
+
+    files = prompts.write_prompt_files(tmp_path, 20, 10, 0.25)
+    paired = read_harmful(files["harmful_train.csv"])
+    recipes.drop_safe_counterparts(files["harmful_train.csv"])
+    concept_only = read_harmful(files["harmful_train.csv"])
+    assert all(p.safe_text for p in paired) and not any(p.safe_text for p in concept_only)
+    assert [(p.text, p.categories) for p in concept_only] == [(p.text, p.categories) for p in paired]
+    assert len(set(read_groups(files["harmful_train.csv"]).values())) > 1  # the scene groups stay
+    with pytest.raises(ValueError, match="harmful_train.csv has no safe_prompt column"):
+        recipes.drop_safe_counterparts(files["harmful_train.csv"])
