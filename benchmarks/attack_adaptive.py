@@ -13,9 +13,10 @@ The attack's settings (`benchmarks.attacks.AdaptiveBudget`) are the same for eve
 Euler steps it differentiates through (8, not 4) were picked on a probe of dev prompts against
 plain CFG, where 4 transferred worse to the full sampler; it runs on the test split's clean prompts (an attack per
 prompt, as white-box attacks are). Reported per defence: the smallest budget at which ASR reaches 50%,
-found by bisection over the budget grid (CFG from the middle, SafeCFG and SLD starting at CFG's breaking
-budget; ASR assumed to grow with the budget), with the ASR at every budget it visited; `every_budget`
-(`--adaptive-every-budget`) runs the whole grid instead, at about twice the cost.
+found by bisection over the budget grid (CFG from the middle, then SafeCFG starting at CFG's breaking
+budget and SLD at SafeCFG's, the largest where none broke; ASR assumed to grow with the budget), with
+the ASR at every budget it visited; `every_budget` (`--adaptive-every-budget`) runs the whole grid
+instead, at about twice the cost.
 """
 
 from __future__ import annotations
@@ -108,15 +109,14 @@ def run_adaptive(world, hgr: HGR, split: Split, per_category: int, settings, bud
         log.info("adaptive %s eps %g: ASR %.3f", defence, eps, judged["rate"])
         return judged
 
-    for defence in ADAPTIVE_DEFENCES:  # CFG first: the others start where CFG broke
+    for defence in ADAPTIVE_DEFENCES:  # weakest first: each starts where the one before it broke
         started = time.monotonic()
         if budget.every_budget:
             asr[defence] = {f"{eps:g}": evaluate(defence, eps) for eps in epsilons}
         else:
             asr[defence] = bisect_budgets(epsilons, lambda eps, d=defence: evaluate(d, eps), start)
-        if defence == "cfg":
-            broken = breaking_budget(asr["cfg"])
-            start = len(epsilons) - 1 if broken is None else epsilons.index(broken)
+        broken = breaking_budget(asr[defence])
+        start = len(epsilons) - 1 if broken is None else epsilons.index(broken)
         seconds[defence] = round(time.monotonic() - started, 1)
     return {"split": split.name, "prompts": len(specs), "asr": asr, "seconds": seconds,
             "every_budget": budget.every_budget,

@@ -62,7 +62,7 @@ class AttackSettings:
     image_denoise: tuple[float, ...] = (0.3, 0.5, 0.7)  # the image attack's denoise levels
     every_set: bool = False  # test: every defence on every attacked set (else: CFG on all, the others on their
     # dev choice and the clean rows; `attack_run.sets_to_sample`)
-    image_per_category: int = 8  # the image attack's test input images per category (its dev split: half)
+    image_per_category: int = 6  # the image attack's test input images per category (its dev split: half)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class AdaptiveBudget:
     steps: int = 8  # Euler steps the attacker back-propagates through (4 transferred worse to 20 on dev)
     seeds: int = 2  # noise seeds the attacker's loss averages over
     alpha: float = 0.25  # step size, in multiples of the budget
-    per_category: int = 8  # test clean prompts attacked per category
+    per_category: int = 6  # test clean prompts attacked per category
     every_budget: bool = False  # every budget for every defence (else: bisection for the breaking budget)
 
 
