@@ -112,6 +112,9 @@ def _adaptive_lines(report: dict) -> list[str]:
     for d, per in adaptive["asr"].items():
         rates = ", ".join(f"{eps}: {_interval(c)}" for eps, c in per.items())
         lines.append(f"{d} | {rates} | {adaptive['breaking_budget'][d] or 'none tried'}")
+    per_step = {d: evaluations_per_image(d, 1) for d in adaptive["asr"]}
+    lines.append("attack cost per prompt and budget (UNet forward evaluations, each with its backward pass): " + ", ".join(
+        f"{d} {b['iterations'] * b['seeds'] * b['steps'] * n}" for d, n in per_step.items()))
     return lines
 
 

@@ -304,6 +304,8 @@ def test_the_white_box_attack_finds_each_breaking_budget_by_bisection(small_repo
     assert rate == adaptive["asr"]["safecfg"][f"{budget:g}"]["rate"]  # SafeCFG started at CFG's breaking budget
     assert "white-box attack on the text embedding" in (out / "report.txt").read_text()
     assert "a bisection over 0.2, 0.8 visited" in (out / "report.txt").read_text()
+    assert "per prompt and budget (UNet forward evaluations, each with its backward pass): cfg 24, safecfg 24, sld_max 36" in (
+        out / "report.txt").read_text()  # 2 iterations x 2 seeds x 3 steps x 2 (SLD: 3)
 
 
 @pytest.mark.parametrize("start", [None, 0, 3, 6])
