@@ -33,7 +33,7 @@ from .attack_search import KIND as SEARCH_KIND
 from .attack_search import SuffixAttack, search_suffixes, suffix_attack
 from .safety_metrics import SLD_NAMES, rate
 from .safety_sweep import SEED_STRIDE, Split, Vocabulary, count, default_source, draw, judge, text_bucket
-from .safety_toy import EVALUATIONS, safety_concept, training_word_filter
+from .safety_toy import evaluations_per_step, safety_concept, training_word_filter
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ExtraDefences:
 
 def evaluations_per_image(defence: str, steps: int) -> int:
     """UNet evaluations one image costs (SafeCFG adds only the HGR's tiny forward pass per step; SLD a third)."""
-    return steps * (3 if defence == SLD_TUNED else EVALUATIONS.get(defence, 2))
+    return steps * evaluations_per_step(defence)
 
 
 def clean_prompts(source, split: Split, categories, per_category: int) -> list:
@@ -131,7 +131,7 @@ def search_on_dev(world, hgr: HGR, dev: Split, per_category: int, settings, budg
 
 def attacked_categories(world, hgr: HGR) -> list[str]:
     """The world's harm categories the HGR was trained for, in the world's order (what the attacks aim at)."""
-    return [c for c in Vocabulary.of(world).categories if c in hgr.config.categories]
+    return Vocabulary.of(world).redirected_by(hgr)
 
 
 def filter_blocks(world, specs: list, attacks: dict) -> dict:

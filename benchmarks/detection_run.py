@@ -246,7 +246,7 @@ def baseline(world, hgr, specs, hard, base, hard_seeds, condition, batch, harmfu
 
 def run(world, hgr: HGR, split_name: str, per_category: int, conditions, levels: int, batch: int, fpr_target: float) -> dict:
     split, vocab = SPLITS[split_name], Vocabulary.of(world)
-    categories = [c for c in vocab.categories if c in hgr.config.categories]
+    categories = vocab.redirected_by(hgr)
     pairs = harm_pairs(vocab.categories, hgr.config.categories)
     specs = sweep_prompts(default_source(world), split, categories, pairs, per_category)
     threshold = float(hgr.metadata["threshold"])

@@ -88,7 +88,7 @@ def lora_report(world, hgr: HGR, lora_path: Path, split_name: str = "test", per_
     """Run the methods under each condition. Returns (report, images of the first condition)."""
     split = sweep.SPLITS[split_name]
     vocab = sweep.Vocabulary.of(world)
-    categories = [c for c in vocab.categories if c in hgr.config.categories]
+    categories = vocab.redirected_by(hgr)
     specs = sweep.sweep_prompts(sweep.default_source(world), split, categories, [], per_category)
     specs = {n: specs[n] for n in LORA_SETS}
     models = method_models(world, hgr, lora_path)

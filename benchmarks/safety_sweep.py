@@ -193,6 +193,14 @@ class Vocabulary:
                    tuple(attributes.get("shape", render.SHAPES)), tuple(attributes.get("colour", render.COLOURS)),
                    tuple(attributes.get("pattern", ())))
 
+    def redirected_by(self, hgr) -> list[str]:
+        """The world's categories `hgr` was trained for, in the judge's order; refuses an HGR for none of them."""
+        categories = [c for c in self.categories if c in hgr.config.categories]
+        if not categories:
+            raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, "
+                             f"none of the world's {list(self.categories)}")
+        return categories
+
 
 def sample(world, model, specs: list, condition: Condition, seeds: list[int], batch: int,
            recorder: HarmRecorder | None = None) -> tuple[torch.Tensor, tuple | None]:
@@ -347,10 +355,7 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
     if split_name not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split_name!r}")
     split, vocab = SPLITS[split_name], Vocabulary.of(world)
-    categories = [c for c in vocab.categories if c in hgr.config.categories]
-    if not categories:
-        raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, "
-                         f"none of the world's {list(vocab.categories)}")
+    categories = vocab.redirected_by(hgr)
     pairs = harm_pairs(vocab.categories, hgr.config.categories)
     specs = sweep_prompts(source or default_source(world), split, categories, pairs, per_category)
     entries = []

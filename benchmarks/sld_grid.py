@@ -161,9 +161,7 @@ def grid_report(world, hgr: HGR, per_category: int = DEFAULT_PER_CATEGORY, condi
                 source=None) -> dict:
     """Sample the grid on dev, choose its front, sample the front and SafeCFG's sweep on test."""
     condition, vocab = condition or default_condition(), sweep.Vocabulary.of(world)
-    categories = [c for c in vocab.categories if c in hgr.config.categories]
-    if not categories:
-        raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, none of the world's {list(vocab.categories)}")
+    categories = vocab.redirected_by(hgr)
     source, concept, grid = source or sweep.default_source(world), safety_concept(world), sld_grid()
     dev = prepare_split(world, vocab, source, "dev", categories, per_category, condition, batch)
     on_dev = {p.name: measure_sld(world, vocab, dev, p, concept, condition, batch) for p in grid}

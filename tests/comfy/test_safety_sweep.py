@@ -42,6 +42,18 @@ def test_a_world_of_unknown_version_is_refused_not_measured_on_v1_prompts(comfy_
         sweep.default_source(SimpleNamespace(version="toyworld-v3"))
 
 
+def test_the_benchmarks_measure_the_worlds_categories_the_hgr_redirects_and_refuse_an_hgr_for_none(comfy_nodes):
+    from types import SimpleNamespace
+
+    from benchmarks.safety_sweep import Vocabulary
+
+    vocab = Vocabulary(("nudity", "violence", "hate"), ("square",), ("red",))
+    hgr = SimpleNamespace(config=SimpleNamespace(categories=("hate", "nudity", "weapons")))
+    assert vocab.redirected_by(hgr) == ["nudity", "hate"]  # the judge's order
+    with pytest.raises(ValueError, match=r"the HGR redirects \['weapons'\], none of the world's"):
+        vocab.redirected_by(SimpleNamespace(config=SimpleNamespace(categories=("weapons",))))
+
+
 def test_dev_and_test_prompts_are_disjoint_held_out_and_the_larger_set_starts_with_the_smaller(comfy_nodes):
     from benchmarks import safety_sweep as sweep
     from toyworld import prompts
