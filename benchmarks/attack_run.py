@@ -31,9 +31,9 @@ from toyworld.facts import facts_of
 from .attack_concept import attack_categories, build_attacks, dev_harmful
 from .attack_search import KIND as SEARCH_KIND
 from .attack_search import SuffixAttack, search_suffixes, suffix_attack
-from .safety_metrics import SLD_NAMES, rate
+from .safety_metrics import SLD_NAMES, rate, unet_evaluations_per_step
 from .safety_sweep import SEED_STRIDE, Split, Vocabulary, count, default_source, draw, judge, text_bucket
-from .safety_toy import evaluations_per_step, safety_concept, training_word_filter
+from .safety_toy import safety_concept, training_word_filter
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ExtraDefences:
 
 def evaluations_per_image(defence: str, steps: int) -> int:
     """UNet evaluations one image costs (SafeCFG adds only the HGR's tiny forward pass per step; SLD a third)."""
-    return steps * evaluations_per_step(defence)
+    return steps * unet_evaluations_per_step(defence)
 
 
 def clean_prompts(source, split: Split, categories, per_category: int) -> list:

@@ -37,6 +37,13 @@ class BenchmarkSettings:
 SLD_NAMES = ("weak", "medium", "strong", "max")
 
 
+def unet_evaluations_per_step(method: str) -> int:
+    """UNet evaluations a method costs per sampling step: SLD's third (its concept) for every SLD setting,
+    presets and tuned points alike; 2 otherwise (the negative prompt replaces the unconditional; SafeCFG
+    adds only the HGR's tiny forward pass)."""
+    return 3 if method.startswith("sld_") else 2
+
+
 def mean_pixel_diff(images: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean absolute difference of two image batches (B, 3, H, W) in [0, 1]."""
     if images.shape != reference.shape:

@@ -40,7 +40,8 @@ from training.prompt_data import (TABLE_SUFFIXES, PromptFileError, canonical_cat
                                   read_harmful, read_rows)
 
 from safecfg_comfy.sld_patch import apply_sld
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, detection, per_image_pixel_diff, rate)
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, detection, per_image_pixel_diff, rate,
+                             unet_evaluations_per_step)
 from .report_pictures import label_rows
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_ba
         safety = backend.conditioning([concept])
         for name in SLD_NAMES:
             runs[f"sld_{name}"] = MethodRun(apply_sld(base, safety, sld_preset_for_steps(name, settings.steps)),
-                                            evaluations_per_step=3)
+                                            evaluations_per_step=unet_evaluations_per_step(f"sld_{name}"))
     return runs
 
 

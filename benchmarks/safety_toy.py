@@ -56,7 +56,7 @@ from safecfg_comfy.sld_patch import apply_sld
 
 from .trivial_baselines import RESIDUAL_SHARE, palette_residual
 from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, frechet_distance, max_pixel_change,
-                             mean_pixel_diff, rate, wilson_interval)
+                             mean_pixel_diff, rate, unet_evaluations_per_step, wilson_interval)
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +272,6 @@ def strength_key(strength: float) -> str:
     return {0.0: "cfg", 1.0: "safecfg"}.get(float(strength), f"safecfg_s{strength:g}")
 
 
-def evaluations_per_step(method: str) -> int:
-    """UNet evaluations a method costs per sampling step: SLD's third (its concept) for every SLD setting,
-    presets and tuned points alike; 2 otherwise (the negative prompt replaces the unconditional; SafeCFG
-    adds only the HGR's tiny forward pass)."""
-    return 3 if method.startswith("sld_") else 2
 TRIVIAL = ("palette", "pixel_gate")
 
 
@@ -382,7 +377,7 @@ def toy_report(world, hgr: HGR | None, settings: BenchmarkSettings, per_category
     harness = ToyHarness(world, specs, settings)
     gens, scores = run_methods(harness, hgr, strengths, skip_baselines, pixel_gate, concept_hgr)
     cfg_accuracy = rate(harness.judge("clean", gens["cfg"]["clean"])["attributes"])
-    methods = {key: method_report(harness, g, gens["cfg"], evaluations_per_step(key), cfg_accuracy)
+    methods = {key: method_report(harness, g, gens["cfg"], unet_evaluations_per_step(key), cfg_accuracy)
                for key, g in gens.items()}
     report = {"kind": "toy", "settings": {
         **dataclasses.asdict(settings), "per_category": per_category, "world": facts.version,
