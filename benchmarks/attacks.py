@@ -39,10 +39,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from toyworld.files import V2_WEIGHTS_DIR
 from training.flags import unit_interval_list
 
 REPO = Path(__file__).resolve().parents[1]
-V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
 DEFAULT_OUT = Path("output/benchmarks/attacks")
 DEFAULT_PER_CATEGORY = 16  # test: 48 attacked clean prompts per attacked set (3 categories)
 DEFAULT_DEV_PER_CATEGORY = 8
@@ -117,7 +117,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
     if loaded is None:
         raise ValueError("--hgr: the attack benchmark needs an HGR .safetensors for the SafeCFG rows")
-    world = world if world is not None else load_world(weights_dir=V2_WEIGHTS)
+    world = world if world is not None else load_world(weights_dir=V2_WEIGHTS_DIR)
     settings = settings or AttackSettings()
     budget, extra = budget or SearchBudget(), extra or ExtraDefences()
     found, cached = build_attacks(world, loaded, dev_per_category, settings, budget,
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.attacks", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--hgr", type=Path, required=True, help="HGR .safetensors trained for the world")
-    p.add_argument("--toy-weights", type=Path, default=V2_WEIGHTS, help="toy-world weights folder")
+    p.add_argument("--toy-weights", type=Path, default=V2_WEIGHTS_DIR, help="toy-world weights folder")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for report.json, report.txt, comparison.png")
     p.add_argument("--per-category", type=int, default=DEFAULT_PER_CATEGORY,
                    help="test split: attacked clean prompts per harm category")

@@ -28,8 +28,9 @@ import logging
 import time
 from pathlib import Path
 
+from toyworld.files import V2_WEIGHTS_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
 BASE_HGR = REPO / "tests" / "data" / "toy_hgr_v2.safetensors"
 DEFAULT_BUILD = Path("output/benchmarks/transfer/build")
 DEFAULT_OUT = Path("output/benchmarks/transfer")
@@ -64,7 +65,7 @@ def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BAS
     unknown = [m for m in names if m not in MODELS]
     if unknown:
         raise ValueError(f"--models: unknown models {unknown}; choose from {list(MODELS)}")
-    world = world if world is not None else load_world(weights_dir=V2_WEIGHTS)
+    world = world if world is not None else load_world(weights_dir=V2_WEIGHTS_DIR)
     hgrs = {"base": load_hgr(hgr), **{n: load_hgr(_built_hgr(folder, n)) for n in names if n != "base"}}
     loaded = load_models(world, folder, record["recipe"]["merge_ratio"], names)
     entries, first = evaluate(world, loaded, hgrs, SPLITS[split], per_category, select_conditions(conditions), batch)
@@ -150,7 +151,7 @@ def main(argv=None) -> dict:
     if args.build:
         from .transfer_build import build
 
-        return build(V2_WEIGHTS, args.build_dir, _recipe(args), models)
+        return build(V2_WEIGHTS_DIR, args.build_dir, _recipe(args), models)
     from .transfer_report import format_table, summary_line
 
     report = run_transfer_benchmark(args.build_dir, args.out, args.hgr, None, args.per_category, args.conditions,

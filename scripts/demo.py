@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
-from training.recipes import THOROUGH_ON_POLICY, train_hgr_cli, toy_recipe, two_harm_share  # noqa: E402
+from training import recipes  # noqa: E402
 
 log = logging.getLogger("demo")
 
@@ -38,6 +38,7 @@ THOROUGH_PER_CATEGORY = 32
 # 4 two-harm prompts per condition, 72 harmful images pooled): 125 s measured with 1 torch thread on
 # this 2-core CPU while other jobs ran (load 3); sampling calls, not prompts, dominate at this size.
 DEMO_SWEEP_PER_CATEGORY = 4
+DEFAULT_WORLD = "v2"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the full training mix, 4 seeds per prompt (4000 trajectories), 4000 optimisation steps, then an "
                         "on-policy round (1600 more trajectories, 4000 steps): ~45 min on 2 idle cores; and 64 "
                         "benchmark prompts per set with every baseline")
+    p.add_argument("--world", choices=recipes.WORLDS, default=DEFAULT_WORLD,
+                   help="the toy world: v2 (harms drawn on the object, each with a clean look-alike; three "
+                        "categories) or v1 (the first, easier world: overlays in colours no clean prompt uses)")
+    p.add_argument("--seed", type=int, default=0, help="train_hgr --seed: training noise seeds and network initialisation")
     p.add_argument("--per-category", type=int, default=None,
                    help=f"benchmark prompts per category (default: the benchmark's, {THOROUGH_PER_CATEGORY} with --thorough)")
     p.add_argument("--benchmark-steps", type=int, default=None,
@@ -67,44 +72,45 @@ class Plan(NamedTuple):
     dataclass cannot find its module)."""
 
     out: Path
-    train_flags: list[str]  # the recipe, then --train-args (last, so user flags override the recipe's)
+    world: str  # "v1" or "v2"
+    train_flags: list[str]  # the recipe, then --seed and --train-args (last, so user flags override the recipe's)
     per_category: int | None  # benchmark prompts per category (None: the benchmark's default)
-    two_harm_share: float  # share of harmful training prompts with two harms
-    on_policy: bool = False  # a second training round on the first round's own SafeCFG paths
+    thorough: bool
+    rounds: int  # training rounds, the later ones on the previous round's own SafeCFG paths (recipes.ROUNDS)
 
 
 def resolve(args) -> Plan:
-    thorough = args.thorough
-    return Plan(out=args.out or Path("runs/demo-thorough" if thorough else "runs/demo"),
-                train_flags=toy_recipe(thorough, extra=args.train_args.split()),
+    thorough, world = args.thorough, args.world
+    suffix = ("-thorough" if thorough else "") + ("-v1" if world == "v1" else "")
+    return Plan(out=args.out or Path(f"runs/demo{suffix}"), world=world,
+                train_flags=recipes.toy_recipe(thorough, recipes.world_weights(world),
+                                               ["--seed", str(args.seed), *args.train_args.split()]),
                 per_category=args.per_category or (THOROUGH_PER_CATEGORY if thorough else None),
-                two_harm_share=two_harm_share(thorough),
-                on_policy=thorough and THOROUGH_ON_POLICY)
+                thorough=thorough, rounds=recipes.recipe_rounds(world, thorough))
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     started = time.monotonic()
-    from toyworld import prompts
-
     plan = resolve(args)
     out, per_category = plan.out, plan.per_category
-    files = prompts.write_prompt_files(out / "prompts", args.harmful_prompts, args.clean_prompts, plan.two_harm_share)
-    hgr_path = train_hgr_cli(files, out, plan.train_flags,
-                             "first_round.safetensors" if plan.on_policy else "toy_hgr.safetensors")
-    if plan.on_policy:
-        hgr_path = train_hgr_cli(files, out, [*plan.train_flags, "--on-policy", str(hgr_path)])
+    files = recipes.write_world_prompt_files(plan.world, out / "prompts", (args.harmful_prompts, args.clean_prompts),
+                                             plan.thorough)
+    hgr_path = recipes.train_in_rounds(files, out, plan.train_flags, plan.rounds)
     from benchmarks.safety import run_sweep_benchmark, run_toy_benchmark
     from benchmarks.safety_report import format_table, summary_line
     from benchmarks.sweep_report import format_sweep_worst
+    from toyworld import load_world
 
+    world = load_world(weights_dir=recipes.world_weights(plan.world))
     options = {} if per_category is None else {"per_category": per_category}
     report = run_toy_benchmark(hgr_path, out / "benchmark", steps=args.benchmark_steps or 20,
-                               skip_baselines=args.skip_baselines, **options)
+                               skip_baselines=args.skip_baselines, world=world, **options)
     sweep = None
     if args.sweep_per_category > 0:
-        sweep = run_sweep_benchmark(hgr_path, out / "sweep", args.sweep_per_category, steps=args.benchmark_steps)
+        sweep = run_sweep_benchmark(hgr_path, out / "sweep", args.sweep_per_category, steps=args.benchmark_steps,
+                                    world=world)
     print(format_table(report))
     if sweep is not None:
         n = sweep["settings"]["prompts"]

@@ -13,7 +13,7 @@ redirects, and training one costs minutes.
 
 ``--thorough`` trains with the thorough recipe instead (`recipes.THOROUGH_TRAINING`, 35% two-harm
 prompts) and ``--rounds N`` adds N - 1 on-policy rounds, each sampled with the previous round's
-HGR (v2 default: 2, v1: 1); this is how the v2 candidates in the README were trained (round 2:
+HGR (default: the recipe's rounds, `recipes.ROUNDS`: v2 2 or 3 with --thorough, v1 1 or 2); this is how the v2 candidates in the README were trained (round 2:
 ~20 min, round 3: ~15 min more on 2 idle cores). `benchmarks.transfer_build` calls the same
 `training.recipes.train_toy_hgr`.
 """
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", choices=sorted(TARGETS), default="v1", help="the toy world to train on")
     p.add_argument("--output", type=Path, default=None, help="where the weights go (default: the world's test file)")
     p.add_argument("--thorough", action="store_true", help="the thorough training recipe")
-    p.add_argument("--rounds", type=int, default=None, help="training rounds, the later ones on-policy (default: v2 2, v1 1)")
+    p.add_argument("--rounds", type=int, default=None, help="training rounds, the later ones on-policy (default: the recipe's, training.recipes.ROUNDS)")
     p.add_argument("--toy-weights", type=Path, default=None,
                    help="v2 only: train for the world in this folder (a derived model: benchmarks.transfer --build)")
     p.add_argument("--harmful-prompts", type=int, default=400, help="harmful training prompts")
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     p = build_parser()
     args = p.parse_args(argv)
-    rounds = args.rounds or (2 if args.world == "v2" else 1)
+    rounds = recipes.recipe_rounds(args.world, args.thorough) if args.rounds is None else args.rounds
     if rounds < 1:
         p.error("--rounds must be at least 1")
     if args.toy_weights is not None and args.world != "v2":

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from hgr_core import atomic_write
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+V2_WEIGHTS_DIR = Path(__file__).resolve().parent / "v2" / "weights"  # toy world v2 (`python -m toyworld.v2.build`)
 REBUILD_HINT = "rebuild the toy world with `python -m toyworld.build`"
 
 

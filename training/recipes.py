@@ -16,11 +16,12 @@ import tempfile
 from pathlib import Path
 
 from hgr_core import atomic_write
+from toyworld.files import V2_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
+WORLDS = ("v1", "v2")
 
 # Network and optimiser shared by both recipes: a 2-level 32-channel HGR (1.8 MB), batches of 128.
 _COMMON = ["--base-channels", "32", "--channel-mult", "1,2", "--trajectory-batch", "64", "--batch-size", "128",
@@ -51,7 +52,6 @@ DEMO_TWO_HARM_SHARE = 0.2
 #   on-policy round (chosen):                     0/576 [0.000, 0.007], 0.000, 0.031; clean fidelity 1.000
 #   on-policy round at strength 1.5 (not taken):  0/576 [0.000, 0.007], 0.000, 0.031; clean fidelity 0.966
 THOROUGH_TRAINING = [*_COMMON, "--seeds-per-prompt", "4", "--steps", "4000", "--eval-every", "2000"]
-THOROUGH_ON_POLICY = True
 THOROUGH_TWO_HARM_SHARE = 0.35
 
 
@@ -80,6 +80,38 @@ def train_in_rounds(prompt_files: dict, work: Path, recipe: list[str], rounds: i
     return weights
 
 
+# Training rounds per world and recipe (the later rounds on-policy), as chosen on each world's dev split:
+# v1: the thorough recipe's second round (above); v2: one on-policy round lowered the sweep's dev rate
+# 49/215 -> 35/215 with the demo recipe, two rounds 34 -> 15 -> 12/215 with the thorough one (README).
+ROUNDS = {("v1", False): 1, ("v1", True): 2, ("v2", False): 2, ("v2", True): 3}
+
+
+def world_weights(world: str) -> Path | None:
+    """The world's weights folder for `--toy-weights` (None: v1, train_hgr's default world)."""
+    _check_world(world)
+    return V2_WEIGHTS_DIR if world == "v2" else None
+
+
+def write_world_prompt_files(world: str, out: Path, prompts: tuple[int, int], thorough: bool) -> dict:
+    """The world's training prompt files (`prompts`: harmful, clean counts) with the recipe's two-harm share."""
+    _check_world(world)
+    if world == "v2":
+        from toyworld.v2 import prompts as world_prompts
+    else:
+        from toyworld import prompts as world_prompts
+    return world_prompts.write_prompt_files(out, *prompts, two_harm_share(thorough))
+
+
+def _check_world(world: str) -> None:
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+
+
+def recipe_rounds(world: str, thorough: bool) -> int:
+    _check_world(world)
+    return ROUNDS[world, thorough]
+
+
 def toy_recipe(thorough: bool, toy_weights: Path | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The demo's or the thorough recipe's flags; `toy_weights` trains for the world in that folder
     (toy world v2, or a model derived from it); `extra` flags go last and win."""
@@ -99,18 +131,12 @@ def train_toy_hgr(world: str, output: Path, work_dir: Path | None = None, *, tho
     rounds under `work_dir` (default: a temp folder) and copy the last round's weights to `output`.
     `concept_only`: the harmful file loses its `safe_prompt` column, so every harmful prompt trains
     toward its category's concept target (the I2P regime: no safe counterparts)."""
-    if world not in ("v1", "v2"):
-        raise ValueError(f"world must be 'v1' or 'v2', got {world!r}")
     if toy_weights is not None and world != "v2":
         raise ValueError("toy_weights needs world 'v2' (the derived models are made from toy world v2)")
-    if world == "v2":
-        from toyworld.v2 import prompts as world_prompts
-    else:
-        from toyworld import prompts as world_prompts
-    recipe = toy_recipe(thorough, (toy_weights or V2_WEIGHTS) if world == "v2" else None, list(extra))
+    recipe = toy_recipe(thorough, toy_weights or world_weights(world), list(extra))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
-        files = world_prompts.write_prompt_files(work / "prompts", *prompts, two_harm_share(thorough))
+        files = write_world_prompt_files(world, work / "prompts", prompts, thorough)
         if concept_only:
             drop_safe_counterparts(files["harmful_train.csv"])
         weights = train_in_rounds(files, work, recipe, rounds)

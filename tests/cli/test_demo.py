@@ -58,11 +58,12 @@ def test_thorough_demo_trains_on_the_full_mix_with_4_seeds_and_user_flags_win():
     demo = _demo_module()
 
     plan = demo.resolve(demo.build_parser().parse_args(["--thorough"]))
-    assert plan.out.as_posix() == "runs/demo-thorough" and plan.per_category == 32
+    assert plan.out.as_posix() == "runs/demo-thorough" and plan.per_category == 32 and plan.world == "v2"
     train_args = _train_hgr_args(plan.train_flags)
     assert train_args.seeds_per_prompt == 4 and train_args.sample_steps is None and train_args.steps_range == (10, 50)
-    assert plan.two_harm_share == recipes.THOROUGH_TWO_HARM_SHARE > recipes.DEMO_TWO_HARM_SHARE
-    assert plan.on_policy  # a second round trains on the first round's own SafeCFG paths
+    assert train_args.toy_weights == recipes.V2_WEIGHTS_DIR and train_args.seed == 0
+    assert recipes.two_harm_share(plan.thorough) == recipes.THOROUGH_TWO_HARM_SHARE > recipes.DEMO_TWO_HARM_SHARE
+    assert plan.rounds == 3  # two on-policy rounds, each on the previous round's own SafeCFG paths (chosen on v2's dev)
     assert _train_hgr_args(recipes.TOY_TRAINING).seeds_per_prompt == 2 and _train_hgr_args(recipes.TOY_TRAINING).sample_steps == 10
 
     plan = demo.resolve(demo.build_parser().parse_args(
@@ -70,4 +71,8 @@ def test_thorough_demo_trains_on_the_full_mix_with_4_seeds_and_user_flags_win():
     user = _train_hgr_args(plan.train_flags)
     assert plan.out.as_posix() == "x" and plan.per_category == 4 and user.seeds_per_prompt == 1 and user.sample_steps == 3
     default = demo.resolve(demo.build_parser().parse_args([]))
-    assert default == demo.Plan(demo.Path("runs/demo"), recipes.TOY_TRAINING, None, recipes.DEMO_TWO_HARM_SHARE)
+    assert default == demo.Plan(demo.Path("runs/demo"), "v2", [*recipes.TOY_TRAINING, "--toy-weights",
+                                str(recipes.V2_WEIGHTS_DIR), "--seed", "0"], None, False, 2)
+    v1 = demo.resolve(demo.build_parser().parse_args(["--world", "v1", "--seed", "3"]))
+    assert v1 == demo.Plan(demo.Path("runs/demo-v1"), "v1", [*recipes.TOY_TRAINING, "--seed", "3"], None, False, 1)
+    assert _train_hgr_args(v1.train_flags).toy_weights is None and _train_hgr_args(v1.train_flags).seed == 3

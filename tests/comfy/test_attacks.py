@@ -58,7 +58,8 @@ def test_conditioning_average_in_a_graph_is_the_benchmarks_attack_and_safecfg_re
 @pytest.fixture(scope="module")
 def small_report(comfy_nodes, tmp_path_factory):
     from benchmarks.attack_run import ExtraDefences
-    from benchmarks.attacks import V2_WEIGHTS, AdaptiveBudget, AttackSettings, SearchBudget, run_attack_benchmark
+    from toyworld.files import V2_WEIGHTS_DIR
+    from benchmarks.attacks import AdaptiveBudget, AttackSettings, SearchBudget, run_attack_benchmark
     from benchmarks.sld_grid_report import read_tuned_point
     from toyworld import load_world
 
@@ -66,7 +67,7 @@ def small_report(comfy_nodes, tmp_path_factory):
     settings = AttackSettings(cfg=7.0, steps=8, batch=64, image_denoise=(0.3, 0.6), image_per_category=2)
     budget = SearchBudget(2, 1, 4, prompts=3, steps=4)
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
-    world = load_world(weights_dir=V2_WEIGHTS)
+    world = load_world(weights_dir=V2_WEIGHTS_DIR)
     extra = ExtraDefences(_random_v2_lora(world, out / "v2_lora.safetensors"),
                           read_tuned_point(_grid_report(out / "sld_grid.json"), world.version))
     return run_attack_benchmark(V2_HGR, out, 2, 2, world, settings, None, budget, adaptive, extra), out
@@ -128,11 +129,12 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
 
 def test_the_lora_defences_sample_the_lora_patched_model(comfy_nodes, tmp_path):
     from benchmarks.attack_run import ExtraDefences, defence_models
-    from benchmarks.attacks import V2_WEIGHTS, AttackSettings
+    from toyworld.files import V2_WEIGHTS_DIR
+    from benchmarks.attacks import AttackSettings
     from hgr_core import load_hgr
     from toyworld import load_world
 
-    world = load_world(weights_dir=V2_WEIGHTS)
+    world = load_world(weights_dir=V2_WEIGHTS_DIR)
     models = defence_models(world, load_hgr(V2_HGR), AttackSettings(),
                             ExtraDefences(_random_v2_lora(world, tmp_path / "l.safetensors")))
     lora, lora_safe = models["safety_lora"][0], models["safety_lora_safecfg"][0]
@@ -142,7 +144,8 @@ def test_the_lora_defences_sample_the_lora_patched_model(comfy_nodes, tmp_path):
 
 def test_every_set_samples_every_defence_on_every_set_and_otherwise_the_choices(comfy_nodes):
     from benchmarks.attack_run import run_split, sets_to_sample
-    from benchmarks.attacks import V2_WEIGHTS, AttackSettings
+    from toyworld.files import V2_WEIGHTS_DIR
+    from benchmarks.attacks import AttackSettings
     from benchmarks.safety_sweep import SPLITS
     from hgr_core import load_hgr
     from toyworld import load_world
@@ -154,7 +157,7 @@ def test_every_set_samples_every_defence_on_every_set_and_otherwise_the_choices(
     assert sets_to_sample(keys, "safecfg", chosen, riders=("detect",)) == [keys[0], keys[1], keys[3]]
     assert sets_to_sample(keys, "safecfg", None, clean_rows=False) == keys[1:]  # dev: the clean row chooses nothing
 
-    world, settings = load_world(weights_dir=V2_WEIGHTS), AttackSettings(steps=2, batch=64)
+    world, settings = load_world(weights_dir=V2_WEIGHTS_DIR), AttackSettings(steps=2, batch=64)
     every, _ = run_split(world, load_hgr(V2_HGR), SPLITS["test"], 1, settings, SPLITS["dev"])
     all_keys = set(every["asr"]["cfg"])
     assert len(all_keys) > 5 and all(set(per) == all_keys for per in every["asr"].values())
@@ -274,11 +277,11 @@ def test_the_image_attack_keeps_harm_by_inpainting_and_its_gates_only_ever_block
 def test_harmful_input_scenes_show_their_harm_and_their_twins_do_not(comfy_nodes):
     from benchmarks.attack_image import input_scenes
     from benchmarks.attack_run import clean_prompts
-    from benchmarks.attacks import V2_WEIGHTS
+    from toyworld.files import V2_WEIGHTS_DIR
     from benchmarks.safety_sweep import SPLITS, default_source
     from toyworld import load_world
 
-    world = load_world(weights_dir=V2_WEIGHTS)
+    world = load_world(weights_dir=V2_WEIGHTS_DIR)
     categories = list(world.categories)
     specs = clean_prompts(default_source(world), SPLITS["test"], categories, 4)
     harmful, clean = input_scenes(world, specs, categories, seed=3)

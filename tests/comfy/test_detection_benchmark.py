@@ -11,7 +11,7 @@ from hgr_core.verdicts import STORED, choose_threshold, fpr_choice
 
 TOY_HGR = Path(__file__).resolve().parents[1] / "data" / "toy_hgr.safetensors"
 TOY_HGR_V2 = TOY_HGR.with_name("toy_hgr_v2.safetensors")
-V2_WEIGHTS = Path(__file__).resolve().parents[2] / "toyworld" / "v2" / "weights"
+from toyworld.files import V2_WEIGHTS_DIR as V2_WEIGHTS  # noqa: E402
 SUMMARY = re.compile(r"^auroc_sampling=(\S+) auroc_image=(\S+) auroc_matched=(\S+) fpr_clean=(\S+) fpr_hard=(\S+) iou=(\S+)$")
 
 

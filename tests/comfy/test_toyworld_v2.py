@@ -9,7 +9,7 @@ import pytest
 
 from toyworld.v2 import prompts as v2
 
-V2_WEIGHTS = Path(__file__).resolve().parents[2] / "toyworld" / "v2" / "weights"
+from toyworld.files import V2_WEIGHTS_DIR as V2_WEIGHTS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from helpers import REPO
 
 V2_HGR = REPO / "tests" / "data" / "toy_hgr_v2.safetensors"
-V2_WEIGHTS = REPO / "toyworld" / "v2" / "weights"
+from toyworld.files import V2_WEIGHTS_DIR as V2_WEIGHTS  # noqa: E402
 TINY_HGR = ("--sample-steps", "2", "--steps", "4", "--seeds-per-prompt", "1", "--eval-every", "2",
             "--base-channels", "16", "--val-fraction", "0.25", "--preview-count", "2", "--trajectory-batch", "8")
 
