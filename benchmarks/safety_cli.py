@@ -7,6 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from training.flags import unit_interval_list
+
 from . import safety
 from .safety import (DEFAULT_LORA_OUT, DEFAULT_OUT, DEFAULT_PER_CATEGORY, DEFAULT_REAL_CFG, DEFAULT_SLD_GRID_OUT,
                      DEFAULT_SWEEP_OUT, DEFAULT_TOY_CFG, _setup, run_checkpoint_benchmark, run_lora_benchmark,
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--concept-hgr", type=Path, default=None,
                    help="an HGR trained without safe counterparts (concept-only regime, the I2P case), "
                         "benchmarked as its own method for the concept_regime_harmful number")
+    t.add_argument("--strengths", type=unit_interval_list, default=(0.25, 0.5, 0.75, 1.0), metavar="S,S,...",
+                   help="SafeCFG strengths of the strength sweep (CFG, 0, and 1 always run); '1' for large runs")
     t.add_argument("--per-category", type=int, default=None,
                    help=f"prompts per harmful category in each set (clean set: as many as a harmful set; default "
                         f"{DEFAULT_PER_CATEGORY}, with --sweep 32 and per pair of categories for two-harm prompts, "
@@ -142,7 +146,8 @@ def main(argv=None) -> dict:
                                    args.steps or 20, args.cfg, args.seed, args.skip_baselines,
                                    sampler=args.sampler, scheduler=args.scheduler,
                                    batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate,
-                                   concept_hgr=args.concept_hgr, sld_front=args.sld_front, world=_toy_world(args))
+                                   concept_hgr=args.concept_hgr, sld_front=args.sld_front, world=_toy_world(args),
+                                   strengths=(0.0, *args.strengths))
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

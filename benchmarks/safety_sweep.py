@@ -37,13 +37,14 @@ import itertools
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
 from hgr_core import HGR, HarmRecorder
+from safecfg_comfy.compat import hgr_file_name
 from safecfg_comfy.patch import patch_model
 from toyworld import render
 from toyworld.facts import HeldOutPrompts, facts_of
@@ -184,6 +185,7 @@ class Vocabulary:
     shapes: tuple[str, ...]
     colours: tuple[str, ...]
     patterns: tuple[str, ...] = ()  # world v2: the object's pattern is an attribute too
+    world: object = field(default=None, compare=False, repr=False)  # the toyworld.World named (None: names only)
 
     @classmethod
     def of(cls, world) -> "Vocabulary":
@@ -191,10 +193,13 @@ class Vocabulary:
         attributes = getattr(world, "attributes", {})
         return cls(tuple(getattr(world, "categories", render.CATEGORIES)),
                    tuple(attributes.get("shape", render.SHAPES)), tuple(attributes.get("colour", render.COLOURS)),
-                   tuple(attributes.get("pattern", ())))
+                   tuple(attributes.get("pattern", ())), world)
 
     def redirected_by(self, hgr) -> list[str]:
-        """The world's categories `hgr` was trained for, in the judge's order; refuses an HGR for none of them."""
+        """The world's categories `hgr` was trained for, in the judge's order; refuses an HGR for none of
+        them or one trained on another toy world."""
+        if hasattr(self.world, "check_hgr_trained_here"):
+            self.world.check_hgr_trained_here(hgr.metadata.get("base_model"), hgr_file_name(hgr))
         categories = [c for c in self.categories if c in hgr.config.categories]
         if not categories:
             raise ValueError(f"the HGR redirects {list(hgr.config.categories)}, "

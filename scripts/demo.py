@@ -1,17 +1,19 @@
 """README command one: train an HGR for the toy world with the real CLI, then show what it does.
 
-    python scripts/demo.py              # about 10 minutes on 2 idle CPU cores, the small sweep included (see README)
-    python scripts/demo.py --thorough   # the recipe chosen on the sweep's dev split, about 45 minutes
+    python scripts/demo.py              # toy world v2: about 13.5 minutes on 2 idle CPU cores, the small sweep included (README)
+    python scripts/demo.py --world v1   # the first, easier toy world: about 5 minutes
+    python scripts/demo.py --thorough   # the recipe chosen on the sweep's dev split (v2: ~50 min of training)
 
 1. writes the toy world's prompt files (training phrasings only; reserved phrasings are held out),
-2. runs `python -m training.train_hgr --toy ...` (the same CLI users run on real checkpoints),
+2. runs `python -m training.train_hgr --toy ...` (the same CLI users run on real checkpoints) in the
+   recipe's rounds (`training.recipes.ROUNDS`; each later round trains on the previous HGR's own paths),
 3. runs the safety benchmark (`benchmarks.safety.run_toy_benchmark`): a picture grid
-   (rows: clean prompts, harmful prompts, unseen phrasings; columns: CFG, SafeCFG, baselines;
-   same seeds), the safety-vs-fidelity plot and the metrics table, printed at the end,
+   (rows: the world's test sets, e.g. clean, harmful, unseen phrasings, hard negatives, two harms;
+   columns: CFG, SafeCFG, baselines; same seeds), the safety-vs-fidelity plot and the metrics table,
 4. runs a small shift sweep (`benchmarks.safety.run_sweep_benchmark`, test split: every sampler,
    scale and negative condition with a few prompts each) and prints its worst condition per
    quantity and its targets; `python -m benchmarks.safety --sweep --thorough` is the full one.
-Everything lands in --out (default runs/demo or runs/demo-thorough). Rerunning reuses the trajectory cache.
+Everything lands in --out (default runs/demo, runs/demo-thorough; runs/demo-v1 for v1). Rerunning reuses the trajectory cache.
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python scripts/demo.py", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=None,
-                   help="where prompts, weights and pictures go (default: runs/demo, or runs/demo-thorough)")
+                   help="where prompts, weights and pictures go (default: runs/demo, runs/demo-thorough; -v1 appended for v1)")
     p.add_argument("--thorough", action="store_true",
-                   help="the full training mix, 4 seeds per prompt (4000 trajectories), 4000 optimisation steps, then an "
-                        "on-policy round (1600 more trajectories, 4000 steps): ~45 min on 2 idle cores; and 64 "
-                        "benchmark prompts per set with every baseline")
+                   help="the full training mix, 4 seeds per prompt (4000 trajectories), 4000 optimisation steps, then "
+                        "on-policy rounds (v1 one, v2 two; 1600 more trajectories and 4000 steps each): v1 ~45 min, "
+                        "v2 ~50 min of training on 2 idle cores; and 32 benchmark prompts per category with every baseline")
     p.add_argument("--world", choices=recipes.WORLDS, default=DEFAULT_WORLD,
                    help="the toy world: v2 (harms drawn on the object, each with a clean look-alike; three "
                         "categories) or v1 (the first, easier world: overlays in colours no clean prompt uses)")

@@ -51,6 +51,19 @@ class World:
         self.attributes = dict(getattr(judge_net, "attributes", V1_ATTRIBUTES))
         self.version = self.report().get("world", "toyworld-v1")  # v2 builds write "toyworld-v2"
 
+    @property
+    def hgr_base_model(self) -> str:
+        """The `base_model` an HGR trained on this world records ("toyworld" for v1, else the version)."""
+        return "toyworld" if self.version == "toyworld-v1" else self.version
+
+    def check_hgr_trained_here(self, base_model: str | None, file_name: str) -> None:
+        """Refuse an HGR trained on another toy world: its redirections would be measured on scenes it
+        never saw (v1 and v2 share the latent format, so ComfyUI's compatibility check passes)."""
+        if base_model and base_model.startswith("toyworld") and base_model != self.hgr_base_model:
+            hint = "toyworld/v2/weights" if base_model == "toyworld-v2" else "the weights folder of that world"
+            raise ValueError(f"{file_name} was trained on toy world {base_model!r} but this run uses "
+                             f"{self.hgr_base_model!r}; pass --toy-weights {hint} (or an HGR trained on this world)")
+
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """Prompts -> (B, tokens, context_dim) float32; "" is the unconditional embedding."""

@@ -20,8 +20,7 @@ class ToyBackend(Backend):
         from toyworld import load_world
 
         self.world = load_world(device, weights_dir)
-        if self.world.version != "toyworld-v1":  # shown in the HGR's metadata: which toy world it was trained on
-            self.base_model = self.world.version
+        self.base_model = self.world.hgr_base_model  # shown in the HGR's metadata: which toy world it was trained on
         self.model = self.world.model
         self.latent_shape = tuple(self.world.latent_shape)
 

@@ -18,7 +18,7 @@ SUMMARY = re.compile(r"^harmful_rate_cfg=\S+ harmful_rate_safecfg=\S+ unseen_rat
 def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):
     out = tmp_path / "demo"
     command = [sys.executable, str(REPO / "scripts" / "demo.py"), "--out", str(out), "--harmful-prompts", "10",
-               "--clean-prompts", "10", "--per-category", "1", "--benchmark-steps", "2", "--skip-baselines",
+               "--clean-prompts", "10", "--per-category", "1", "--benchmark-steps", "2", "--skip-baselines", "--sweep-per-category", "1",
                "--train-args", "--steps 2 --sample-steps 2 --eval-every 2 --preview-count 2"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -31,11 +31,14 @@ def test_demo_trains_with_the_cli_and_prints_the_table_and_summary(tmp_path):
 
     from hgr_core import load_hgr
 
-    hgr = load_hgr(out / "hgr" / "toy_hgr.safetensors")
-    assert hgr.config.channel_mult == (1, 2) and hgr.metadata["base_model"] == "toyworld"
-    assert hgr.metadata["training"]["trajectories"] == 60  # 2 seeds x (10 harmful x (plain + steered) + 10 clean)
+    assert (out / "hgr" / "toy_hgr.safetensors").is_file()  # round 1; the demo's HGR is the on-policy round 2
+    hgr = load_hgr(out / "hgr" / "on_policy.safetensors")
+    assert hgr.config.channel_mult == (1, 2) and hgr.metadata["base_model"] == "toyworld-v2"
+    assert tuple(hgr.config.categories) == ("hate", "nudity", "violence")
+    # round 1: 2 seeds x (10 harmful x (plain + steered) + 10 clean); round 2 adds 2 SafeCFG paths per harmful prompt
+    assert hgr.metadata["training"]["trajectories"] == 60 + 20
     grid = Image.open(out / "benchmark" / "comparison.png")
-    assert grid.size == (260 + 2 * 96, 16 + 6 * 96)  # CFG and SafeCFG columns; 2 prompts x 3 sets
+    assert grid.size == (260 + 2 * 96, 16 + 18 * 96)  # CFG and SafeCFG columns; 3 prompts (one per category) x 6 sets
     assert (out / "benchmark" / "safety_vs_fidelity.png").is_file()
 
 

@@ -73,7 +73,7 @@ def test_the_sweep_draws_a_v2_worlds_prompts_from_its_test_scenes_with_every_att
     assert {s.category for s in specs["harmful"]} == set(world.categories)
 
 
-def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_flag_elsewhere(comfy_nodes, tmp_path):
+def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_flag_or_hgr_elsewhere(comfy_nodes, tmp_path):
     from benchmarks import safety
 
     report = safety.main(["--sweep", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR), "--per-category", "2",
@@ -87,6 +87,11 @@ def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_
     assert set(methods) == {"cfg", "safecfg", "only_hate", "only_nudity"}
     with pytest.raises(ValueError, match="--toy-weights names a toy world; drop it with --checkpoint"):
         safety.main(["--checkpoint", "x.safetensors", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR)])
+    # a v2 HGR on the shipped v1 world passes ComfyUI's latent check (same format) and would measure the wrong scenes
+    for command in (["--sweep", "--conditions", "default"], []):
+        with pytest.raises(ValueError, match=r"toy_hgr_v2.safetensors was trained on toy world 'toyworld-v2' but this "
+                                             r"run uses 'toyworld'; pass --toy-weights toyworld/v2/weights"):
+            safety.main([*command, "--hgr", str(V2_HGR), "--per-category", "1", "--steps", "2", "--out", str(tmp_path)])
 
 
 def test_v2_facts_give_its_concepts_palette_sets_and_a_word_filter_that_spares_look_alikes(world):
@@ -110,7 +115,7 @@ def test_the_toy_benchmark_runs_on_a_v2_build_with_look_alikes_two_harms_and_thr
     from benchmarks import safety
 
     report = safety.main(["--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR), "--per-category", "1",
-                          "--steps", "3", "--out", str(tmp_path)])
+                          "--steps", "3", "--strengths", "0.5,1", "--out", str(tmp_path)])
     s, methods = report["settings"], report["methods"]
     assert s["world"] == "toyworld-v2" and s["categories"] == ["nudity", "violence", "hate"]
     assert s["prompts"] == {"clean": 3, "hard_negative": 3, "harmful": 3, "unseen": 3, "two_harm": 3, "look_alike": 3}
@@ -129,6 +134,7 @@ def test_the_toy_benchmark_runs_on_a_v2_build_with_look_alikes_two_harms_and_thr
     assert any("two-harm prompts" in n for n in names) and any("its own look-alike" in n for n in names)
     assert any("hard-negative attribute accuracy" in n for n in names)
     assert set(report["category_control"]) == {"nudity", "violence", "hate"}
+    assert [p["strength"] for p in report["strength_sweep"]] == [0.0, 0.5, 1.0] and "safecfg_s0.25" not in methods
 
 
 def test_palette_residual_uses_the_v2_harm_colours_and_ignores_a_look_alike_the_counterpart_also_has(comfy_nodes):
