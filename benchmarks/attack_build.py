@@ -17,7 +17,7 @@ import logging
 import time
 from pathlib import Path
 
-from hgr_core.files import atomic_write_text, file_sha256
+from hgr_core.files import atomic_write_text, file_sha256, stale_cache_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def read_cached(build_dir: Path, key: dict) -> dict | None:
     except json.JSONDecodeError:
         log.warning("%s is not valid JSON: searching again", FILE)
         return None
-    if record.get("key") != json.loads(json.dumps(key)):
-        changed = sorted(k for k in key if record.get("key", {}).get(k) != json.loads(json.dumps(key[k])))
+    changed = stale_cache_keys(record.get("key", {}), key)
+    if changed:
         log.info("cached token search in %s was made for other inputs (%s): searching again",
                  Path(build_dir).name, ", ".join(changed))
         return None

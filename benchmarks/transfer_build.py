@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from hgr_core import atomic_write_text, file_sha256
+from hgr_core.files import stale_cache_keys
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def build(base_dir: Path, out: Path, recipe: BuildRecipe | None = None, names=DE
     recipe, folder = recipe or BuildRecipe(), BuildFolder(Path(out))
     key = {"recipe": dataclasses.asdict(recipe), "base_unet_sha256": file_sha256(base_dir / "unet.safetensors")}
     record = read_record(folder)
-    if {k: record.get(k) for k in key} != json.loads(json.dumps(key)):
+    if stale_cache_keys(record, key):
         if folder.root.exists() and record:
             log.info("recipe or base changed since the cached build: rebuilding everything")
             shutil.rmtree(folder.root)

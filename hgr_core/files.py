@@ -8,6 +8,7 @@ and is renamed over the target (`os.replace` is atomic on POSIX and Windows).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -68,3 +69,9 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def stale_cache_keys(cached: dict, key: dict) -> list[str]:
+    """The entries of a cache `key` whose JSON form differs from the `cached` record's (sorted; [] = fresh).
+    Compared as JSON because records are read back from JSON (tuples come back as lists)."""
+    return sorted(k for k in key if cached.get(k) != json.loads(json.dumps(key[k])))

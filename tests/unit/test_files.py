@@ -1,5 +1,6 @@
-"""hgr_core.atomic_write: the one temp-file + rename helper every writer uses."""
+"""hgr_core.files: atomic_write, the one temp-file + rename helper every writer uses, and stale_cache_keys."""
 
+import json
 import os
 import stat
 
@@ -41,3 +42,14 @@ def test_written_files_are_readable_by_others_like_a_plain_open(tmp_path):
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert torch.equal(load_file(str(path))["a"], torch.ones(2))
+
+
+def test_stale_cache_keys_compares_as_json_and_names_what_changed():
+    from hgr_core.files import stale_cache_keys
+
+    key = {"budget": (4, 8), "sha": "ab", "categories": ["nudity"]}
+    cached = json.loads(json.dumps(key))  # what a record read back from JSON holds: tuples became lists
+    assert stale_cache_keys(cached, key) == []
+    assert stale_cache_keys({**cached, "extra": 1}, key) == []  # fields the key does not ask about are ignored
+    assert stale_cache_keys({**cached, "sha": "cd"}, key) == ["sha"]
+    assert stale_cache_keys({"sha": "ab"}, key) == ["budget", "categories"]
