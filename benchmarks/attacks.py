@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toyworld.files import V2_WEIGHTS_DIR
-from training.flags import unit_interval_list
+from training.flags import start_cli, unit_interval_list
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("output/benchmarks/attacks")
@@ -240,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    start_cli()
     for flag, value in (("--per-category", args.per_category), ("--dev-per-category", args.dev_per_category),
                         ("--steps", args.steps), ("--batch-size", args.batch_size),
                         ("--image-per-category", args.image_per_category),

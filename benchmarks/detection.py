@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from training.flags import add_threads_flag, start_cli
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("output/benchmarks/detection")
 FPR_TARGET = 0.01
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=8, help="noise levels of the image detector")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_threads_flag(p)
     p.add_argument("--toy-weights", type=Path, default=None,
                    help="toy-world weights folder (default: the shipped v1 world); a toy world v2 build "
                         "(toyworld/v2/weights) is measured on its own prompts, concept texts and look-alikes")
@@ -68,22 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    start_cli(args.threads)
     if str(REPO) not in sys.path:
         sys.path.append(str(REPO))
     from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui()
-    import torch
-
     from hgr_core import load_hgr
     from toyworld import load_world
 
     from . import detection_report, detection_run
     from .safety_sweep import select_conditions
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     hgr, world = load_hgr(args.hgr), load_world(weights_dir=args.toy_weights)
     conditions = select_conditions(args.conditions)
     started = time.monotonic()

@@ -60,6 +60,8 @@ from pathlib import Path
 
 import torch
 
+from training.flags import start_cli
+
 from .guidance_path_graphs import PATHS, REFERENCE, UNTESTED, Context, GuidancePath
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,7 +239,7 @@ def main(argv=None) -> None:
     p.add_argument("--skip-if-not-refused", action="store_true",
                    help="do not sample refused paths with the guards removed")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    start_cli()
     if str(REPO) not in sys.path:
         sys.path.append(str(REPO))
     from safecfg_comfy.locate import setup_comfyui

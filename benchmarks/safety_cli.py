@@ -4,10 +4,9 @@ the benchmarks themselves are `benchmarks.safety`'s `run_*` functions."""
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from training.flags import unit_interval_list
+from training.flags import add_threads_flag, start_cli, unit_interval_list
 
 from . import safety
 from .safety import (DEFAULT_LORA_OUT, DEFAULT_OUT, DEFAULT_PER_CATEGORY, DEFAULT_REAL_CFG, DEFAULT_SLD_GRID_OUT,
@@ -36,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only CFG and SafeCFG (no negative prompt, SLD, word filter)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="prompts per sampling call (default: toy 64, --sweep and --sld-grid 128, checkpoint 8)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice; 1 is faster on a CPU busy with other work)")
+    add_threads_flag(p)
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     t = p.add_argument_group("toy world (default mode)")
     t.add_argument("--pixel-gate", type=Path, default=None,
@@ -95,11 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    start_cli(args.threads)
     if args.checkpoint is None and (args.prompts or args.clean_prompts):
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
     if args.sweep and args.sld_grid:

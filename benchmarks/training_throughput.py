@@ -40,6 +40,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hgr_core import atomic_write_text
+from training.flags import add_threads_flag, start_cli
 from safecfg_comfy.locate import setup_comfyui
 
 log = logging.getLogger("benchmarks.training_throughput")
@@ -247,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shards timed per sampling plan (PLANS; 2 harmful : 1 clean); 0 skips the plans")
     p.add_argument("--batch-size", type=int, default=128, help="rows per optimisation step (the demo's)")
     p.add_argument("--optimiser-steps", type=int, default=30, help="timed optimisation steps per network")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_threads_flag(p)
     c = p.add_argument_group("a checkpoint instead of the toy world")
     c.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file ComfyUI's CheckpointLoaderSimple loads")
     c.add_argument("--resolution", type=int, default=512, help="image size sampled with --checkpoint")
@@ -259,9 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_cli(args.threads)
     report = run(args)
     atomic_write_text(args.out, json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "summary"}, indent=2))

@@ -37,6 +37,7 @@ from torch import nn
 
 from hgr_core import atomic_write
 from hgr_core.schedules import warmup_cosine
+from training.flags import add_threads_flag, start_cli
 
 log = logging.getLogger(__name__)
 
@@ -219,15 +220,13 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True, help="where to write the pixel gate (.safetensors)")
     p.add_argument("--steps", type=int, default=1500, help="optimiser steps (batch 256 cache rows)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_flag(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    start_cli(args.threads)
     from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui()

@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
 from training import recipes  # noqa: E402
+from training.flags import start_cli  # noqa: E402
 
 log = logging.getLogger("demo")
 
@@ -93,7 +94,7 @@ def resolve(args) -> Plan:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    start_cli()
     started = time.monotonic()
     plan = resolve(args)
     out, per_category = plan.out, plan.per_category

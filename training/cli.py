@@ -11,7 +11,8 @@ from hgr_core import HGRConfig
 
 from .trainer import OptimConfig
 from .jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, SamplingSettings
-from .flags import add_optimisation_flags, fraction, int_list, int_range, name_list, positive_int, safetensors_output
+from .flags import (add_optimisation_flags, add_threads_flag, fraction, int_list, int_range, name_list, positive_int,
+                    safetensors_output)
 from .presets import PRESETS, preset_by_name
 
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     for p in PRESETS.values()))
     m.add_argument("--resolution", type=positive_int, default=512, help="image size sampled with --checkpoint (or the --preset's)")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device for sampling and training")
+    add_threads_flag(m)
     m.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="model weights dtype for --checkpoint (auto: ComfyUI picks fp16/bf16 where the device supports it)")
     d = p.add_argument_group("data")

@@ -59,7 +59,8 @@ from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
 from .cli import choose_device  # noqa: E402
-from .flags import add_optimisation_flags, int_range, name_list, positive_int, safetensors_output  # noqa: E402
+from .flags import (add_optimisation_flags, int_range, name_list, positive_int, safetensors_output,  # noqa: E402
+                    start_cli)
 from .loop import OptimConfig, all_sum, barrier, init_distributed  # noqa: E402
 
 log = logging.getLogger("finetune_safe")
@@ -313,7 +314,7 @@ def export(args, backend, lora, report, threshold) -> None:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    start_cli()
     if args.cfg_min > args.cfg_max:
         raise ValueError(f"--cfg-min ({args.cfg_min}) must not exceed --cfg-max ({args.cfg_max})")
     if args.cfg_min <= 1:

@@ -1,9 +1,28 @@
-"""Argument types and the optimisation flags that `train_hgr` and `finetune_safe` share."""
+"""Argument types, the optimisation flags that `train_hgr` and `finetune_safe` share, and the first
+lines every CLI runs (`add_threads_flag`, `start_cli`)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+
+
+def add_threads_flag(parser, default: int | None = None) -> None:
+    parser.add_argument("--threads", type=positive_int, default=default,
+                        help="torch CPU threads (default: torch's, one per core; with another torch process on the "
+                             "same cores use 1: two processes asking for every core each run many times slower)")
+
+
+def start_cli(threads: int | None = None) -> None:
+    """A CLI's first lines: INFO logging with timestamps and, when given, torch's CPU thread count."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def positive_int(text: str) -> int:

@@ -39,6 +39,7 @@ from safecfg_comfy.locate import setup_comfyui  # noqa: E402
 
 from . import prompt_data  # noqa: E402
 from .cli import choose_device, parse_args  # noqa: E402
+from .flags import start_cli  # noqa: E402
 from .loop import init_distributed  # noqa: E402
 
 log = logging.getLogger("train_hgr")
@@ -81,7 +82,7 @@ def make_backend(args, device: str):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    start_cli(args.threads)
     device = choose_device(args.device)
     setup_comfyui(args.comfyui, cpu=device == "cpu")
     rank, world = init_distributed(device)

@@ -21,3 +21,21 @@ def test_int_range_needs_two_ordered_positive_values():
     for bad in ("50,10", "0,5", "1,2,3", "a,b"):
         with pytest.raises(argparse.ArgumentTypeError):
             int_range(bad)
+
+
+def test_every_cli_threads_flag_takes_a_positive_count_and_start_cli_applies_it():
+    import torch
+
+    from training.flags import add_threads_flag, start_cli
+
+    parser = argparse.ArgumentParser()
+    add_threads_flag(parser)
+    assert parser.parse_args([]).threads is None and parser.parse_args(["--threads", "1"]).threads == 1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--threads", "0"])
+    before = torch.get_num_threads()
+    try:
+        start_cli(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
