@@ -22,6 +22,7 @@ if str(TESTS) not in sys.path:
 # Tests use tiny tensors: one thread is faster, and two OpenMP threads on a 2-core machine that
 # is busy with anything else slow small ops down 50x (measured: 0.02 ms -> 1.5 ms per linear).
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the same for the CLIs tests run as subprocesses (train_hgr, the demo)
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # after ComfyUI: our nodes/ must not shadow ComfyUI's nodes.py
 
