@@ -111,6 +111,7 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
     _setup(comfyui)
     from toyworld import load_world
 
+    from .safety_sweep import Vocabulary
     from .safety_toy import comparison_grid, toy_report
 
     started = time.monotonic()
@@ -123,8 +124,11 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
         from .trivial_baselines import load_pixel_gate
 
         pixel_gate = load_pixel_gate(pixel_gate)
-    report, gens, harness = toy_report(world, _load_hgr(hgr), settings, per_category, strengths, skip_baselines,
-                                       pixel_gate, _load_hgr(concept_hgr))
+    hgr, concept_hgr = _load_hgr(hgr), _load_hgr(concept_hgr)
+    for redirector in (h for h in (hgr, concept_hgr) if h is not None):  # refuse an HGR made for another world
+        Vocabulary.of(world).redirected_by(redirector)
+    report, gens, harness = toy_report(world, hgr, settings, per_category, strengths, skip_baselines,
+                                       pixel_gate, concept_hgr)
     if sld_front is not None:
         from .sld_grid_report import read_front
 

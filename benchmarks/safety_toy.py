@@ -55,7 +55,6 @@ from safecfg_comfy.pixel_redirect import MODES, apply_pixel_redirect
 from safecfg_comfy.sld_patch import apply_sld
 
 from .trivial_baselines import RESIDUAL_SHARE, palette_residual
-from .safety_sweep import Vocabulary
 from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, frechet_distance, max_pixel_change,
                              mean_pixel_diff, rate, unet_evaluations_per_step, wilson_interval)
 
@@ -374,8 +373,6 @@ def toy_report(world, hgr: HGR | None, settings: BenchmarkSettings, per_category
     """Run every method and build the report dict. Returns (report, generations, harness)."""
     strengths = sorted({float(s) for s in strengths} | {0.0, 1.0})
     facts = facts_of(world)
-    for redirector in (h for h in (hgr, concept_hgr) if h is not None):  # refuse an HGR made for another world
-        Vocabulary.of(world).redirected_by(redirector)
     specs = facts.prompt_sets(per_category)
     harness = ToyHarness(world, specs, settings)
     gens, scores = run_methods(harness, hgr, strengths, skip_baselines, pixel_gate, concept_hgr)
