@@ -96,7 +96,7 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
                       cfg: float | None = None, seed: int = 0, skip_baselines: bool = False, world=None,
                       sampler: str = "euler", scheduler: str = "normal", strengths=(0.0, 0.25, 0.5, 0.75, 1.0),
                       batch: int = 64, grid_rows: int = 4, comfyui=None, pixel_gate=None, concept_hgr=None,
-                      sld_front=None) -> dict:
+                      sld_front=None, passes: int = 1) -> dict:
     """Run the toy-world benchmark and write its files; returns the report dict.
 
     hgr: path to an HGR .safetensors (or a loaded HGR); None runs CFG and baselines only.
@@ -107,6 +107,7 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
     "recommended_cfg" if it has one, else 7. comfyui: ComfyUI folder (default: found as usual).
     sld_front: an SLD grid report.json (`run_sld_grid_benchmark`): the SLD target then asks that no
     point of SLD's front tuned on dev dominates SafeCFG on the test split, instead of the presets.
+    passes: SafeCFG's HGR applications per step (every SafeCFG row, the strength sweep's included).
     """
     _setup(comfyui)
     from toyworld import load_world
@@ -119,7 +120,8 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
     if cfg is None:  # a World built by hand (tests) has no weights folder, hence no report
         built = world.report() if getattr(world, "weights_dir", None) else {}
         cfg = float(built.get("recommended_cfg", DEFAULT_TOY_CFG))
-    settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
+    settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch,
+                                 passes=passes)
     if isinstance(pixel_gate, (str, Path)):
         from .trivial_baselines import load_pixel_gate
 
@@ -146,7 +148,8 @@ def run_toy_benchmark(hgr=None, out_dir=DEFAULT_OUT, per_category: int = DEFAULT
 
 
 def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None = None, split: str = "test",
-                        conditions=None, steps: int | None = None, batch: int = 128, world=None, comfyui=None) -> dict:
+                        conditions=None, steps: int | None = None, batch: int = 128, world=None, comfyui=None,
+                        passes: int = 1) -> dict:
     """Run the shift sweep on the toy world and write its files; returns the report dict.
 
     per_category None: `safety_sweep.DEFAULT_PER_CATEGORY`. conditions: names from
@@ -171,7 +174,7 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
         return _save_png(sweep.condition_grid(specs, images), out / "conditions" / f"{condition.name}.png")
 
     report = sweep.sweep_report(world if world is not None else load_world(), loaded, split,
-                                per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture)
+                                per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture, passes=passes)
     report["files"] = {}
     return _finish(finish_sweep(report), out, started)
 
@@ -227,7 +230,7 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
                              limit: int | None = None, skip_baselines: bool = False, category: str | None = None,
                              precision: str = "auto", batch: int = 8, safety_concept: str | None = None,
                              sampler: str = "euler", scheduler: str = "normal", nudenet_threshold: float | None = None,
-                             comfyui=None) -> dict:
+                             comfyui=None, passes: int = 1) -> dict:
     """Run the benchmark on a ComfyUI checkpoint with published prompt files; returns the report dict."""
     _setup(comfyui)
     from training.backends import CheckpointBackend
@@ -240,7 +243,8 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
     sets = {n: real.load_prompt_set(p, category, limit) for n, p in zip(harmful_names, prompt_files)}
     sets.update({n: real.load_clean_set(p, limit) for n, p in zip(clean_names, clean_files)})
     kinds = {**{n: "harmful" for n in harmful_names}, **{n: "clean" for n in clean_names}}
-    settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch)
+    settings = BenchmarkSettings(cfg=cfg, steps=steps, seed=seed, sampler=sampler, scheduler=scheduler, batch=batch,
+                                 passes=passes)
     backend = CheckpointBackend(checkpoint, resolution, precision)
     loaded = _load_hgr(hgr)
     concept = safety_concept or real.SLD_CONCEPT
@@ -251,7 +255,7 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
         "resolution": resolution, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler, "scheduler": scheduler,
         "judge": getattr(judge_fn, "name", "none"), "nudity_classes": list(real.NUDITY_CLASSES),
         "nudenet_threshold": nudenet_threshold or real.NUDENET_THRESHOLD, "safety_concept": concept, "limit": limit,
-        "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if loaded is not None else "plain CFG",
+        "passes": passes, "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if loaded is not None else "plain CFG",
     }, "sets": {n: {"file": str(p), "kind": kinds[n], "n": len(sets[n]),
                     "categories": sorted({c for e in sets[n] for c in e.categories})}
                 for n, p in zip([*harmful_names, *clean_names], [*prompt_files, *clean_files])}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hgr_core import MAX_PASSES
 from training.flags import add_threads_flag, start_cli, unit_interval_list
 
 from . import safety
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only CFG and SafeCFG (no negative prompt, SLD, word filter)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="prompts per sampling call (default: toy 64, --sweep and --sld-grid 128, checkpoint 8)")
+    p.add_argument("--passes", type=int, default=1, choices=range(1, MAX_PASSES + 1), metavar="N",
+                   help=f"SafeCFG's HGR applications per step (SafeCFGApply's 'passes', 1-{MAX_PASSES}): every SafeCFG "
+                        "row of the toy benchmark, the sweep and --checkpoint")
     add_threads_flag(p)
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     t = p.add_argument_group("toy world (default mode)")
@@ -96,6 +100,9 @@ def main(argv=None) -> dict:
     start_cli(args.threads)
     if args.checkpoint is None and (args.prompts or args.clean_prompts):
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
+    if args.passes != 1 and (args.sld_grid or args.lora is not None):
+        raise ValueError("--passes applies to the toy benchmark, --sweep and --checkpoint; --sld-grid and --lora "
+                         "measure one HGR pass")
     if args.sweep and args.sld_grid:
         raise ValueError("--sweep and --sld-grid are separate runs; choose one")
     if args.toy_weights is not None and args.checkpoint is not None:
@@ -125,7 +132,8 @@ def main(argv=None) -> dict:
         per_category = args.per_category or (THOROUGH_PER_CATEGORY if args.thorough else None)
         conditions = args.conditions.split(",") if args.conditions else None
         report = run_sweep_benchmark(args.hgr, args.out or DEFAULT_SWEEP_OUT, per_category, args.split, conditions,
-                                     args.steps, args.batch_size or 128, world=_toy_world(args), comfyui=args.comfyui)
+                                     args.steps, args.batch_size or 128, world=_toy_world(args), comfyui=args.comfyui,
+                                     passes=args.passes)
     elif args.checkpoint is not None:
         if not args.prompts and not args.clean_prompts:
             raise ValueError("--checkpoint needs at least one --prompts or --clean-prompts file")
@@ -134,14 +142,14 @@ def main(argv=None) -> dict:
             args.steps or 20, args.cfg if args.cfg is not None else DEFAULT_REAL_CFG, args.seed, args.judge, args.limit,
             args.skip_baselines,
             args.category, args.precision, args.batch_size or 8, args.safety_concept, args.sampler, args.scheduler,
-            args.nudenet_threshold, args.comfyui)
+            args.nudenet_threshold, args.comfyui, args.passes)
     else:
         report = run_toy_benchmark(args.hgr, args.out or DEFAULT_OUT, args.per_category or DEFAULT_PER_CATEGORY,
                                    args.steps or 20, args.cfg, args.seed, args.skip_baselines,
                                    sampler=args.sampler, scheduler=args.scheduler,
                                    batch=args.batch_size or 64, comfyui=args.comfyui, pixel_gate=args.pixel_gate,
                                    concept_hgr=args.concept_hgr, sld_front=args.sld_front, world=_toy_world(args),
-                                   strengths=(0.0, *args.strengths))
+                                   strengths=(0.0, *args.strengths), passes=args.passes)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

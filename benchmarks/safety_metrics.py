@@ -33,6 +33,7 @@ class BenchmarkSettings:
     sampler: str = "euler"
     scheduler: str = "normal"
     batch: int = 8  # prompts per sampling call
+    passes: int = 1  # SafeCFG's HGR applications per step (SafeCFGApply's "passes")
 
 SLD_NAMES = ("weak", "medium", "strong", "max")
 

@@ -234,7 +234,7 @@ def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_ba
     else:
         for key, strength in (("cfg", 0.0), ("safecfg", 1.0)):
             recorder = HarmRecorder.for_hgr(hgr)
-            runs[key] = MethodRun(patch_model(base, hgr, strength, on_score=recorder), recorder=recorder)
+            runs[key] = MethodRun(patch_model(base, hgr, strength, on_score=recorder, passes=settings.passes), recorder=recorder)
     if not skip_baselines:
         runs["negative_prompt"] = MethodRun(base, negative=concept)
         safety = backend.conditioning([concept])

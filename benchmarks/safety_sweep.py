@@ -292,8 +292,10 @@ def set_spans(specs: dict, names: tuple[str, ...] = SETS) -> dict[str, slice]:
     return {name: slice(int(a), int(b)) for name, a, b in zip(names, bounds[:-1], bounds[1:])}
 
 
-def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: list[int], batch: int) -> tuple:
-    """CFG and SafeCFG on every set, "only first category" on the two-harm set, same seeds.
+def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: list[int], batch: int,
+                   passes: int = 1) -> tuple:
+    """CFG and SafeCFG (`passes` HGR applications per step) on every set, "only first category" on the
+    two-harm set, same seeds.
 
     Returns (images[method][set], SafeCFG (scores, coverage)[set], seconds[method group]).
     """
@@ -303,11 +305,11 @@ def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: li
     base, seconds, t = world.model, {}, time.monotonic()
     cfg, _ = sample(world, base, ordered, condition, seeds, batch)  # plain CFG == SafeCFG at strength 0
     seconds["cfg"], t = time.monotonic() - t, time.monotonic()
-    safe, scores = sample(world, patch_model(base, hgr, on_score=recorder), ordered, condition, seeds, batch, recorder)
+    safe, scores = sample(world, patch_model(base, hgr, on_score=recorder, passes=passes), ordered, condition, seeds, batch, recorder)
     seconds["safecfg"], t = time.monotonic() - t, time.monotonic()
     images = {"cfg": {n: cfg[spans[n]] for n in SETS}, "safecfg": {n: safe[spans[n]] for n in SETS}}
     for first in dict.fromkeys(spec_categories(s)[0] for s in specs["two_harm"]):
-        only, _ = sample(world, patch_model(base, hgr, categories=first), specs["two_harm"], condition,
+        only, _ = sample(world, patch_model(base, hgr, categories=first, passes=passes), specs["two_harm"], condition,
                          seeds[spans["two_harm"]], batch)
         images[f"only_{first}"] = {"two_harm": only}
     seconds["only"] = time.monotonic() - t
@@ -315,10 +317,10 @@ def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: li
 
 
 def run_condition(world, hgr: HGR, vocab: Vocabulary, specs: dict, split: Split, condition: Condition,
-                  batch: int) -> tuple[dict, dict]:
+                  batch: int, passes: int = 1) -> tuple[dict, dict]:
     """Sample and measure one condition. Returns (its report entry, images[method][set])."""
     seeds = condition_seeds(split, condition, sum(len(specs[name]) for name in SETS))
-    images, scores, seconds = sample_methods(world, hgr, specs, condition, seeds, batch)
+    images, scores, seconds = sample_methods(world, hgr, specs, condition, seeds, batch, passes)
     judged = {m: {name: judge(world, vocab, specs[name], imgs) for name, imgs in sets.items()}
               for m, sets in images.items()}
     methods = {m: method_numbers(vocab, specs, judged[m], judged["cfg"]) for m in judged}
@@ -355,8 +357,9 @@ def condition_grid(specs: dict, images: dict, rows_per_set: int = 2, scale: int 
 
 def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = DEFAULT_PER_CATEGORY,
                  conditions=CONDITIONS, batch: int = 128, source: HeldOutPrompts | None = None,
-                 picture=None) -> dict:
-    """Run every condition and build the report dict; `picture(condition, specs, images)` may save a grid."""
+                 picture=None, passes: int = 1) -> dict:
+    """Run every condition and build the report dict; `picture(condition, specs, images)` may save a grid;
+    `passes`: SafeCFG's HGR applications per step."""
     if split_name not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split_name!r}")
     split, vocab = SPLITS[split_name], Vocabulary.of(world)
@@ -365,7 +368,7 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
     specs = sweep_prompts(source or default_source(world), split, categories, pairs, per_category)
     entries = []
     for condition in conditions:
-        entry, images = run_condition(world, hgr, vocab, specs, split, condition, batch)
+        entry, images = run_condition(world, hgr, vocab, specs, split, condition, batch, passes)
         if picture is not None:
             entry["picture"] = picture(condition, specs, images)
         entries.append(entry)
@@ -373,7 +376,7 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
         "split": split.name, "per_category": per_category, "categories": categories,
         "pairs": ["+".join(p) for p in pairs],
         "prompts": {name: len(v) for name, v in specs.items()}, "hgr": hgr.metadata.get("path"),
-        "threshold": float(hgr.metadata.get("threshold", float("nan"))), "batch": batch,
+        "threshold": float(hgr.metadata.get("threshold", float("nan"))), "batch": batch, "passes": passes,
         "noise_seeds": f"{split.noise_base} + slot * {SEED_STRIDE} + i (torch keeps the low 32 bits; training draws "
                        f"below {TRAINING_SEEDS})",
         "prompt_seeds": split.prompt_seeds, "prompt_bucket": f"sha256(text)[0] % 2 == {split.bucket}",

@@ -230,7 +230,7 @@ def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines:
 
     def safecfg(key, sets, **patch):
         recorder = HarmRecorder()
-        model = patch_model(base, hgr, on_score=recorder, **patch)
+        model = patch_model(base, hgr, on_score=recorder, passes=harness.settings.passes, **patch)
         gens[key] = {name: harness.generate(model, name, recorder=recorder) for name in sets}
         scores[key] = {name: g.scores for name, g in gens[key].items()}
         log.info("%s: %.0f s", key, sum(g.seconds for g in gens[key].values()))
@@ -251,7 +251,7 @@ def run_methods(harness: ToyHarness, hgr: HGR | None, strengths, skip_baselines:
             safecfg(f"only_{category}", ("harmful",), categories=category)
     if concept_hgr is not None:  # the concept-only regime: an HGR trained without safe counterparts
         recorder = HarmRecorder()
-        model = patch_model(base, concept_hgr, on_score=recorder)
+        model = patch_model(base, concept_hgr, on_score=recorder, passes=harness.settings.passes)
         gens["safecfg_concept_regime"] = {name: harness.generate(model, name, recorder=recorder) for name in sets}
     if not skip_baselines:
         concept = harness.facts.safety_concept()

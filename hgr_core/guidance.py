@@ -14,6 +14,7 @@ import torch
 from .network import COMBINE_RULES, EPS, HGR
 
 SCORE_EPS = 1e-6  # METHOD.md section 5: d_t = |R(g) - g| / (|g| + 1e-6)
+MAX_PASSES = 4  # HGR applications per step (`redirection_parts`); on toy world v2, 3 removed no more than 2
 
 
 def _per_sample(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -86,8 +87,26 @@ def redirection_parts(
     x: torch.Tensor,
     uncond_denoised: torch.Tensor,
     category_mask: torch.Tensor | None = None,
+    passes: int = 1,
 ) -> tuple[torch.Tensor, StepHarm]:
-    """R(g) - g (combined by `hgr.combine_rule`) and the step's harm measurements; float32."""
+    """R(g) - g (combined by `hgr.combine_rule`) and the step's harm measurements; float32.
+
+    passes > 1 applies the HGR again to the guidance it has redirected, g_k = R(g_{k-1}), and
+    returns g_passes - g: a harm the first pass left (the second harm of a two-harm prompt, a
+    half-removed mark) meets the network again, while guidance it leaves alone stays put. The harm
+    measurements are the first pass's (they score the prompt's own guidance). Each pass is one more
+    HGR forward, no UNet evaluation.
+    """
+    if not 1 <= passes <= MAX_PASSES:
+        raise ValueError(f"passes must be between 1 and {MAX_PASSES}, got {passes}")
+    change, harm = _one_pass(hgr, g, sigma, x, uncond_denoised, category_mask)
+    for _ in range(passes - 1):
+        change = change + _one_pass(hgr, g.float() + change, sigma, x, uncond_denoised, category_mask)[0]
+    return change, harm
+
+
+def _one_pass(hgr: HGR, g: torch.Tensor, sigma: torch.Tensor, x: torch.Tensor, uncond_denoised: torch.Tensor,
+              category_mask: torch.Tensor | None) -> tuple[torch.Tensor, StepHarm]:
     out = hgr(g.float(), _per_sample(sigma, g).view(-1), x.float(), uncond_denoised.float())
     gate = out.gate if category_mask is None else out.gate * category_mask.to(out.gate).view(1, -1, 1, 1)
     change = combine_redirections(out.delta, gate, None, hgr.combine_rule)
@@ -122,15 +141,18 @@ def safecfg_step(
     uncond_denoised: torch.Tensor,
     strength: float = 1.0,
     category_mask: torch.Tensor | None = None,
+    passes: int = 1,
 ) -> tuple[torch.Tensor, StepHarm]:
     """Replace the conditional prediction so that any CFG on top yields eps_u + w * R_s(g).
 
     eps_c' = eps_u + R_s(g) with R_s(g) = g + s (R(g) - g) (METHOD.md section 2), written in
     denoised space as D_c' = D_c - sigma * s (R(g) - g): a zero change returns D_c bit for bit.
-    Shapes (B, C, H, W), sigma (B,). Returns (D_c' in D_c's dtype, the step's StepHarm).
+    passes: HGR applications per step (`redirection_parts`). Shapes (B, C, H, W), sigma (B,).
+    Returns (D_c' in D_c's dtype, the step's StepHarm).
     """
     g = eps_from_denoised(x, cond_denoised, sigma) - eps_from_denoised(x, uncond_denoised, sigma)
-    change, harm = redirection_parts(hgr, g, sigma, x, uncond_denoised, category_mask)
+    # At strength 0 the change is not used: one pass gives the harm measurements.
+    change, harm = redirection_parts(hgr, g, sigma, x, uncond_denoised, category_mask, passes if strength else 1)
     if strength == 0:
         return cond_denoised, harm
     new_cond = cond_denoised.float() - _per_sample(sigma, x) * (strength * change)

@@ -25,7 +25,7 @@ SD15_SAFECFG = {
     2: ("CLIPTextEncode", ["a photo of a lighthouse on a cliff at sunset"], {"clip": (1, 1, "CLIP")}, [("CONDITIONING", "CONDITIONING")]),
     3: ("CLIPTextEncode", ["blurry, low quality"], {"clip": (1, 1, "CLIP")}, [("CONDITIONING", "CONDITIONING")]),
     4: ("SafeCFGLoadHGR", ["sd15_hgr.safetensors"], {}, [("hgr", "HGR_MODEL")]),
-    5: ("SafeCFGApply", [1.0, 0.0, 1.0, "all"], {"model": (1, 0, "MODEL"), "hgr": (4, 0, "HGR_MODEL")}, [("model", "MODEL")]),
+    5: ("SafeCFGApply", [1.0, 0.0, 1.0, "all", 1], {"model": (1, 0, "MODEL"), "hgr": (4, 0, "HGR_MODEL")}, [("model", "MODEL")]),
     6: ("EmptyLatentImage", [512, 512, 1], {}, [("LATENT", "LATENT")]),
     7: ("KSampler", [42, "fixed", 20, 7.0, "euler", "normal", 1.0],
         {"model": (5, 0, "MODEL"), "positive": (2, 0, "CONDITIONING"), "negative": (3, 0, "CONDITIONING"),

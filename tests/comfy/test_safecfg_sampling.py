@@ -33,6 +33,7 @@ def test_pack_registers_its_nodes_through_load_custom_node(comfy_nodes):
     info = comfy_nodes.NODE_CLASS_MAPPINGS["SafeCFGApply"].GET_NODE_INFO_V1()
     assert info["output"] == ["MODEL"]
     assert list(info["input"]["required"]) == ["model", "hgr", "strength", "start_percent", "end_percent", "categories"]
+    assert info["input"]["optional"]["passes"][1] | {"min": 1, "max": 4, "default": 1} == info["input"]["optional"]["passes"][1]
 
 
 @pytest.mark.parametrize("sampler, scheduler", [("euler", "normal"), ("dpmpp_2m", "karras"), ("uni_pc", "simple"), ("ddim", "ddim_uniform")])
@@ -166,3 +167,23 @@ def test_categories_input_selects_and_validates(comfy_nodes, tiny_model):
         _apply(comfy_nodes, tiny_model, hgr, categories="nudity, weapons")
     with pytest.raises(ValueError, match="start_percent"):
         _apply(comfy_nodes, tiny_model, hgr, start=0.8, end=0.2)
+
+
+def test_passes_runs_the_hgr_again_on_the_redirected_guidance_each_step(comfy_nodes, tiny_model):
+    hgr = redirecting_hgr()
+    calls = _count_hgr_calls(hgr)
+    once = _ksampler(comfy_nodes, _apply(comfy_nodes, tiny_model, hgr))
+    one_pass_calls = len(calls)
+    twice = _ksampler(comfy_nodes, run_node(comfy_nodes, "SafeCFGApply", model=tiny_model, hgr=hgr, strength=1.0,
+                                            start_percent=0.0, end_percent=1.0, categories="all", passes=2)[0])
+    assert len(calls) - one_pass_calls == 2 * one_pass_calls
+    assert (twice - once).abs().mean().item() > 1e-4 and torch.isfinite(twice).all()
+    plain = _ksampler(comfy_nodes, tiny_model)
+    idle = run_node(comfy_nodes, "SafeCFGApply", model=tiny_model, hgr=identity_hgr(), strength=1.0, start_percent=0.0,
+                    end_percent=1.0, categories="all", passes=4)[0]
+    assert (_ksampler(comfy_nodes, idle) - plain).abs().max().item() < 1e-5
+    from safecfg_comfy.patch import patch_model
+
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="passes must be between 1 and 4"):
+            patch_model(tiny_model, hgr, passes=bad)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -168,3 +170,22 @@ def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_su
     assert len(report["targets"]) == 6 and all(isinstance(t["pass"], bool) for t in report["targets"])
     pooled = report["pooled"]
     assert pooled["n"] == sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["n"] for e in report["conditions"])
+
+
+def test_passes_flag_reaches_every_safecfg_row_and_is_refused_where_it_would_not(comfy_nodes, tmp_path):
+    from benchmarks import safety
+
+    common = ["--sweep", "--hgr", str(TEST_HGR), "--per-category", "1", "--conditions", "default", "--steps", "3",
+              "--split", "dev"]
+    once = safety.main([*common, "--out", str(tmp_path / "once")])
+    twice = safety.main([*common, "--passes", "2", "--out", str(tmp_path / "twice")])
+    assert (once["settings"]["passes"], twice["settings"]["passes"]) == (1, 2)
+    picture = Path("conditions") / "default.png"
+    first, second = (np.asarray(Image.open(tmp_path / run / picture)) for run in ("once", "twice"))
+    cfg_column = slice(260, 260 + 96)  # CFG's images: the same with any number of passes
+    assert np.array_equal(first[:, cfg_column], second[:, cfg_column])
+    assert not np.array_equal(first[:, 260 + 96:260 + 192], second[:, 260 + 96:260 + 192])  # SafeCFG's
+    with pytest.raises(ValueError, match="--passes applies to the toy benchmark"):
+        safety.main(["--sld-grid", "--hgr", str(TEST_HGR), "--passes", "2"])
+    with pytest.raises(SystemExit):
+        safety.main([*common, "--passes", "5"])

@@ -134,6 +134,16 @@ def test_start_after_end_is_refused_by_prompt_validation_before_anything_runs(se
     assert _queue_is_empty() and len(comfyui_server.get_json(URL + "/history")) == history_before
 
 
+def test_passes_out_of_range_is_refused_by_prompt_validation(server, sd15_files):
+    graph = _txt2img(*sd15_files)
+    graph["5"]["inputs"]["passes"] = 9
+    status, body = comfyui_server.post_json(URL + "/prompt", {"prompt": graph})
+    assert status == 400, body
+    errors = body["node_errors"]["5"]
+    assert errors["class_type"] == "SafeCFGApply"
+    assert "passes" in " ".join(e["details"] for e in errors["errors"]) and _queue_is_empty()
+
+
 def test_a_retrained_hgr_file_is_reloaded_by_the_running_server(server):
     """The server's prompt worker keeps its cache between prompts; a file rewritten under the same
     name (here with another architecture, so the parameter count shows it) must be loaded again."""

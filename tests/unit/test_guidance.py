@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from helpers import identity_hgr, redirecting_hgr
-from hgr_core import COMBINE_RULES, HGR, HGRConfig, combine_redirections, eps_from_denoised, harm_score, redirection, safecfg_denoised
+from hgr_core import (COMBINE_RULES, HGR, HGRConfig, combine_redirections, eps_from_denoised, harm_score, redirection,
+                      redirection_parts, safecfg_denoised, safecfg_step)
 
 
 def _state(batch=2, channels=4, h=8, w=6, seed=0):
@@ -127,7 +128,6 @@ def test_harm_score_is_relative_distance():
 
 
 def test_step_harm_per_category_scores_add_up_under_the_sum_rule_and_match_a_single_selection():
-    from hgr_core import safecfg_step
 
     hgr = redirecting_hgr()
     gen = torch.Generator().manual_seed(3)
@@ -143,3 +143,28 @@ def test_step_harm_per_category_scores_add_up_under_the_sum_rule_and_match_a_sin
         _, alone = safecfg_step(hgr, x, sigma, d_c, d_u, category_mask=mask)
         assert torch.allclose(alone.score, harm.category_scores[:, k], rtol=1e-5)
         assert torch.allclose(alone.category_scores[:, 1 - k], torch.zeros(2))
+
+
+def test_each_extra_pass_redirects_the_redirected_guidance_and_detection_stays_the_first_pass_s():
+    hgr = redirecting_hgr()
+    torch.manual_seed(0)
+    x, cond, uncond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    sigma = torch.tensor([3.0, 0.5])
+    g = (cond - uncond) / -sigma.view(-1, 1, 1, 1)  # eps_c - eps_u for these denoised predictions
+    once, harm_once = redirection_parts(hgr, g, sigma, x, uncond)
+    twice_by_hand = once + redirection_parts(hgr, g + once, sigma, x, uncond)[0]
+    twice, harm_twice = redirection_parts(hgr, g, sigma, x, uncond, passes=2)
+    assert torch.allclose(twice, twice_by_hand, atol=1e-6) and not torch.allclose(twice, once, atol=1e-4)
+    assert torch.equal(harm_twice.score, harm_once.score)
+    new_cond, harm = safecfg_step(hgr, x, sigma, cond, uncond, passes=2)
+    assert torch.allclose(new_cond, cond - sigma.view(-1, 1, 1, 1) * twice_by_hand, atol=1e-5)
+    assert torch.allclose(harm.score, harm_once.score, atol=1e-6)
+    half, _ = safecfg_step(hgr, x, sigma, cond, uncond, strength=0.5, passes=2)
+    assert torch.allclose(half, cond - sigma.view(-1, 1, 1, 1) * 0.5 * twice_by_hand, atol=1e-5)
+    with pytest.raises(ValueError, match="passes must be between 1 and 4"):
+        redirection_parts(hgr, g, sigma, x, uncond, passes=0)
+
+
+def test_extra_passes_leave_guidance_the_hgr_leaves_alone_bit_for_bit():
+    x, sigma, cond, uncond = _state()
+    assert torch.equal(safecfg_step(identity_hgr(), x, sigma, cond, uncond, passes=3)[0], cond)
