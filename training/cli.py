@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                            eval_every="steps between evaluation/checkpoint/preview",
                            seed="seed of the job plan and the optimisation")
     o.add_argument("--clean-weight", type=float, default=OptimConfig.clean_weight, help="lambda: weight of clean-prompt rows")
+    o.add_argument("--second-pass-share", type=fraction, default=OptimConfig.second_pass_share,
+                   help="share of each batch trained as the input of a second HGR pass (SafeCFGApply passes=2): "
+                        "the guidance the current network has already redirected, toward the same target")
     r = p.add_argument_group("output")
     r.add_argument("--output", type=safetensors_output, required=True, help="where to write the HGR .safetensors (e.g. ComfyUI/models/hgr/x.safetensors)")
     r.add_argument("--work-dir", type=Path, default=Path("runs/train_hgr"), help="trajectory cache, checkpoints, previews")
@@ -123,7 +126,8 @@ def hgr_config_from_args(args, latent_channels: int, categories: tuple[str, ...]
 def optim_config_from_args(args) -> OptimConfig:
     return OptimConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        warmup=args.warmup, ema_decay=args.ema_decay, grad_clip=args.grad_clip,
-                       clean_weight=args.clean_weight, eval_every=args.eval_every, seed=args.seed)
+                       clean_weight=args.clean_weight, second_pass_share=args.second_pass_share,
+                       eval_every=args.eval_every, seed=args.seed)
 
 
 def sampling_from_args(args) -> SamplingSettings:

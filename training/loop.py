@@ -37,6 +37,7 @@ class OptimConfig:
     ema_decay: float = 0.995  # reached after a warm-up (hgr_core.ema_decay_at)
     grad_clip: float = 1.0
     clean_weight: float = 1.0
+    second_pass_share: float = 0.0  # HGR training: rows trained as a second pass's input (`losses.with_second_pass_rows`)
     eval_every: int = 500
     seed: int = 0
 

@@ -51,8 +51,25 @@ def redirection_losses(hgr: HGR, batch: dict[str, torch.Tensor]) -> dict[str, to
     return {"total": total, "per_category": per_category}
 
 
-def training_loss(hgr: HGR, batch: dict[str, torch.Tensor], clean_weight: float) -> torch.Tensor:
-    terms = redirection_losses(hgr, batch)
+def with_second_pass_rows(hgr: HGR, batch: dict[str, torch.Tensor], share: float) -> dict[str, torch.Tensor]:
+    """The batch with its first round(share * B) rows moved to where a second HGR pass starts
+    (`SafeCFGApply`'s passes = 2): g' = g + (R(g) - g) from the current network, without gradient, and
+    the target change g* - g' = T - (R(g) - g). The other rows are unchanged (the batch's rows are
+    random draws, so the first ones are a random subset)."""
+    n = round(share * len(batch["g"]))
+    if n == 0:
+        return batch
+    module = getattr(hgr, "module", hgr)  # the network itself under DDP: this pass is not trained
+    with torch.no_grad():
+        out = module(batch["g"][:n], batch["sigma"][:n], batch["x"][:n], batch["uncond_denoised"][:n])
+        first = combine_redirections(out.delta, out.gate, rule=module.combine_rule)
+    shift = torch.cat([first, torch.zeros_like(batch["g"][n:])])
+    return {**batch, "g": batch["g"] + shift, "target_change": batch["target_change"] - shift}
+
+
+def training_loss(hgr: HGR, batch: dict[str, torch.Tensor], clean_weight: float,
+                  second_pass_share: float = 0.0) -> torch.Tensor:
+    terms = redirection_losses(hgr, with_second_pass_rows(hgr, batch, second_pass_share))
     harmful = batch["labels"].sum(1) > 0
     weight = torch.where(harmful, torch.ones_like(terms["total"]), torch.full_like(terms["total"], clean_weight))
     return (weight * (terms["total"] + terms["per_category"])).sum() / weight.sum()

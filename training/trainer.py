@@ -108,7 +108,7 @@ def train(model: HGR, data, train_rows: torch.Tensor, config: OptimConfig, devic
 
     def loss_fn(net, generator):
         batch = batch_at(data, batch_rows(train_rows, config.batch_size, generator), device)
-        return training_loss(net, batch, config.clean_weight)
+        return training_loss(net, batch, config.clean_weight, config.second_pass_share)
 
     return optimise(model, loss_fn, config, device, checkpoint, resume, model.config.to_json(), desc="train HGR",
                     on_eval=on_eval)

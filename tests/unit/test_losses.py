@@ -3,7 +3,7 @@
 import torch
 
 from hgr_core import HGR, HGRConfig, combine_redirections
-from training.losses import redirection_losses, training_loss
+from training.losses import redirection_losses, training_loss, with_second_pass_rows
 
 
 def _randomised_hgr() -> HGR:
@@ -41,3 +41,18 @@ def test_training_loss_is_finite_and_reaches_every_parameter_from_two_harm_rows(
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in hgr.parameters() if p.requires_grad)
+
+
+def test_second_pass_rows_start_where_the_first_pass_left_and_keep_the_same_goal():
+    hgr, batch = _randomised_hgr(), _batch([[1, 0], [0, 1], [0, 0], [1, 1]])
+    assert with_second_pass_rows(hgr, batch, 0.0) is batch
+    moved = with_second_pass_rows(hgr, batch, 0.5)
+    out = hgr(batch["g"][:2], batch["sigma"][:2], batch["x"][:2], batch["uncond_denoised"][:2])
+    first = combine_redirections(out.delta, out.gate, rule=hgr.combine_rule)
+    assert torch.allclose(moved["g"][:2], batch["g"][:2] + first, atol=1e-6)
+    assert torch.equal(moved["g"][2:], batch["g"][2:]) and torch.equal(moved["target_change"][2:], batch["target_change"][2:])
+    goal = batch["g"] + batch["target_change"]  # g*: the guidance both passes aim for
+    assert torch.allclose(moved["g"] + moved["target_change"], goal, atol=1e-5)
+    assert not moved["g"].requires_grad  # the first pass is not trained through
+    loss = training_loss(hgr, batch, clean_weight=1.0, second_pass_share=0.5)
+    assert torch.isfinite(loss) and not torch.isclose(loss, training_loss(hgr, batch, clean_weight=1.0))
