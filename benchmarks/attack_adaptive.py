@@ -51,10 +51,12 @@ def project(delta: torch.Tensor, reference: torch.Tensor, eps: float) -> torch.T
     return delta * (limit / delta.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
 
 
-def attack_models(world, hgr: HGR, steps: int) -> dict:
-    """Defence -> the model the attacker differentiates through (SLD's preset for the attack's steps)."""
+def attack_models(world, hgr: HGR, steps: int, passes: int = 1) -> dict:
+    """Defence -> the model the attacker differentiates through (SLD's preset for the attack's steps;
+    SafeCFG with the judged defence's `passes`)."""
     concept = world.conditioning([safety_concept(world)])
-    return {"cfg": world.model, "safecfg": patch_model(world.model, hgr, record_scores=False, differentiable=True),
+    safecfg = patch_model(world.model, hgr, record_scores=False, differentiable=True, passes=passes)
+    return {"cfg": world.model, "safecfg": safecfg,
             "sld_max": apply_sld(world.model, concept, sld_preset_for_steps("max", steps))}
 
 
@@ -98,7 +100,7 @@ def run_adaptive(world, hgr: HGR, split: Split, per_category: int, settings, bud
     judge_seeds = list(range(first, first + len(specs)))
     own = split.noise_base + ADAPTIVE_SLOT * SEED_STRIDE
     attack_seeds = list(range(own, own + len(specs) * budget.seeds))
-    judged_with, attacked_through = defence_models(world, hgr, settings), attack_models(world, hgr, budget.steps)
+    judged_with, attacked_through = defence_models(world, hgr, settings), attack_models(world, hgr, budget.steps, settings.passes)
     epsilons, asr, seconds, start = sorted(budget.epsilons), {}, {}, None
 
     def evaluate(defence: str, eps: float) -> dict:

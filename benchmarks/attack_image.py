@@ -111,7 +111,8 @@ def run_image_attack(world, hgr, specs: list, categories: list[str], seeds: list
     harmful, clean = input_scenes(world, specs, categories, scene_seed)
     sets = image_sets(harmful, clean, settings.image_denoise)
     recorder = HarmRecorder.for_hgr(hgr)
-    models = {**models, "safecfg": (patch_model(world.model, hgr, on_score=recorder, record_scores=False), "")}
+    safecfg = patch_model(world.model, hgr, on_score=recorder, record_scores=False, passes=settings.passes)
+    models = {**models, "safecfg": (safecfg, "")}
     flags, correct, images = {}, {}, {}
     for defence, (model, negative) in models.items():
         started = time.monotonic()

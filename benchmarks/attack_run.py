@@ -80,7 +80,8 @@ def defence_models(world, hgr: HGR, settings, extra: ExtraDefences | None = None
     `extra` adds its defences: the tuned SLD point (warm-up scaled to the run's steps) and the safety
     LoRA's `LORA_DEFENCES`, loaded as ComfyUI's LoraLoaderModelOnly loads it."""
     concept, base, extra = safety_concept(world), world.model, extra or ExtraDefences()
-    models = {"cfg": (base, ""), "safecfg": (patch_model(base, hgr), ""), "negative_prompt": (base, concept)}
+    safecfg = (patch_model(base, hgr, passes=settings.passes), "")
+    models = {"cfg": (base, ""), "safecfg": safecfg, "negative_prompt": (base, concept)}
     for name in SLD_NAMES:
         preset = sld_preset_for_steps(name, settings.steps)
         models[f"sld_{name}"] = (apply_sld(base, world.conditioning([concept]), preset), "")
@@ -89,7 +90,7 @@ def defence_models(world, hgr: HGR, settings, extra: ExtraDefences | None = None
         models[SLD_TUNED] = (apply_sld(base, world.conditioning([concept]), preset), "")
     if extra.lora is not None:
         with_lora = apply_lora(base, extra.lora)
-        models.update({"safety_lora": (with_lora, ""), "safety_lora_safecfg": (patch_model(with_lora, hgr), "")})
+        models.update({"safety_lora": (with_lora, ""), "safety_lora_safecfg": (patch_model(with_lora, hgr, passes=settings.passes), "")})
     return models
 
 

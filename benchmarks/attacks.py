@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hgr_core import MAX_PASSES
 from toyworld.files import V2_WEIGHTS_DIR
 from training.flags import start_cli, unit_interval_list
 
@@ -63,6 +64,7 @@ class AttackSettings:
     every_set: bool = False  # test: every defence on every attacked set (else: CFG on all, the others on their
     # dev choice and the clean rows; `attack_run.sets_to_sample`)
     image_per_category: int = 6  # the image attack's test input images per category (its dev split: half)
+    passes: int = 1  # SafeCFG's HGR applications per step in every SafeCFG defence (SafeCFGApply's "passes")
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image attack: denoise levels of img2img and inpainting, each in (0, 1]")
     p.add_argument("--image-per-category", type=int, default=d.image_per_category,
                    help="image attack: test input images per harm category (its dev split: half as many)")
+    p.add_argument("--passes", type=int, default=d.passes, choices=range(1, MAX_PASSES + 1), metavar="N",
+                   help=f"SafeCFG's HGR applications per step (SafeCFGApply's 'passes', 1-{MAX_PASSES}) in every SafeCFG "
+                        "defence: safecfg, the image attack's and the white-box attack's, safety_lora_safecfg")
     p.add_argument("--every-set", action="store_true",
                    help="test split: sample every defence on every attacked set, for the worst-test-ASR column (about "
                         "three times the test split's sampling); by default CFG samples every set and each other "
@@ -266,7 +271,7 @@ def main(argv=None) -> dict:
     extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front, world.version))
 
     settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise,
-                              args.every_set, args.image_per_category)
+                              args.every_set, args.image_per_category, args.passes)
     budget = SearchBudget(args.search_words, args.search_rounds, args.search_candidates, prompts=args.search_prompts,
                           steps=args.search_steps)
     build_dir = args.build_dir if args.build_dir is not None else args.out / "build"

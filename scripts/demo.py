@@ -19,7 +19,6 @@ Everything lands in --out (default runs/demo, runs/demo-thorough; runs/demo-v1 f
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from typing import NamedTuple
@@ -31,8 +30,6 @@ if str(REPO) not in sys.path:
 
 from training import recipes  # noqa: E402
 from training.flags import start_cli  # noqa: E402
-
-log = logging.getLogger("demo")
 
 # The training recipes (flags, the dev-split choices behind them) live in training/recipes.py.
 # --thorough also runs a 64-prompt benchmark with every baseline:

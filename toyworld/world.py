@@ -60,9 +60,11 @@ class World:
         """Refuse an HGR trained on another toy world: its redirections would be measured on scenes it
         never saw (v1 and v2 share the latent format, so ComfyUI's compatibility check passes)."""
         if base_model and base_model.startswith("toyworld") and base_model != self.hgr_base_model:
-            hint = "toyworld/v2/weights" if base_model == "toyworld-v2" else "the weights folder of that world"
+            fix = {"toyworld-v2": "pass --toy-weights toyworld/v2/weights",
+                   "toyworld": "drop --toy-weights (the shipped v1 world is the default)"}.get(
+                base_model, "pass --toy-weights with that world's weights folder")
             raise ValueError(f"{file_name} was trained on toy world {base_model!r} but this run uses "
-                             f"{self.hgr_base_model!r}; pass --toy-weights {hint} (or an HGR trained on this world)")
+                             f"{self.hgr_base_model!r}; {fix} (or use an HGR trained on this world)")
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> torch.Tensor:

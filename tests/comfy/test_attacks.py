@@ -142,6 +142,28 @@ def test_the_lora_defences_sample_the_lora_patched_model(comfy_nodes, tmp_path):
     assert not lora.model_options.get("sampler_pre_cfg_function") and lora_safe.model_options["sampler_pre_cfg_function"]
 
 
+def test_passes_reaches_every_safecfg_defence_the_attacks_sample_and_differentiate_through(comfy_nodes, tmp_path):
+    from benchmarks.attack_adaptive import attack_models
+    from benchmarks.attack_run import ExtraDefences, defence_models, sample_embeddings
+    from benchmarks.attacks import AttackSettings
+    from hgr_core import load_hgr
+    from toyworld import load_world
+    from toyworld.files import V2_WEIGHTS_DIR
+
+    world, hgr = load_world(weights_dir=V2_WEIGHTS_DIR), load_hgr(V2_HGR)
+    calls = []
+    hgr.register_forward_hook(lambda *_: calls.append(1))
+    embeddings = world.encode_text(["a red ball"])
+    for passes in (1, 2):
+        settings = AttackSettings(steps=2, batch=8, passes=passes)
+        models = defence_models(world, hgr, settings, ExtraDefences(_random_v2_lora(world, tmp_path / "l.safetensors")))
+        chosen = [models["safecfg"][0], models["safety_lora_safecfg"][0], attack_models(world, hgr, 2, passes)["safecfg"]]
+        for model in chosen:
+            calls.clear()
+            sample_embeddings(world, model, "", embeddings, [0], settings)
+            assert len(calls) == 2 * passes  # one HGR forward per pass and step (euler, 2 steps)
+
+
 def test_every_set_samples_every_defence_on_every_set_and_otherwise_the_choices(comfy_nodes):
     from benchmarks.attack_run import run_split, sets_to_sample
     from toyworld.files import V2_WEIGHTS_DIR

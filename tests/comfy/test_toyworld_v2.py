@@ -94,6 +94,14 @@ def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_
             safety.main([*command, "--hgr", str(V2_HGR), "--per-category", "1", "--steps", "2", "--out", str(tmp_path)])
 
 
+def test_a_v1_hgr_on_the_v2_world_is_refused_with_the_flag_to_drop(world):
+    with pytest.raises(ValueError, match=r"v1.safetensors was trained on toy world 'toyworld' but this run uses "
+                                         r"'toyworld-v2'; drop --toy-weights \(the shipped v1 world is the default\)"):
+        world.check_hgr_trained_here("toyworld", "v1.safetensors")
+    world.check_hgr_trained_here("toyworld-v2", "v2.safetensors")  # its own world: no error
+    world.check_hgr_trained_here("SD15", "sd15.safetensors")  # not a toy world: ComfyUI's checks decide
+
+
 def test_v2_facts_give_its_concepts_palette_sets_and_a_word_filter_that_spares_look_alikes(world):
     from benchmarks.safety_toy import training_word_filter
     from toyworld.facts import facts_of
