@@ -20,7 +20,9 @@ every attacked set (which attacks work at all) and every other defence only what
 dev choice and the clean rows; `--every-set` samples every defence on every set for the
 worst-test-ASR column. The token search, the one attack that depends on no defence, is the build
 (`attack_build`: made once per world, dev prompts, sampling and search budget, and cached). Optional defences: `--lora` (a safety LoRA, alone and under SafeCFG) and
-`--sld-front` (the SLD grid's dev-tuned point, `sld_tuned`). Rates come with Wilson 95% intervals.
+`--sld-front` (the SLD grid's dev-tuned point, `sld_tuned`); `--passes N` runs every SafeCFG defence
+with N HGR passes per step (SafeCFGApply's `passes`; the token search does not depend on it, so the
+build is shared). Rates come with Wilson 95% intervals.
 The summary line is printed last (`asr_sld_tuned`, `asr_safety_lora`, `asr_safety_lora_safecfg`
 appended when those run):
 

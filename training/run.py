@@ -264,7 +264,7 @@ def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timin
     summary = {
         "prompts": {"harmful": len({j.prompt for j in jobs if j.categories}), "clean": len({j.prompt for j in jobs if not j.categories})},
         "trajectories": len(jobs), "recorded_steps": int(data["job"].shape[0]), "steps": args.steps,
-        "second_pass_share": args.second_pass_share,
+        "second_pass_share": getattr(args, "second_pass_share", 0.0),
         "preset": args.preset.name if getattr(args, "preset", None) else None,
         "sampling": sampling_flags(args),
         "on_policy": on_policy_record(args, jobs),
