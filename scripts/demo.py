@@ -1,6 +1,6 @@
 """README command one: train an HGR for the toy world with the real CLI, then show what it does.
 
-    python scripts/demo.py              # toy world v2: about 13.5 minutes on 2 idle CPU cores, the small sweep included (README)
+    python scripts/demo.py              # toy world v2: about 9 minutes on 2 idle CPU cores (up to 13.5 on a slow day), the small sweep included (README)
     python scripts/demo.py --world v1   # the first, easier toy world: about 5 minutes
     python scripts/demo.py --thorough   # the recipe chosen on the sweep's dev split (v2: ~50 min of training)
 
