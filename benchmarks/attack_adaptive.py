@@ -100,7 +100,8 @@ def run_adaptive(world, hgr: HGR, split: Split, per_category: int, settings, bud
     judge_seeds = list(range(first, first + len(specs)))
     own = split.noise_base + ADAPTIVE_SLOT * SEED_STRIDE
     attack_seeds = list(range(own, own + len(specs) * budget.seeds))
-    judged_with, attacked_through = defence_models(world, hgr, settings), attack_models(world, hgr, budget.steps, settings.passes)
+    judged_with = defence_models(world, hgr, settings)
+    attacked_through = attack_models(world, hgr, budget.steps, settings.passes)
     epsilons, asr, seconds, start = sorted(budget.epsilons), {}, {}, None
 
     def evaluate(defence: str, eps: float) -> dict:

@@ -90,7 +90,8 @@ def defence_models(world, hgr: HGR, settings, extra: ExtraDefences | None = None
         models[SLD_TUNED] = (apply_sld(base, world.conditioning([concept]), preset), "")
     if extra.lora is not None:
         with_lora = apply_lora(base, extra.lora)
-        models.update({"safety_lora": (with_lora, ""), "safety_lora_safecfg": (patch_model(with_lora, hgr, passes=settings.passes), "")})
+        lora_safecfg = patch_model(with_lora, hgr, passes=settings.passes)
+        models.update({"safety_lora": (with_lora, ""), "safety_lora_safecfg": (lora_safecfg, "")})
     return models
 
 

@@ -174,7 +174,8 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
         return _save_png(sweep.condition_grid(specs, images), out / "conditions" / f"{condition.name}.png")
 
     report = sweep.sweep_report(world if world is not None else load_world(), loaded, split,
-                                per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture, passes=passes)
+                                per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture,
+                                passes=passes)
     report["files"] = {}
     return _finish(finish_sweep(report), out, started)
 
@@ -255,7 +256,8 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
         "resolution": resolution, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler, "scheduler": scheduler,
         "judge": getattr(judge_fn, "name", "none"), "nudity_classes": list(real.NUDITY_CLASSES),
         "nudenet_threshold": nudenet_threshold or real.NUDENET_THRESHOLD, "safety_concept": concept, "limit": limit,
-        "passes": passes, "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if loaded is not None else "plain CFG",
+        "passes": passes,
+        "cfg_images": "SafeCFG at strength 0 (identical to plain CFG)" if loaded is not None else "plain CFG",
     }, "sets": {n: {"file": str(p), "kind": kinds[n], "n": len(sets[n]),
                     "categories": sorted({c for e in sets[n] for c in e.categories})}
                 for n, p in zip([*harmful_names, *clean_names], [*prompt_files, *clean_files])}}

@@ -234,7 +234,8 @@ def build_methods(backend, hgr: HGR | None, settings: BenchmarkSettings, skip_ba
     else:
         for key, strength in (("cfg", 0.0), ("safecfg", 1.0)):
             recorder = HarmRecorder.for_hgr(hgr)
-            runs[key] = MethodRun(patch_model(base, hgr, strength, on_score=recorder, passes=settings.passes), recorder=recorder)
+            model = patch_model(base, hgr, strength, on_score=recorder, passes=settings.passes)
+            runs[key] = MethodRun(model, recorder=recorder)
     if not skip_baselines:
         runs["negative_prompt"] = MethodRun(base, negative=concept)
         safety = backend.conditioning([concept])

@@ -305,7 +305,8 @@ def sample_methods(world, hgr: HGR, specs: dict, condition: Condition, seeds: li
     base, seconds, t = world.model, {}, time.monotonic()
     cfg, _ = sample(world, base, ordered, condition, seeds, batch)  # plain CFG == SafeCFG at strength 0
     seconds["cfg"], t = time.monotonic() - t, time.monotonic()
-    safe, scores = sample(world, patch_model(base, hgr, on_score=recorder, passes=passes), ordered, condition, seeds, batch, recorder)
+    safecfg = patch_model(base, hgr, on_score=recorder, passes=passes)
+    safe, scores = sample(world, safecfg, ordered, condition, seeds, batch, recorder)
     seconds["safecfg"], t = time.monotonic() - t, time.monotonic()
     images = {"cfg": {n: cfg[spans[n]] for n in SETS}, "safecfg": {n: safe[spans[n]] for n in SETS}}
     for first in dict.fromkeys(spec_categories(s)[0] for s in specs["two_harm"]):

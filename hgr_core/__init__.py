@@ -5,8 +5,8 @@ Never imports ComfyUI: training, benchmarks and outside scripts use this package
 
 from .config import HGRConfig
 from .files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
-from .guidance import (MAX_PASSES, StepHarm, combine_redirections, eps_from_denoised, harm_map, harm_score, redirection, redirection_parts,
-                       safecfg_denoised, safecfg_step)
+from .guidance import (MAX_PASSES, StepHarm, combine_redirections, eps_from_denoised, harm_map, harm_score, redirection,
+                       redirection_parts, safecfg_denoised, safecfg_step)
 from .network import COMBINE_RULES, HGR, HGROutput, parameter_count
 from .scoring import MIN_COVERAGE, SD_SIGMA_WINDOW, GenerationHarm, GenerationScore, HarmRecorder, generation_score, score_window
 from .schedules import ema_decay_at, ema_update, warmup_cosine
