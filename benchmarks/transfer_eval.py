@@ -58,9 +58,10 @@ def evaluate(world, models: dict, hgrs: dict[str, HGR], split: Split, per_catego
     """Every condition, every model, CFG / transferred / retrained. `hgrs`: model name -> its own HGR
     ("base" is the transferred one). Returns (one entry per condition, the first condition's images)."""
     vocab, transferred = Vocabulary.of(world), hgrs["base"]
-    for hgr in hgrs.values():  # refuses an HGR for none of the world's categories or one for another toy world
-        vocab.redirected_by(hgr)
-    categories = vocab.redirected_by(transferred)
+    categories = vocab.redirected_by(transferred)  # refuses an HGR for none of the world's categories or another world
+    for name, hgr in hgrs.items():
+        if name != "base":
+            vocab.redirected_by(hgr)
     pairs = harm_pairs(vocab.categories, transferred.config.categories)
     specs = sweep_prompts(default_source(world), split, categories, pairs, per_category)
     entries, first_images = [], None

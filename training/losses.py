@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from hgr_core import HGR, combine_redirections
+from hgr_core import HGR, combine_redirections, redirection
 
 NORM_EPS = 1e-6
 
@@ -61,8 +61,7 @@ def with_second_pass_rows(hgr: HGR, batch: dict[str, torch.Tensor], share: float
         return batch
     module = getattr(hgr, "module", hgr)  # the network itself under DDP: this pass is not trained
     with torch.no_grad():
-        out = module(batch["g"][:n], batch["sigma"][:n], batch["x"][:n], batch["uncond_denoised"][:n])
-        first = combine_redirections(out.delta, out.gate, rule=module.combine_rule)
+        first = redirection(module, batch["g"][:n], batch["sigma"][:n], batch["x"][:n], batch["uncond_denoised"][:n])
     shift = torch.cat([first, torch.zeros_like(batch["g"][n:])])
     return {**batch, "g": batch["g"] + shift, "target_change": batch["target_change"] - shift}
 
