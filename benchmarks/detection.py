@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     add_threads_flag(p)
     p.add_argument("--toy-weights", type=Path, default=None,
-                   help="toy-world weights folder (default: the shipped v1 world); a toy world v2 build "
-                        "(toyworld/v2/weights) is measured on its own prompts, concept texts and look-alikes")
+                   help="toy-world weights folder (default: toy world v2, toyworld/v2/weights; toyworld/weights is v1); "
+                        "each world is measured on its own prompts, concept texts and look-alikes")
     return p
 
 
@@ -77,12 +77,14 @@ def main(argv=None) -> dict:
 
     setup_comfyui()
     from hgr_core import load_hgr
+    from safecfg_comfy.compat import hgr_file_name
     from toyworld import load_world
 
     from . import detection_report, detection_run
     from .safety_sweep import select_conditions
 
     hgr, world = load_hgr(args.hgr), load_world(weights_dir=args.toy_weights)
+    world.check_hgr_trained_here(hgr.metadata.get("base_model"), hgr_file_name(hgr))  # calibrating included
     conditions = select_conditions(args.conditions)
     started = time.monotonic()
     if args.calibrate is not None:

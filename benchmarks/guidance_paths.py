@@ -14,6 +14,9 @@ or reorder (or `SafeCFGApply` itself raises, for models it cannot patch). A path
 meets the criterion nor refuses is a bug, reported as **FAILS**.
 
 Choices, written down:
+- Toy world v1 (`toyworld/weights`), not the default v2: this benchmark checks ComfyUI's plumbing
+  (does SafeCFG act, or refuse, under each guider), which does not depend on how hard the world
+  is, and its table was measured with v1's prompts and the v1 test HGR.
 - Harmful rate = share of images in which the judge sees the prompt's own category. Only excess
   harm counts against a path: a path that removes more harm is safe; its cost shows in the
   shape-and-colour column (how often the image still shows the prompt's shape and colour).
@@ -162,10 +165,13 @@ def run(hgr, world=None, per_category: int = 16, steps: int = 10, cfg: float = 5
     strength: SafeCFGApply's strength; below 1 the reference rate is no longer 0 on the toy world,
     which makes harm that a path adds back visible.
     """
+    from safecfg_comfy.compat import hgr_file_name
     from safecfg_comfy.patch import patch_model
     from toyworld import load_world, prompts
+    from toyworld.files import V1_WEIGHTS_DIR
 
-    world = world if world is not None else load_world()
+    world = world if world is not None else load_world(weights_dir=V1_WEIGHTS_DIR)
+    world.check_hgr_trained_here(hgr.metadata.get("base_model"), hgr_file_name(hgr))
     specs = prompts.harmful_test(2 * per_category)
     texts = [s.text for s in specs]
     ctx = Context(world, world.conditioning(texts), world.conditioning([NEGATIVE] * len(texts)),

@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample the held-out sets under the samplers, scales and negatives users pick (needs --hgr)")
     w.add_argument("--thorough", action="store_true", help="64 prompts per category (128 harmful per condition)")
     w.add_argument("--toy-weights", type=Path, default=None,
-                   help="toy-world weights folder for every toy benchmark (default: the shipped v1 world); a toy "
-                        "world v2 build (toyworld/v2/weights) is measured on its own prompt sets")
+                   help="toy-world weights folder for every toy benchmark (default: toy world v2, toyworld/v2/weights; "
+                        "toyworld/weights is v1); each world is measured on its own prompt sets")
     w.add_argument("--split", choices=("test", "dev"), default="test",
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
 
 
 def _toy_world(args):
-    """The world --toy-weights names (None: the shipped one, loaded by the benchmark)."""
+    """The world --toy-weights names (None: the default world, v2, loaded by the benchmark)."""
     if args.toy_weights is None:
         return None
     _setup(args.comfyui)

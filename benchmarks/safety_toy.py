@@ -80,7 +80,7 @@ def counterparts(specs: list) -> list:
 
 
 def safety_concept(world=None) -> str:
-    """Every category's concept text of `world` (default: the shipped one) joined: the negative
+    """Every category's concept text of `world` (no world: v1's, see `facts_of`) joined: the negative
     prompt / SLD safety concept."""
     return facts_of(world).safety_concept()
 

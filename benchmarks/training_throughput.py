@@ -222,7 +222,9 @@ def run(args) -> dict:
     setup_comfyui(None, cpu=True)
     from training.backends import ToyBackend
 
-    backend = ToyBackend("cpu")
+    from toyworld.files import V1_WEIGHTS_DIR
+
+    backend = ToyBackend("cpu", V1_WEIGHTS_DIR)  # v1: the prompts below are v1's (the world's speed is the same)
     trajectories = [trajectory_rate(backend, kind, args.trajectory_batch, args.sample_steps, args.repeats)
                     for kind in ("harmful", "clean")]
     optimiser = {name: optimiser_rate(fields, args.batch_size, args.optimiser_steps, backend.latent_shape)

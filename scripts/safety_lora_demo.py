@@ -44,7 +44,7 @@ def main() -> None:
     out = args.out or REPO / "runs" / f"safety_lora{suffix}"
     hgr = args.hgr or REPO / "tests" / "data" / f"toy_hgr{suffix}.safetensors"
     picture = args.picture or REPO / "docs" / f"safety_lora{suffix}.png"
-    world = ["--toy-weights", str(REPO / "toyworld" / "v2" / "weights")] if v2 else []
+    world = ["--toy-weights", str(REPO / ("toyworld/v2/weights" if v2 else "toyworld/weights"))]
     if v2:
         from toyworld.v2.prompts import write_pool_file
     else:

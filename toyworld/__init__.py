@@ -10,7 +10,10 @@ ComfyUI's own SD1.x classes, and a judge CNN. Two openly declared *stand-in* har
     latents = world.sample(world.model, ["a bloody red circle on white"], seeds=[0])
     print(world.judge(world.decode(latents)).harmful)
 
-``python -m toyworld.build`` rebuilds the shipped weights in ``toyworld/weights``.
+This docstring describes toy world v1 (``toyworld/weights``); toy world v2 (``toyworld/v2``,
+three harms that share low-level features with clean look-alikes, sub-word prompts) is the
+default that ``load_world()`` loads. ``python -m toyworld.build`` rebuilds v2 in
+``toyworld/v2/weights``, ``--world v1`` rebuilds v1.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ __all__ = ["CATEGORIES", "load_world", "prompts"]
 
 
 def load_world(device="cpu", weights_dir=None):
-    """Load the shipped world (see ``world.load_world``); sets ComfyUI up first."""
+    """Load toy world v2 or the build in ``weights_dir`` (see ``world.load_world``); sets ComfyUI up first."""
     from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui()

@@ -173,7 +173,8 @@ def v2_facts() -> WorldFacts:
 
 
 def facts_of(world=None) -> WorldFacts:
-    """The facts of `world` by its version (no world, or one without a version: the shipped v1)."""
+    """The facts of `world` by its version (no world, or one without a version: v1, whose builds and
+    in-memory worlds carry no version; the default world, v2, always has one)."""
     version = getattr(world, "version", V1)
     if version == V2:
         return v2_facts()

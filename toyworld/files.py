@@ -11,9 +11,10 @@ from safetensors.torch import load_file, save_file
 
 from hgr_core import atomic_write
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-V2_WEIGHTS_DIR = Path(__file__).resolve().parent / "v2" / "weights"  # toy world v2 (`python -m toyworld.v2.build`)
-REBUILD_HINT = "rebuild the toy world with `python -m toyworld.build`"
+V1_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"  # toy world v1 (`python -m toyworld.build --world v1`)
+V2_WEIGHTS_DIR = Path(__file__).resolve().parent / "v2" / "weights"  # toy world v2 (`python -m toyworld.build`)
+DEFAULT_WEIGHTS_DIR = V2_WEIGHTS_DIR  # the world every CLI, load_world() and the toy nodes use without --toy-weights
+REBUILD_HINT = "rebuild the toy world with `python -m toyworld.build` (`--world v1` for v1)"
 
 
 def save_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import comfy.sample
 import torch
 
-from .files import WEIGHTS_DIR
+from .files import DEFAULT_WEIGHTS_DIR
 from .judge import V1_ATTRIBUTES, JudgeNet, JudgeResult, load_judge
 from .latent import LATENT_CHANNELS, PatchPCA
 from .render import CATEGORIES
@@ -60,8 +60,8 @@ class World:
         """Refuse an HGR trained on another toy world: its redirections would be measured on scenes it
         never saw (v1 and v2 share the latent format, so ComfyUI's compatibility check passes)."""
         if base_model and base_model.startswith("toyworld") and base_model != self.hgr_base_model:
-            fix = {"toyworld-v2": "pass --toy-weights toyworld/v2/weights",
-                   "toyworld": "drop --toy-weights (the shipped v1 world is the default)"}.get(
+            fix = {"toyworld-v2": "drop --toy-weights (toy world v2 is the default)",
+                   "toyworld": "pass --toy-weights toyworld/weights (toy world v1)"}.get(
                 base_model, "pass --toy-weights with that world's weights folder")
             raise ValueError(f"{file_name} was trained on toy world {base_model!r} but this run uses "
                              f"{self.hgr_base_model!r}; {fix} (or use an HGR trained on this world)")
@@ -127,12 +127,12 @@ class World:
 
 
 def load_world(device: str | torch.device = "cpu", weights_dir: str | os.PathLike | None = None) -> World:
-    """Load the shipped weights (or those in ``weights_dir``)."""
-    folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    """Load the default world, v2 (or the build in ``weights_dir``; ``files.V1_WEIGHTS_DIR`` is v1)."""
+    folder = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
     missing = [name for key, name in FILES.items() if key != "report" and not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"toy-world weights {missing} missing in {folder}; "
-                                "build them with `python -m toyworld.build`")
+                                "build them with `python -m toyworld.build` (`--world v1` for v1)")
     model = load_unet(folder / FILES["unet"]).to(device)
     world = World(patcher(model, device), load_text_encoder(folder / FILES["text"]),
                   PatchPCA.load(folder / FILES["latent"]), load_judge(folder / FILES["judge"]), device, folder)

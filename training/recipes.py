@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from hgr_core import atomic_write
-from toyworld.files import V2_WEIGHTS_DIR
+from toyworld.files import V1_WEIGHTS_DIR, V2_WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,10 @@ def train_in_rounds(prompt_files: dict, work: Path, recipe: list[str], rounds: i
 ROUNDS = {("v1", False): 1, ("v1", True): 2, ("v2", False): 2, ("v2", True): 3}
 
 
-def world_weights(world: str) -> Path | None:
-    """The world's weights folder for `--toy-weights` (None: v1, train_hgr's default world)."""
+def world_weights(world: str) -> Path:
+    """The world's weights folder for `--toy-weights` (named even for v2, the default world)."""
     _check_world(world)
-    return V2_WEIGHTS_DIR if world == "v2" else None
+    return V2_WEIGHTS_DIR if world == "v2" else V1_WEIGHTS_DIR
 
 
 def write_world_prompt_files(world: str, out: Path, prompts: tuple[int, int], thorough: bool) -> dict:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 HGR = REPO / "tests" / "data" / "toy_hgr.safetensors"
+TOY = ["--toy", "--toy-weights", str(REPO / "toyworld" / "weights")]  # toy world v1, the one HGR was trained on
 POOL = [("a bloody red circle on white", "violence"), ("a blue square on black", ""),
         ("a naked green triangle under a clear sky", "nudity"), ("a yellow diamond on grey", "")]
 TINY = ["--score-steps", "3", "--steps-range", "3,3", "--samplers", "euler", "--steps", "2", "--batch-size", "4",
@@ -38,7 +39,7 @@ def _run(*args, check=True):
 
 def _toy(tmp_path, name, pool, *extra, check=True):
     work = tmp_path / name
-    return _run("--toy", "--hgr", str(HGR), "--pool", str(pool), "--output", str(work / "lora.safetensors"),
+    return _run(*TOY, "--hgr", str(HGR), "--pool", str(pool), "--output", str(work / "lora.safetensors"),
                 "--work-dir", str(work), *TINY, *extra, check=check), work
 
 
@@ -100,10 +101,10 @@ def test_refusals_name_the_flag_or_file(tmp_path):
     pool = _pool(tmp_path / "pool.csv", POOL)
     missing_pool, _ = _toy(tmp_path, "a", tmp_path / "nope.csv", check=False)
     assert missing_pool.returncode == 2 and "nope.csv: file not found" in missing_pool.stderr
-    missing_hgr = _run("--toy", "--hgr", str(tmp_path / "no_hgr.safetensors"), "--pool", str(pool),
+    missing_hgr = _run(*TOY, "--hgr", str(tmp_path / "no_hgr.safetensors"), "--pool", str(pool),
                        "--output", str(tmp_path / "x.safetensors"), check=False)
     assert missing_hgr.returncode == 2 and "--hgr" in missing_hgr.stderr and "no_hgr.safetensors" in missing_hgr.stderr
-    bad_output = _run("--toy", "--hgr", str(HGR), "--pool", str(pool), "--output", str(tmp_path / "x.pt"), check=False)
+    bad_output = _run(*TOY, "--hgr", str(HGR), "--pool", str(pool), "--output", str(tmp_path / "x.pt"), check=False)
     assert bad_output.returncode == 2 and "--output" in bad_output.stderr and ".safetensors" in bad_output.stderr
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
@@ -148,7 +149,7 @@ def test_torchrun_two_processes_share_the_sampling_train_with_ddp_and_rank_zero_
     out = tmp_path / "ddp.safetensors"
     batches = ["--trajectory-batch", "2", "--rounds", "2"]  # rollouts: 2 batches, one per rank; teacher: 1 batch, rank 1 has none
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
-                           "training.finetune_safe", "--toy", "--hgr", str(HGR), "--pool", str(pool), "--output", str(out),
+                           "training.finetune_safe", *TOY, "--hgr", str(HGR), "--pool", str(pool), "--output", str(out),
                            "--work-dir", str(tmp_path / "work"), *TINY, *batches, "--steps", "4"], cwd=REPO,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

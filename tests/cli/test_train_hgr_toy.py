@@ -29,7 +29,8 @@ def prompt_files(tmp_path_factory):
 
 def _command(prompt_files, work, output, launcher=None):
     launcher = launcher or [sys.executable, "-m", "training.train_hgr"]
-    return [*launcher, "--toy", "--device", "cpu", "--harmful", str(prompt_files / "harmful.csv"),
+    v1 = ["--toy-weights", str(REPO / "toyworld" / "weights")]  # the prompt files are v1's
+    return [*launcher, "--toy", *v1, "--device", "cpu", "--harmful", str(prompt_files / "harmful.csv"),
             "--clean", str(prompt_files / "clean.txt"), "--trajectory-batch", "1", "--sample-steps", "4",
             "--steps", "4", "--batch-size", "32", "--eval-every", "2", "--base-channels", "16",
             "--preview-count", "2", "--val-fraction", "0.25", "--work-dir", str(work), "--output", str(output)]

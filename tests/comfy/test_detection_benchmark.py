@@ -11,7 +11,9 @@ from hgr_core.verdicts import STORED, choose_threshold, fpr_choice
 
 TOY_HGR = Path(__file__).resolve().parents[1] / "data" / "toy_hgr.safetensors"
 TOY_HGR_V2 = TOY_HGR.with_name("toy_hgr_v2.safetensors")
-from toyworld.files import V2_WEIGHTS_DIR as V2_WEIGHTS  # noqa: E402
+from toyworld.files import V1_WEIGHTS_DIR, V2_WEIGHTS_DIR as V2_WEIGHTS  # noqa: E402
+
+V1 = ["--toy-weights", str(V1_WEIGHTS_DIR)]  # the world TOY_HGR was trained on (v2 is the default)
 SUMMARY = re.compile(r"^auroc_sampling=(\S+) auroc_image=(\S+) auroc_matched=(\S+) fpr_clean=(\S+) fpr_hard=(\S+) iou=(\S+)$")
 
 
@@ -20,7 +22,10 @@ def calibrated(comfy_nodes, toy_graph, tmp_path_factory):
     from benchmarks import detection
 
     path = tmp_path_factory.mktemp("detection") / "calibrated.safetensors"
-    record = detection.main(["--hgr", str(TOY_HGR), "--calibrate", str(path), "--split", "dev",
+    with pytest.raises(ValueError, match="toy_hgr.safetensors was trained on toy world 'toyworld' but this run uses "
+                                         "'toyworld-v2'; pass --toy-weights toyworld/weights"):  # v2 is the default
+        detection.main(["--hgr", str(TOY_HGR), "--calibrate", str(path), "--split", "dev"])
+    record = detection.main([*V1, "--hgr", str(TOY_HGR), "--calibrate", str(path), "--split", "dev",
                              "--calibration-prompts", "6", "--conditions", "default,heun-cfg3", "--levels", "4"])
     return path, record
 
@@ -53,7 +58,7 @@ def test_report_measures_every_detector_and_ends_with_the_summary(calibrated, tm
     from benchmarks import detection
 
     path, _ = calibrated
-    report = detection.main(["--hgr", str(path), "--per-category", "2", "--conditions", "default", "--levels", "4",
+    report = detection.main([*V1, "--hgr", str(path), "--per-category", "2", "--conditions", "default", "--levels", "4",
                              "--out", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
     match = SUMMARY.match(lines[-1])

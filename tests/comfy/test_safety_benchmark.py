@@ -36,7 +36,7 @@ def toy_world(comfy_nodes):
     if all((weights / name).is_file() for key, name in FILES.items() if key != "report"):
         from toyworld import load_world
 
-        return load_world()
+        return load_world(weights_dir=weights)  # v1: this file's sets and methods are v1's (v2: test_toyworld_v2.py)
     from toyworld.captions import vocabulary
     from toyworld.judge import JudgeNet
     from toyworld.latent import PatchPCA

@@ -19,7 +19,8 @@ from helpers import REPO
 
 SWEEP_SUMMARY = re.compile(r"^worst_harmful_safecfg=(\S+) worst_two_harm_safecfg=(\S+) "
                            r"worst_clean_fidelity=(\S+) worst_auroc=(\S+)$")
-TEST_HGR = REPO / "tests" / "data" / "toy_hgr.safetensors"
+TEST_HGR = REPO / "tests" / "data" / "toy_hgr.safetensors"  # a toy world v1 HGR: the runs below name v1
+V1 = ["--toy-weights", str(REPO / "toyworld" / "weights")]
 
 
 def test_wilson_interval_matches_published_values_and_stays_inside_zero_one():
@@ -139,7 +140,7 @@ def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_su
     from benchmarks import safety_sweep as sweep
 
     out = tmp_path / "sweep"
-    report = safety.main(["--sweep", "--hgr", str(TEST_HGR), "--per-category", "2", "--conditions",
+    report = safety.main([*V1, "--sweep", "--hgr", str(TEST_HGR), "--per-category", "2", "--conditions",
                           "default,euler_a-cfg9-30steps", "--steps", "3", "--split", "dev", "--out", str(out)])
 
     stdout = capsys.readouterr().out.strip().splitlines()
@@ -175,7 +176,7 @@ def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_su
 def test_passes_flag_reaches_every_safecfg_row_and_is_refused_where_it_would_not(comfy_nodes, tmp_path):
     from benchmarks import safety
 
-    common = ["--sweep", "--hgr", str(TEST_HGR), "--per-category", "1", "--conditions", "default", "--steps", "3",
+    common = [*V1, "--sweep", "--hgr", str(TEST_HGR), "--per-category", "1", "--conditions", "default", "--steps", "3",
               "--split", "dev"]
     once = safety.main([*common, "--out", str(tmp_path / "once")])
     twice = safety.main([*common, "--passes", "2", "--out", str(tmp_path / "twice")])

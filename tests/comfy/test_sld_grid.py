@@ -76,7 +76,7 @@ def grid_run(comfy_nodes, tmp_path_factory):
     import toyworld
     from benchmarks import safety
 
-    world, calls = toyworld.load_world(), []
+    world, calls = toyworld.load_world(weights_dir=REPO / "toyworld" / "weights"), []  # v1, as TEST_HGR
     sample = world.sample
 
     def recording(model, prompts, negative=None, seeds=None, *args, **kwargs):
@@ -151,8 +151,8 @@ def test_toy_run_given_the_grid_report_checks_the_tuned_front_instead_of_the_pre
     from benchmarks import safety
 
     _, _, out, _ = grid_run
-    report = safety.main(["--hgr", str(TEST_HGR), "--per-category", "1", "--steps", "3", "--skip-baselines",
-                          "--sld-front", str(out / "report.json"), "--out", str(tmp_path / "toy")])
+    report = safety.main(["--toy-weights", str(REPO / "toyworld" / "weights"), "--hgr", str(TEST_HGR),
+                          "--per-category", "1", "--steps", "3", "--skip-baselines", "--sld-front", str(out / "report.json"), "--out", str(tmp_path / "toy")])
     assert report["sld_front"]["points"].keys() == set(json.loads((out / "report.json").read_text())["front"])
     names = [t["name"] for t in report["targets"]]
     assert sum("SLD tuned front" in n for n in names) == 1 and not any(n.startswith("SLD presets") for n in names)

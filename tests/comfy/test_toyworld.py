@@ -202,9 +202,11 @@ def test_empty_prompt_tokenizes_to_bos_eos_and_unknown_words_to_unk():
 
 @pytest.fixture(scope="module")
 def world():
+    """Toy world v1, the world this file's renderer, captions and judge tests are about (v2: test_toyworld_v2.py)."""
     from toyworld import load_world
+    from toyworld.files import V1_WEIGHTS_DIR
 
-    return load_world("cpu")
+    return load_world("cpu", V1_WEIGHTS_DIR)
 
 
 def test_load_world_without_weights_says_how_to_build_them(tmp_path):

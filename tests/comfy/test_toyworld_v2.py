@@ -19,6 +19,20 @@ def world():
     return load_world("cpu", V2_WEIGHTS)
 
 
+def test_v2_is_the_default_world_of_load_world_and_the_training_backend_and_v1_stays_one_flag_away(comfy_nodes):
+    from toyworld import load_world
+    from toyworld.files import V1_WEIGHTS_DIR
+    from training.backends import ToyBackend
+    from training.cli import build_parser
+
+    assert load_world().version == "toyworld-v2"
+    assert build_parser().parse_args(["--toy", "--harmful", "h.csv", "--clean", "c.txt",
+                                      "--output", "o.safetensors"]).toy_weights is None
+    assert ToyBackend("cpu").base_model == "toyworld-v2"  # what `train_hgr --toy` writes into the HGR
+    assert ToyBackend("cpu", V1_WEIGHTS_DIR).base_model == "toyworld"
+    assert load_world(weights_dir=V1_WEIGHTS_DIR).version == "toyworld-v1"
+
+
 def _plain_cfg(world, specs, seed=500):
     from toyworld.evaluate import judge_specs, sample_specs
 
@@ -73,13 +87,13 @@ def test_the_sweep_draws_a_v2_worlds_prompts_from_its_test_scenes_with_every_att
     assert {s.category for s in specs["harmful"]} == set(world.categories)
 
 
-def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_flag_or_hgr_elsewhere(comfy_nodes, tmp_path):
+def test_sweep_cli_runs_on_v2_by_default_with_its_three_categories_and_refuses_the_flag_or_hgr_elsewhere(comfy_nodes, tmp_path):
     from benchmarks import safety
 
-    report = safety.main(["--sweep", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR), "--per-category", "2",
+    report = safety.main(["--sweep", "--hgr", str(V2_HGR), "--per-category", "2",  # no --toy-weights: v2 is the default
                           "--conditions", "default", "--steps", "3", "--split", "dev", "--out", str(tmp_path)])
     s = report["settings"]
-    assert s["categories"] == ["nudity", "violence", "hate"]
+    assert s["categories"] == ["nudity", "violence", "hate"]  # v2's (v1 has two)
     assert sorted(s["pairs"]) == ["hate+nudity", "hate+violence", "nudity+violence"]
     assert s["prompts"] == {"clean": 6, "harmful": 6, "two_harm": 6}
     methods = report["conditions"][0]["methods"]
@@ -87,16 +101,17 @@ def test_sweep_cli_runs_on_a_v2_build_with_its_three_categories_and_refuses_the_
     assert set(methods) == {"cfg", "safecfg", "only_hate", "only_nudity"}
     with pytest.raises(ValueError, match="--toy-weights names a toy world; drop it with --checkpoint"):
         safety.main(["--checkpoint", "x.safetensors", "--toy-weights", str(V2_WEIGHTS), "--hgr", str(V2_HGR)])
-    # a v2 HGR on the shipped v1 world passes ComfyUI's latent check (same format) and would measure the wrong scenes
+    # a v2 HGR on the v1 world passes ComfyUI's latent check (same format) and would measure the wrong scenes
+    v1 = ["--toy-weights", str(V2_WEIGHTS.parents[1] / "weights")]
     for command in (["--sweep", "--conditions", "default"], []):
         with pytest.raises(ValueError, match=r"toy_hgr_v2.safetensors was trained on toy world 'toyworld-v2' but this "
-                                             r"run uses 'toyworld'; pass --toy-weights toyworld/v2/weights"):
-            safety.main([*command, "--hgr", str(V2_HGR), "--per-category", "1", "--steps", "2", "--out", str(tmp_path)])
+                                             r"run uses 'toyworld'; drop --toy-weights \(toy world v2 is the default\)"):
+            safety.main([*v1, *command, "--hgr", str(V2_HGR), "--per-category", "1", "--steps", "2", "--out", str(tmp_path)])
 
 
-def test_a_v1_hgr_on_the_v2_world_is_refused_with_the_flag_to_drop(world):
+def test_a_v1_hgr_on_the_v2_world_is_refused_with_the_flag_that_picks_v1(world):
     with pytest.raises(ValueError, match=r"v1.safetensors was trained on toy world 'toyworld' but this run uses "
-                                         r"'toyworld-v2'; drop --toy-weights \(the shipped v1 world is the default\)"):
+                                         r"'toyworld-v2'; pass --toy-weights toyworld/weights \(toy world v1\)"):
         world.check_hgr_trained_here("toyworld", "v1.safetensors")
     world.check_hgr_trained_here("toyworld-v2", "v2.safetensors")  # its own world: no error
     world.check_hgr_trained_here("SD15", "sd15.safetensors")  # not a toy world: ComfyUI's checks decide

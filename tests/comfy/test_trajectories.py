@@ -11,7 +11,9 @@ from training.jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, Job, SamplingSet
 def backend():
     from training.backends import ToyBackend
 
-    return ToyBackend("cpu")
+    from toyworld.files import V1_WEIGHTS_DIR
+
+    return ToyBackend("cpu", V1_WEIGHTS_DIR)  # v1: the jobs below are v1 prompts, the HGR the v1 test HGR
 
 
 @pytest.fixture(scope="module")

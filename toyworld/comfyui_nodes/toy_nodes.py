@@ -27,7 +27,11 @@ _world_lock = threading.Lock()
 
 
 def shared_world():
-    """The shipped toy world (`toyworld.load_world()` on the CPU), loaded once per process.
+    """Toy world v1 (`toyworld/weights`, on the CPU), loaded once per process.
+
+    v1, not the default v2, on purpose: these nodes exist for graph tests of ComfyUI's plumbing
+    (and the node screenshot), whose assertions rely on v1 drawing every asked-for harm and on the
+    committed v1 test HGR; v2's CFG draws a harm for only some seeds.
 
     Every node uses this one object, and tests compare against it. It is loaded with inference
     mode off: the executor runs nodes under `torch.inference_mode()`, and weights created there
@@ -37,9 +41,10 @@ def shared_world():
     with _world_lock:
         if _world is None:
             from toyworld import load_world
+            from toyworld.files import V1_WEIGHTS_DIR
 
             with torch.inference_mode(False):
-                _world = load_world("cpu")
+                _world = load_world("cpu", V1_WEIGHTS_DIR)
     return _world
 
 
@@ -59,7 +64,7 @@ class ToyWorldModel(io.ComfyNode):
             node_id="ToyWorldModel",
             display_name="Toy World Model",
             category=CATEGORY,
-            description="The toy world's text-to-image UNet (SD1.x architecture, 4x8x8 latents, eps). "
+            description="The toy world's (v1) text-to-image UNet (SD1.x architecture, 4x8x8 latents, eps). "
             "Test and demo use only.",
             outputs=[io.Model.Output(display_name="model", tooltip="The shared toy-world model (not a clone).")],
         )

@@ -1,7 +1,8 @@
 """Build toy world v2 from scratch (seeded): latent codec, judge, design gate, then the diffusion model.
 
-    python -m toyworld.v2.build --design --out runs/world_v2   # codec + judge + design gate only (minutes)
-    python -m toyworld.v2.build --out runs/world_v2            # full build (diffusion model included)
+    python -m toyworld.build --design --out runs/world_v2   # codec + judge + design gate only (minutes)
+    python -m toyworld.build --out runs/world_v2            # full build (diffusion model included)
+    python -m toyworld.build                                # full build into toyworld/v2/weights, the shipped world
 
 Stages: render a full-strength pool (the diffusion model's data) and a judge pool whose harms have
 random opacity 0.05-1 (labelled harmful from 0.25) -> fit the latent PCA on both -> train the judge
@@ -25,6 +26,8 @@ import torch
 from hgr_core import atomic_write_text
 from safecfg_comfy.locate import setup_comfyui
 
+from ..files import V2_WEIGHTS_DIR
+
 log = logging.getLogger("toyworld.v2.build")
 TEXT_MAX_TOKENS = 48  # sub-word pieces: 99.9% of training captions take <= 39 tokens (v1: 24 whole words)
 BPE_MERGES = 150  # about half the caption words whole, rare ones (most harm words) in pieces, as in CLIP
@@ -32,7 +35,8 @@ BPE_MERGES = 150  # about half the caption words whole, rare ones (most harm wor
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="folder for the weights and report.json")
+    p.add_argument("--out", type=Path, default=V2_WEIGHTS_DIR,
+                   help="folder for the weights and report.json (the default overwrites the shipped world)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice in the build")
     p.add_argument("--pool", type=int, default=20000, help="full-strength scenes for the diffusion model")
     p.add_argument("--judge-pool", type=int, default=20000, help="scenes with partial-opacity harms for the judge")
