@@ -270,7 +270,8 @@ def main(argv=None) -> dict:
     if args.lora is not None and not args.lora.is_file():
         raise ValueError(f"--lora: no file {args.lora.name}")
     world = load_world(weights_dir=args.toy_weights)
-    extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front, world.version))
+    extra = ExtraDefences(args.lora, None if args.sld_front is None else read_tuned_point(args.sld_front, world.version,
+                                                                                               args.cfg))
 
     settings = AttackSettings(args.cfg, args.steps, args.sampler, args.scheduler, args.batch_size, args.image_denoise,
                               args.every_set, args.image_per_category, args.passes)

@@ -205,10 +205,12 @@ def run_lora_benchmark(hgr, lora, out_dir=DEFAULT_LORA_OUT, per_category: int = 
 
 
 def run_sld_grid_benchmark(hgr, out_dir=DEFAULT_SLD_GRID_OUT, per_category: int | None = None,
-                           steps: int | None = None, batch: int = 128, world=None, comfyui=None) -> dict:
+                           steps: int | None = None, batch: int = 128, world=None, comfyui=None,
+                           cfg: float | None = None) -> dict:
     """Tune SLD on the dev split, measure its front and SafeCFG's strength sweep on test; write the files.
 
-    per_category None: `sld_grid.DEFAULT_PER_CATEGORY`; steps: override the default condition's 20.
+    per_category None: `sld_grid.DEFAULT_PER_CATEGORY`; steps, cfg: override the default condition's
+    20 steps and scale 5 (the attack benchmark samples at cfg 7: tune its SLD there).
     """
     _setup(comfyui)
     from toyworld import load_world
@@ -220,7 +222,8 @@ def run_sld_grid_benchmark(hgr, out_dir=DEFAULT_SLD_GRID_OUT, per_category: int 
     if loaded is None:
         raise ValueError("--sld-grid needs --hgr (SafeCFG's strength sweep is the other front)")
     report = sld_grid.grid_report(world if world is not None else load_world(), loaded,
-                                  per_category or sld_grid.DEFAULT_PER_CATEGORY, sld_grid.default_condition(steps), batch)
+                                  per_category or sld_grid.DEFAULT_PER_CATEGORY, sld_grid.default_condition(steps, cfg),
+                                  batch)
     report = finish_grid(report)
     report["files"] = {"plot": _save_png(fronts_plot(report), out / "fronts.png")}
     return _finish(report, out, started)

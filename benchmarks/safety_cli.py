@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling steps (default 20; with --sweep each condition's own, this overrides them all)")
     p.add_argument("--cfg", type=float, default=None,
                    help=f"guidance scale (default: toy {DEFAULT_TOY_CFG:g} or the world report's recommended_cfg; "
+                        "with --sld-grid the scale SLD is tuned at, default 5; refused with --sweep and --lora; "
                         f"checkpoints {DEFAULT_REAL_CFG:g} where a file gives no evaluation_guidance or sd_guidance_scale)")
     p.add_argument("--seed", type=int, default=0,
                    help="prompt i samples with seed + i (unless its file gives evaluation_seed or sd_seed)")
@@ -105,6 +106,9 @@ def main(argv=None) -> dict:
                          "measure one HGR pass")
     if args.sweep and args.sld_grid:
         raise ValueError("--sweep and --sld-grid are separate runs; choose one")
+    if (args.sweep or args.lora is not None) and args.cfg is not None:
+        raise ValueError("--cfg does not apply to --sweep or --lora: each condition has its own scale (pick them "
+                         "with --conditions)")
     if args.toy_weights is not None and args.checkpoint is not None:
         raise ValueError("--toy-weights names a toy world; drop it with --checkpoint")
     if args.lora is not None:
@@ -122,7 +126,8 @@ def main(argv=None) -> dict:
         if args.checkpoint is not None:
             raise ValueError("--sld-grid runs on the toy world; drop --checkpoint")
         report = run_sld_grid_benchmark(args.hgr, args.out or DEFAULT_SLD_GRID_OUT, args.per_category, args.steps,
-                                        args.batch_size or 128, world=_toy_world(args), comfyui=args.comfyui)
+                                        args.batch_size or 128, world=_toy_world(args), comfyui=args.comfyui,
+                                        cfg=args.cfg)
     elif args.sweep:
         if args.checkpoint is not None:
             raise ValueError("--sweep runs on the toy world; drop --checkpoint")

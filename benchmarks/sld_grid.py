@@ -77,10 +77,12 @@ def sld_grid() -> list[GridPoint]:
     return points
 
 
-def default_condition(steps: int | None = None) -> sweep.Condition:
-    """The sweep's "default" condition (the plain benchmark's sampling), `steps` overriding its steps."""
+def default_condition(steps: int | None = None, cfg: float | None = None) -> sweep.Condition:
+    """The sweep's "default" condition (the plain benchmark's sampling), `steps` and `cfg` overriding
+    its steps and guidance scale (tune SLD at the scale the harness that uses it samples with)."""
     condition = sweep.CONDITIONS[0]
-    return condition if steps is None else dataclasses.replace(condition, steps=steps)
+    changes = {k: v for k, v in (("steps", steps), ("cfg", cfg)) if v is not None}
+    return dataclasses.replace(condition, **changes) if changes else condition
 
 
 @dataclass

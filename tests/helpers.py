@@ -94,11 +94,12 @@ def _grid_numbers(harmful: float, fidelity: float, pixel_diff: float) -> dict:
             "clean_pixel_diff": pixel_diff, "clean_max_pixel_change": 4 * pixel_diff, "seconds": 1.0}
 
 
-def sld_grid_report(rows=None) -> dict:
+def sld_grid_report(rows=None, cfg: float = 5.0) -> dict:
     """A minimal `benchmarks.sld_grid` report: (name, on_front, dev harmful rate, dev clean fidelity,
-    dev pixel diff) per grid point (made-up numbers, for the code that reads the report)."""
+    dev pixel diff) per grid point (made-up numbers, for the code that reads the report), tuned at `cfg`."""
     rows = rows or [("max", False, 0.05, 0.50, 0.20), ("g01", True, 0.10, 0.90, 0.08), ("g02", True, 0.30, 0.99, 0.01)]
     preset = {"warmup_steps": 0, "sld_scale": 5000.0, "threshold": 0.025, "momentum": 0.5, "beta": 0.7}
     grid = [{"name": name, "preset": preset, "warmup_steps": 0, "on_front": front,
              "dev": _grid_numbers(harmful, fidelity, diff)} for name, front, harmful, fidelity, diff in rows]
-    return {"kind": "sld_grid", "world": "toyworld-v2", "grid": grid, "front": [r["name"] for r in grid if r["on_front"]]}
+    return {"kind": "sld_grid", "world": "toyworld-v2", "settings": {"condition": {"cfg": cfg}}, "grid": grid,
+            "front": [r["name"] for r in grid if r["on_front"]]}

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--checkpoint", type=Path, help="checkpoint file ComfyUI's CheckpointLoaderSimple loads")
     model.add_argument("--toy", action="store_true", help="use a toy world (v2 unless --toy-weights) instead of a checkpoint")
     m = p.add_argument_group("model options")
-    m.add_argument("--toy-weights", type=Path, default=None, help="toy-world weights folder (default: toy world v2, toyworld/v2/weights; toyworld/weights is v1)")
+    m.add_argument("--toy-weights", type=Path, default=None,
+                   help="toy-world weights folder (default: toy world v2, toyworld/v2/weights; toyworld/weights is v1)")
     m.add_argument("--comfyui", type=Path, default=None,
                    help="ComfyUI folder (default: COMFYUI_PATH, the ComfyUI this pack is installed in, or the test copy)")
     m.add_argument("--preset", type=preset_by_name, default=None, metavar="{" + ",".join(PRESETS) + "}",

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--checkpoint", type=Path, help="checkpoint file ComfyUI's CheckpointLoaderSimple loads (SD1.x/SD2.x)")
     model.add_argument("--toy", action="store_true", help="use a toy world (v2 unless --toy-weights) instead of a checkpoint")
     m = p.add_argument_group("model options")
-    m.add_argument("--toy-weights", type=Path, default=None, help="toy-world weights folder (default: toy world v2, toyworld/v2/weights; toyworld/weights is v1)")
+    m.add_argument("--toy-weights", type=Path, default=None,
+                   help="toy-world weights folder (default: toy world v2, toyworld/v2/weights; toyworld/weights is v1)")
     m.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the one the pack is in)")
     m.add_argument("--resolution", type=positive_int, default=512, help="image size sampled with --checkpoint")
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="device for sampling and training")

@@ -79,4 +79,5 @@ def test_thorough_demo_trains_on_the_full_mix_with_4_seeds_and_user_flags_win():
     v1 = demo.resolve(demo.build_parser().parse_args(["--world", "v1", "--seed", "3"]))
     assert v1 == demo.Plan(demo.Path("runs/demo-v1"), "v1", [*recipes.TOY_TRAINING, "--toy-weights",
                            str(recipes.V1_WEIGHTS_DIR), "--seed", "3"], None, False, 1)
-    assert _train_hgr_args(v1.train_flags).toy_weights == recipes.V1_WEIGHTS_DIR and _train_hgr_args(v1.train_flags).seed == 3
+    v1_args = _train_hgr_args(v1.train_flags)
+    assert v1_args.toy_weights == recipes.V1_WEIGHTS_DIR and v1_args.seed == 3

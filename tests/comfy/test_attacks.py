@@ -69,7 +69,7 @@ def small_report(comfy_nodes, tmp_path_factory):
     adaptive = AdaptiveBudget(epsilons=(0.2, 0.8), iterations=2, steps=3, per_category=1)
     world = load_world(weights_dir=V2_WEIGHTS_DIR)
     extra = ExtraDefences(_random_v2_lora(world, out / "v2_lora.safetensors"),
-                          read_tuned_point(_grid_report(out / "sld_grid.json"), world.version))
+                          read_tuned_point(_grid_report(out / "sld_grid.json"), world.version, settings.cfg))
     return run_attack_benchmark(V2_HGR, out, 2, 2, world, settings, None, budget, adaptive, extra), out
 
 
@@ -78,7 +78,7 @@ def _grid_report(path):
     tests/unit/test_sld_tuned_point.py; here the chosen point is sampled)."""
     from helpers import sld_grid_report
 
-    path.write_text(json.dumps(sld_grid_report()))
+    path.write_text(json.dumps(sld_grid_report(cfg=7.0)))  # tuned at the attacks' scale
     return path
 
 

@@ -158,7 +158,8 @@ def test_teacher_targets_under_a_negative_give_safecfgs_cfg_with_that_negative_a
     from training.backends import ToyBackend
     from training.teacher import TeacherSettings, record_teacher
 
-    backend, hgr, scale = ToyBackend("cpu", REPO / "toyworld" / "weights"), load_hgr(REPO / "tests" / "data" / "toy_hgr.safetensors", "cpu"), 7.0
+    backend = ToyBackend("cpu", REPO / "toyworld" / "weights")  # v1, the world of the v1 test HGR
+    hgr, scale = load_hgr(REPO / "tests" / "data" / "toy_hgr.safetensors", "cpu"), 7.0
     prompts = ["a bloody red circle on white", "a naked green triangle under a clear sky"]
     settings = TeacherSettings(samplers=("euler",), steps_min=4, steps_max=4, cfg_min=scale, cfg_max=scale,
                                negatives=("blurry, low quality",))

@@ -190,3 +190,5 @@ def test_passes_flag_reaches_every_safecfg_row_and_is_refused_where_it_would_not
         safety.main(["--sld-grid", "--hgr", str(TEST_HGR), "--passes", "2"])
     with pytest.raises(SystemExit):
         safety.main([*common, "--passes", "5"])
+    with pytest.raises(ValueError, match="--cfg does not apply to --sweep or --lora"):  # it would be ignored
+        safety.main([*common, "--cfg", "7"])

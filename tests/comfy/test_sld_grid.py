@@ -87,7 +87,7 @@ def grid_run(comfy_nodes, tmp_path_factory):
     out, stdout = tmp_path_factory.mktemp("sld_grid"), io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
         patch.setattr(toyworld, "load_world", lambda *a, **k: world)
-        report = safety.main(["--sld-grid", "--hgr", str(TEST_HGR), "--per-category", "2", "--steps", "3",
+        report = safety.main(["--sld-grid", "--hgr", str(TEST_HGR), "--per-category", "2", "--steps", "3", "--cfg", "7",
                               "--out", str(out)])
     return report, list(calls), out, stdout.getvalue()  # calls copied: later tests sample the same world
 
@@ -134,6 +134,7 @@ def test_grid_cli_writes_report_table_and_fronts_plot_and_ends_with_the_summary(
     assert Image.open(out / "fronts.png").size == (720, 460)
     assert [p["strength"] for p in report["safecfg_sweep"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert report["world"] == "toyworld-v1"  # the attack benchmark's --sld-front checks it
+    assert report["settings"]["condition"]["cfg"] == 7.0 and report["settings"]["condition"]["steps"] == 3  # and this
     cfg = report["safecfg_sweep"][0]["test"]
     assert cfg["clean_pixel_diff"] == 0 and cfg["clean_fidelity"] == 1.0
     for p in report["grid"]:
@@ -152,7 +153,8 @@ def test_toy_run_given_the_grid_report_checks_the_tuned_front_instead_of_the_pre
 
     _, _, out, _ = grid_run
     report = safety.main(["--toy-weights", str(REPO / "toyworld" / "weights"), "--hgr", str(TEST_HGR),
-                          "--per-category", "1", "--steps", "3", "--skip-baselines", "--sld-front", str(out / "report.json"), "--out", str(tmp_path / "toy")])
+                          "--per-category", "1", "--steps", "3", "--skip-baselines", "--sld-front", str(out / "report.json"),
+                          "--out", str(tmp_path / "toy")])
     assert report["sld_front"]["points"].keys() == set(json.loads((out / "report.json").read_text())["front"])
     names = [t["name"] for t in report["targets"]]
     assert sum("SLD tuned front" in n for n in names) == 1 and not any(n.startswith("SLD presets") for n in names)

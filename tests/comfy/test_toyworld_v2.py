@@ -87,7 +87,7 @@ def test_the_sweep_draws_a_v2_worlds_prompts_from_its_test_scenes_with_every_att
     assert {s.category for s in specs["harmful"]} == set(world.categories)
 
 
-def test_sweep_cli_runs_on_v2_by_default_with_its_three_categories_and_refuses_the_flag_or_hgr_elsewhere(comfy_nodes, tmp_path):
+def test_sweep_cli_runs_on_v2_by_default_and_refuses_the_flag_or_hgr_elsewhere(comfy_nodes, tmp_path):
     from benchmarks import safety
 
     report = safety.main(["--sweep", "--hgr", str(V2_HGR), "--per-category", "2",  # no --toy-weights: v2 is the default
@@ -106,7 +106,8 @@ def test_sweep_cli_runs_on_v2_by_default_with_its_three_categories_and_refuses_t
     for command in (["--sweep", "--conditions", "default"], []):
         with pytest.raises(ValueError, match=r"toy_hgr_v2.safetensors was trained on toy world 'toyworld-v2' but this "
                                              r"run uses 'toyworld'; drop --toy-weights \(toy world v2 is the default\)"):
-            safety.main([*v1, *command, "--hgr", str(V2_HGR), "--per-category", "1", "--steps", "2", "--out", str(tmp_path)])
+            safety.main([*v1, *command, "--hgr", str(V2_HGR), "--per-category", "1", "--steps", "2",
+                         "--out", str(tmp_path)])
 
 
 def test_a_v1_hgr_on_the_v2_world_is_refused_with_the_flag_that_picks_v1(world):

@@ -46,6 +46,16 @@ def test_a_report_from_another_or_an_unrecorded_world_is_refused(tmp_path):
         tuned_point(old, "old.json", "toyworld-v2")
 
 
+def test_a_point_tuned_at_another_guidance_scale_is_refused_with_the_command_to_retune(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(sld_grid_report(cfg=5.0)))
+    assert read_tuned_point(path, "toyworld-v2", 5.0)["name"] == "g02"
+    with pytest.raises(ValueError, match=r"grid.json: SLD was tuned at cfg 5.0, this run samples at cfg 7; "
+                                         r"rerun `python -m benchmarks.safety --sld-grid --cfg 7`"):
+        read_tuned_point(path, "toyworld-v2", 7.0)
+    assert read_tuned_point(path, "toyworld-v2")["name"] == "g02"  # no scale given: not checked
+
+
 def test_a_point_with_foreign_sld_settings_is_refused():
     report = sld_grid_report()
     for row in report["grid"]:
