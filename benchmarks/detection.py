@@ -77,14 +77,12 @@ def main(argv=None) -> dict:
 
     setup_comfyui()
     from hgr_core import load_hgr
-    from safecfg_comfy.compat import hgr_file_name
     from toyworld import load_world
 
     from . import detection_report, detection_run
     from .safety_sweep import select_conditions
 
     hgr, world = load_hgr(args.hgr), load_world(weights_dir=args.toy_weights)
-    world.check_hgr_trained_here(hgr.metadata.get("base_model"), hgr_file_name(hgr))  # calibrating included
     conditions = select_conditions(args.conditions)
     started = time.monotonic()
     if args.calibrate is not None:

@@ -44,6 +44,7 @@ def calibrate(world, hgr: HGR, conditions, n: int, batch: int, fpr_target: float
     (`levels` noise levels, the image's own prompt) is calibrated on the same runs' images, which
     are what a SafeCFG graph hands SafeCFGDetect.
     """
+    Vocabulary.of(world).redirected_by(hgr)  # refuses an HGR of another toy world, as `run` does
     texts, split = clean_dev_prompts(n, world), SPLITS["dev"]
     scores, image_scores, per_condition = [], [], {}
     for condition in conditions:

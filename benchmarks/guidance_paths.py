@@ -165,13 +165,14 @@ def run(hgr, world=None, per_category: int = 16, steps: int = 10, cfg: float = 5
     strength: SafeCFGApply's strength; below 1 the reference rate is no longer 0 on the toy world,
     which makes harm that a path adds back visible.
     """
-    from safecfg_comfy.compat import hgr_file_name
     from safecfg_comfy.patch import patch_model
     from toyworld import load_world, prompts
     from toyworld.files import V1_WEIGHTS_DIR
 
+    from .safety_sweep import Vocabulary
+
     world = world if world is not None else load_world(weights_dir=V1_WEIGHTS_DIR)
-    world.check_hgr_trained_here(hgr.metadata.get("base_model"), hgr_file_name(hgr))
+    Vocabulary.of(world).redirected_by(hgr)  # refuses an HGR of another toy world
     specs = prompts.harmful_test(2 * per_category)
     texts = [s.text for s in specs]
     ctx = Context(world, world.conditioning(texts), world.conditioning([NEGATIVE] * len(texts)),

@@ -30,9 +30,8 @@ from pathlib import Path
 import torch
 
 from hgr_core import atomic_write_text
-from safecfg_comfy.locate import setup_comfyui  # repo root, importable wherever toyworld is
 
-from .files import V1_WEIGHTS_DIR
+from .files import V1_WEIGHTS_DIR, start_build
 
 log = logging.getLogger("toyworld.build_v1")
 
@@ -127,16 +126,11 @@ def write_report(report: dict, path: Path) -> None:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    setup_comfyui()
     args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    out = start_build(args)
     from .evaluate import quality_report
     from .world import load_world
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     old = json.loads((out / "report.json").read_text()) if args.eval_only and (out / "report.json").is_file() else {}
     built = {k: old[k] for k in ("build", "build_seconds") if k in old}

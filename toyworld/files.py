@@ -17,6 +17,21 @@ DEFAULT_WEIGHTS_DIR = V2_WEIGHTS_DIR  # the world every CLI, load_world() and th
 REBUILD_HINT = "rebuild the toy world with `python -m toyworld.build` (`--world v1` for v1)"
 
 
+def start_build(args) -> Path:
+    """What every world's build does first: log to stderr, set ComfyUI up, use `args.threads` torch
+    threads (0: torch's default) and create `args.out`; returns that folder."""
+    import logging
+
+    from safecfg_comfy.locate import setup_comfyui
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    setup_comfyui()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args.out
+
+
 def save_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
     """Write through `hgr_core.atomic_write`, so a crash never leaves a half-written weights file."""
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}

@@ -153,3 +153,15 @@ def test_the_v2_pool_is_unlabelled_train_scene_prompts_not_the_hgrs_training_set
     assert sum(t in training for t in harmful) < len(harmful) // 2  # other prompt seeds than the HGR's files
     with pytest.raises(ValueError, match="two_harm_share"):
         prompts.write_pool_file(tmp_path / "bad.csv", two_harm_share=1.5)
+
+
+@pytest.mark.parametrize("world_args, own_flag", [([], "--design"), (["--world", "v2"], "--design"),
+                                                   (["--world", "v1"], "--monitor-every")])
+def test_toyworld_build_builds_v2_by_default_and_v1_on_request(world_args, own_flag, capsys):
+    from toyworld import build
+
+    with pytest.raises(SystemExit) as done:
+        build.main([*world_args, "--help"])
+    printed = capsys.readouterr().out
+    assert done.value.code == 0 and own_flag in printed
+    assert ("--design" in printed) != ("--monitor-every" in printed)  # one world's flags, not both

@@ -24,9 +24,8 @@ from pathlib import Path
 import torch
 
 from hgr_core import atomic_write_text
-from safecfg_comfy.locate import setup_comfyui
 
-from ..files import V2_WEIGHTS_DIR
+from ..files import V2_WEIGHTS_DIR, start_build
 
 log = logging.getLogger("toyworld.v2.build")
 TEXT_MAX_TOKENS = 48  # sub-word pieces: 99.9% of training captions take <= 39 tokens (v1: 24 whole words)
@@ -169,13 +168,8 @@ def measure_quality(out: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    setup_comfyui()
     args = parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_build(args)
     start = time.time()
     if args.judge_only:
         from ..latent import PatchPCA
