@@ -1,12 +1,15 @@
 """The safety LoRA on the toy world end to end (issue 15): pool -> finetune_safe -> benchmark -> picture.
 
-    python scripts/safety_lora_demo.py                         # writes runs/safety_lora/ and docs/safety_lora.png
-    python scripts/safety_lora_demo.py --split dev --conditions default,ddim-cfg12     # choosing settings
-    python scripts/safety_lora_demo.py --world v2 --skip-benchmark   # toy world v2's LoRA (benchmarks.attacks --lora)
+    python scripts/safety_lora_demo.py --skip-benchmark   # toy world v2's LoRA (benchmarks.attacks --lora), runs/safety_lora_v2/
+    python scripts/safety_lora_demo.py --world v1          # v1: writes runs/safety_lora/ and docs/safety_lora.png
+    python scripts/safety_lora_demo.py --world v1 --split dev --conditions default,ddim-cfg12     # choosing settings
+
+Toy world v2 is the default, as for every toy CLI; the README's measured LoRA numbers are v1's and
+their commands say `--world v1`.
 
 Steps: write an unlabelled pool of toy *train-scene* prompts (`toyworld.prompts.write_pool_file`,
 96 harmful + 96 clean, the category column kept only as hidden ground truth), run
-`python -m training.finetune_safe --toy` on it with the shipped test HGR (timed; `--world v2`: v2's
+`python -m training.finetune_safe --toy` on it with the world's shipped test HGR (timed; v2: v2's
 pool, `toyworld.v2.prompts.write_pool_file`, and its weights and test HGR), then
 `python -m benchmarks.safety --lora` on the held-out sweep prompts, and copy its comparison
 picture (base CFG vs LoRA vs SafeCFG vs LoRA + SafeCFG, same seeds) and the pool's score histogram to docs/.
@@ -27,7 +30,7 @@ sys.path.append(str(REPO))
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--world", choices=("v1", "v2"), default="v1", help="the toy world")
+    p.add_argument("--world", choices=("v1", "v2"), default="v2", help="the toy world (v2, the default world, or v1)")
     p.add_argument("--out", type=Path, default=None, help="work folder (default: runs/safety_lora, runs/safety_lora_v2)")
     p.add_argument("--hgr", type=Path, default=None,
                    help="the teacher HGR (default: the world's test HGR, tests/data/toy_hgr[_v2].safetensors)")
