@@ -10,7 +10,7 @@ import torch
 from hgr_core import HGRConfig
 
 from .trainer import OptimConfig
-from .jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, SamplingSettings
+from .jobs import DEFAULT_SAMPLERS, DEFAULT_SCHEDULERS, MULTI_CONCEPT_TARGETS, SamplingSettings
 from .flags import (add_optimisation_flags, add_threads_flag, fraction, int_list, int_range, name_list, positive_int,
                     safetensors_output)
 from .presets import PRESETS, preset_by_name
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--harmful-category", default=None, help="category for harmful files without a category column")
     d.add_argument("--clean", type=Path, action="append", required=True, help="clean prompt file (txt or a prompt column); repeatable")
     d.add_argument("--concepts", type=Path, default=None, help="JSON {category: concept text}; extends built-in defaults")
+    d.add_argument("--multi-concept-target", choices=MULTI_CONCEPT_TARGETS, default="sum",
+                   help="target of a prompt with several harms and no safe counterpart: the sum of each category's "
+                        "concept change (removes each harm as its single-harm prompts teach) or one concept of their "
+                        "texts joined (before 2026-12-07; removes less of each)")
     d.add_argument("--negatives", type=Path, default=None,
                    help="negative prompts to draw from (txt); default: empty and typical user negatives")
     d.add_argument("--val-fraction", type=fraction, default=0.1, help="share of prompts held out for validation")

@@ -36,8 +36,11 @@ def model_calls(sampler: str, steps: int) -> int:
 
 
 def conditionings(job: Job) -> int:
-    """Conditionings evaluated per model call: prompt and negative, plus the target for harmful jobs."""
-    return 2 if job.target_prompt is None else 3
+    """Conditionings evaluated per model call: prompt and negative, plus the target (or one per
+    category of a summed concept target, `Job.target_parts`) for harmful jobs."""
+    if job.target_prompt is None:
+        return 2
+    return 2 + max(1, len(job.target_parts))
 
 
 def shard_evaluations(jobs: list[Job], shard: Shard) -> int:

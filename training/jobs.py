@@ -36,6 +36,10 @@ class Job:
     # Sampled under SafeCFG with the run's --on-policy HGR (DAgger): the states that HGR's own
     # redirection reaches, recorded with the same targets as every other harmful job.
     redirected: bool = False
+    # A concept target of several categories summed per category (`plan_jobs`'s multi_concept="sum"):
+    # one concept text per category, g* - g = sum_k (eps_u - eps(concept_k)); target_prompt then only
+    # names them (joined). Empty for every other job.
+    target_parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,21 +76,30 @@ class Shard:
     steps: int
 
 
+MULTI_CONCEPT_TARGETS = ("sum", "joined")
+
+
 def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fraction, settings, seed=0,
-              groups: dict[str, str] | None = None, on_policy_seeds: int = 0) -> list[Job]:
+              groups: dict[str, str] | None = None, on_policy_seeds: int = 0, multi_concept: str = "sum") -> list[Job]:
     """Every (prompt, seed) job of a run, in a fixed order; validation chosen by group.
 
     ``groups`` maps prompts to groups (a scene, a source document); validation takes whole groups,
     a prompt without a group is a group of its own (so without groups: by prompt, as before).
 
     A harmful prompt's target is its safe counterpart when it has one (for a prompt with several
-    harms, the prompt without any of them), else every one of its categories' concept texts joined,
-    so the target removes all of its harms at once.
+    harms, the prompt without any of them), else its category's concept text. A prompt of several
+    categories without a counterpart (``multi_concept``): "sum" (default) targets the sum of each
+    category's concept change, eps_u - eps(concept_k), which removes every harm as its single-harm
+    rows teach; "joined" (before 2026-12-07) targets one concept made of their texts joined, which
+    removes less of each (toy world v2, dev split: CFG steered by the joined concept left 47 of 381
+    harms on two-harm prompts, steered by the sum 9 of 381).
 
     ``on_policy_seeds`` redirected jobs per harmful prompt (`Job.redirected`) come after all the
     others, drawn from a random stream of their own: the jobs before them, and so the shards
     `plan_shards` makes of those, are the plan without them, whose sampled cache can be reused.
     """
+    if multi_concept not in MULTI_CONCEPT_TARGETS:
+        raise ValueError(f"multi_concept must be one of {MULTI_CONCEPT_TARGETS}, got {multi_concept!r}")
     rng = random.Random(seed)
     prompts = sorted({p.text for p in harmful} | set(clean))
     groups = groups or {}
@@ -95,13 +108,12 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
     val = {p for p in prompts if groups.get(p, p) in held}
     jobs = []
     for p in harmful:
-        kind = "safe" if p.safe_text else "concept"
-        target = p.safe_text or ", ".join(concepts[c] for c in p.categories)
+        kind, target, parts = harmful_target(p, concepts, multi_concept)
         for _ in range(seeds_per_prompt):
             for steered in (False, True):
                 jobs.append(Job(p.text, p.categories, target, kind, steered, rng.randrange(2**31),
                                 round(rng.uniform(settings.cfg_min, settings.cfg_max), 3), rng.choice(negatives),
-                                "val" if p.text in val else "train"))
+                                "val" if p.text in val else "train", target_parts=parts))
     for text in clean:
         for _ in range(seeds_per_prompt):
             jobs.append(Job(text, (), None, "none", False, rng.randrange(2**31),
@@ -109,13 +121,22 @@ def plan_jobs(harmful, clean, concepts, negatives, seeds_per_prompt, val_fractio
                             "val" if text in val else "train"))
     policy_rng = random.Random(f"on-policy/{seed}")
     for p in harmful if on_policy_seeds else ():
-        kind = "safe" if p.safe_text else "concept"
-        target = p.safe_text or ", ".join(concepts[c] for c in p.categories)
+        kind, target, parts = harmful_target(p, concepts, multi_concept)
         for _ in range(on_policy_seeds):
             jobs.append(Job(p.text, p.categories, target, kind, False, policy_rng.randrange(2**31),
                             round(policy_rng.uniform(settings.cfg_min, settings.cfg_max), 3),
-                            policy_rng.choice(negatives), "val" if p.text in val else "train", redirected=True))
+                            policy_rng.choice(negatives), "val" if p.text in val else "train", redirected=True,
+                            target_parts=parts))
     return jobs
+
+
+def harmful_target(prompt, concepts: dict, multi_concept: str) -> tuple[str, str, tuple[str, ...]]:
+    """(target kind, target prompt, target parts) of a harmful prompt (`plan_jobs`)."""
+    if prompt.safe_text:
+        return "safe", prompt.safe_text, ()
+    texts = tuple(concepts[c] for c in prompt.categories)
+    parts = texts if multi_concept == "sum" and len(texts) > 1 else ()
+    return "concept", ", ".join(texts), parts
 
 
 def plan_shards(jobs: list[Job], batch_size: int, settings: SamplingSettings, seed: int = 0,

@@ -9,7 +9,8 @@ change T = g* - g (0 for clean prompts):
   off (this is what makes per-category control work; for clean rows it covers every category).
 
 Rows with several harms (e.g. nudity and violence; the target is the prompt without any of them,
-or every present category's concept) get the first and the last kind of term only. Guidance is
+or the sum of every present category's concept change, `jobs.plan_jobs`) get the first and the last
+kind of term only. Guidance is
 about additive in its harms, g = g_clean + a_1 + a_2, and the single-harm rows train category k's
 change to cancel its own contribution, h_k delta_k ~ -a_k. Under the "sum" combination rule R_all
 is the sum of the per-category changes, so the all-categories term on a two-harm row asks exactly

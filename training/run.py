@@ -31,7 +31,7 @@ def plan(backend, harmful, clean, concepts, negatives, settings, args, groups=No
     tj.check_sampling(settings)  # before any sampling: a misspelt name fails in seconds, not after a shard
     on_policy_seeds = (args.on_policy_seeds or args.seeds_per_prompt) if args.on_policy else 0
     jobs = plan_jobs(harmful, clean, concepts, negatives, args.seeds_per_prompt, args.val_fraction, settings, args.seed,
-                     groups, on_policy_seeds)
+                     groups, on_policy_seeds, args.multi_concept_target)
     shards = plan_shards(jobs, args.trajectory_batch, settings, args.seed, tj.conditioning_shapes(backend, jobs))
     return with_shard_sampling(jobs, shards), shards
 
@@ -265,6 +265,7 @@ def export(args, ema: HGR, data, jobs, rows, categories, backend, history, timin
         "prompts": {"harmful": len({j.prompt for j in jobs if j.categories}), "clean": len({j.prompt for j in jobs if not j.categories})},
         "trajectories": len(jobs), "recorded_steps": int(data["job"].shape[0]), "steps": args.steps,
         "second_pass_share": getattr(args, "second_pass_share", 0.0),
+        "multi_concept_target": args.multi_concept_target,
         "preset": args.preset.name if getattr(args, "preset", None) else None,
         "sampling": sampling_flags(args),
         "on_policy": on_policy_record(args, jobs),

@@ -3,7 +3,7 @@
 Jobs (prompt, seed, guidance scale, negative prompt, target) are planned deterministically, split
 into shards (`jobs.plan_shards`: each with its own sampler, scheduler and step count), and sampled
 with ComfyUI's samplers through `RecordingGuider`, which evaluates the positive, negative and (for
-harmful prompts) target conditioning in one batched call per step and records, in eps space:
+harmful prompts) target conditioning (one per category of a summed concept target) in one batched call per step and records, in eps space:
 sigma, x, D_u, g = eps_c - eps_u and target_change = g* - g.
 
 Harmful prompts are sampled twice: under plain CFG (the states an HGR starts from) and steered by
@@ -52,7 +52,8 @@ def check_sampling(settings: SamplingSettings) -> None:
 
 def conditioning_shapes(backend, jobs: list[Job]) -> list[tuple]:
     """Per job, the conditioning shapes (`backend.conditioning_shape`) of its prompt, negative and
-    target (None without a target), for `jobs.plan_shards` to group by.
+    target (None without a target) and of its target parts (`Job.target_parts`), for `jobs.plan_shards`
+    to group by (a shard's jobs then also share the number of target parts).
 
     Prompts batch only when their encodings have one shape: a checkpoint's CLIP encodes in
     77-token chunks, so a prompt over 75 tokens is longer; the toy world pads every prompt to one length.
@@ -66,13 +67,16 @@ def conditioning_shapes(backend, jobs: list[Job]) -> list[tuple]:
             shapes[text] = backend.conditioning_shape(text)
         return shapes[text]
 
-    return [(shape(j.prompt), shape(j.negative), shape(j.target_prompt)) for j in jobs]
+    return [(shape(j.prompt), shape(j.negative), shape(j.target_prompt), tuple(shape(t) for t in j.target_parts))
+            for j in jobs]
 
 
 def _job_record(job: Job) -> dict:
     record = asdict(job)
     if not job.redirected:  # plans without redirected jobs keep the hashes (and caches) they had
         del record["redirected"]
+    if not job.target_parts:  # likewise plans without summed concept targets
+        del record["target_parts"]
     return record
 
 
@@ -154,10 +158,11 @@ class RecordingGuider(comfy.samplers.CFGGuider):
             self._record(self.last_call, self.wanted[i].nonzero().flatten())
         self.last_call = None
 
-    def set_conds(self, positive, negative, target=None):
+    def set_conds(self, positive, negative, targets=()):
+        """targets: the target conditioning, or one per part of a summed concept target (`Job.target_parts`)."""
         conds = {"positive": positive, "negative": negative}
-        if target is not None:
-            conds["target"] = target
+        conds.update({f"target_{k}": target for k, target in enumerate(targets)})
+        self.targets = len(targets)
         self.inner_set_conds(conds)
 
     def _record(self, call, rows: torch.Tensor) -> None:
@@ -170,8 +175,7 @@ class RecordingGuider(comfy.samplers.CFGGuider):
     def predict_noise(self, x, timestep, model_options=None, seed=None):
         model_options = {} if model_options is None else model_options
         conds = [self.conds["positive"], self.conds["negative"]]
-        if "target" in self.conds:
-            conds.append(self.conds["target"])
+        conds += [self.conds[f"target_{k}"] for k in range(self.targets)]
         out = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
         d_c, d_u = out[0], out[1]
         g = eps_from_denoised(x, d_c, timestep) - eps_from_denoised(x, d_u, timestep)
@@ -180,9 +184,9 @@ class RecordingGuider(comfy.samplers.CFGGuider):
         elif self.kind == "safe":  # g* = eps_t - eps_u  =>  g* - g = eps_t - eps_c
             change = eps_from_denoised(x, out[2], timestep) - eps_from_denoised(x, d_c, timestep)
             steered_cond = out[2]
-        else:  # concept: g* = eps_c - eps_t  =>  g* - g = eps_u - eps_t
-            change = eps_from_denoised(x, d_u, timestep) - eps_from_denoised(x, out[2], timestep)
-            steered_cond = d_u + d_c - out[2]
+        else:  # concept: g* = eps_c - eps_t  =>  g* - g = eps_u - eps_t, summed over a summed target's parts
+            change = sum(eps_from_denoised(x, d_u, timestep) - eps_from_denoised(x, d_t, timestep) for d_t in out[2:])
+            steered_cond = d_c + sum(d_u - d_t for d_t in out[2:])
         call = (timestep, x, d_u, g, change)
         if self.wanted is None:
             self._record(call, torch.arange(len(self.job_ids)))
@@ -195,6 +199,17 @@ class RecordingGuider(comfy.samplers.CFGGuider):
         return d_u + self.scale.to(d_u.dtype) * (cond - d_u)
 
 
+def target_conditionings(backend, jobs: list[Job]) -> list:
+    """A shard's target conditionings: none for clean jobs, one per part for summed concept targets
+    (the shard's jobs share their number, `conditioning_shapes`), else the target prompt's."""
+    first = jobs[0]
+    if first.target_prompt is None:
+        return []
+    if first.target_parts:
+        return [backend.conditioning([j.target_parts[k] for j in jobs]) for k in range(len(first.target_parts))]
+    return [backend.conditioning([j.target_prompt for j in jobs])]
+
+
 @torch.no_grad()  # frozen model; some samplers (uni_pc) build tensors that would otherwise track gradients
 def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | None = None,
                  hgr=None) -> dict[str, torch.Tensor]:
@@ -204,9 +219,8 @@ def sample_shard(backend, jobs: list[Job], shard: Shard, record_steps: int | Non
     model = backend.model
     mine = [jobs[i] for i in shard.jobs]
     guider = RecordingGuider(model)
-    has_target = mine[0].target_prompt is not None
     guider.set_conds(backend.conditioning([j.prompt for j in mine]), backend.conditioning([j.negative for j in mine]),
-                     backend.conditioning([j.target_prompt for j in mine]) if has_target else None)
+                     target_conditionings(backend, mine))
     sigmas = schedule(model, shard)
     guider.setup(mine, shard.jobs, model.load_device, record_mask(mine, len(sigmas) - 1, record_steps), hgr)
     empty = torch.zeros(1, *backend.latent_shape)

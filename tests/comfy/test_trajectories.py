@@ -133,3 +133,33 @@ def test_a_redirected_job_follows_safecfgs_own_path_and_records_the_usual_target
         assert torch.allclose(stepped, x[1:], atol=1e-4)
         assert (base["x"][base["job"] == job][-1] - x[-1]).abs().max() > 0.05
         assert torch.allclose(rows["target_change"][mine][0], base["target_change"][base["job"] == job][0], atol=1e-5)
+
+
+def test_a_summed_concept_target_records_and_steers_by_the_sum_of_each_concepts_change(backend, tj):
+    """A two-harm prompt without a safe counterpart (`Job.target_parts`): the recorded change is
+    sum_k (eps_u - eps(concept_k)), the single-concept jobs' changes added at the same plain-CFG
+    states, and a steered job steps with eps_u + w * (g + that sum)."""
+    from hgr_core import eps_from_denoised
+
+    prompt, parts = "a naked bloody green triangle under a clear sky", ("naked, nude", "bloody, gory")
+
+    def job(target, steered=False, target_parts=()):
+        return Job(prompt, ("nudity", "violence"), target, "concept", steered, 1000, 8.0, "", "train",
+                   target_parts=target_parts)
+
+    shard = Shard((0,), "euler", "normal", 5)
+    summed = tj.sample_shard(backend, [job(", ".join(parts), target_parts=parts)], shard)
+    alone = [tj.sample_shard(backend, [job(text)], shard) for text in parts]
+    assert all(torch.equal(summed["x"], a["x"]) for a in alone)  # plain CFG: the target does not steer
+    assert torch.allclose(summed["target_change"], alone[0]["target_change"] + alone[1]["target_change"], atol=1e-5)
+    joined = tj.sample_shard(backend, [job(", ".join(parts))], shard)
+    assert (joined["target_change"] - summed["target_change"]).abs().max() > 1e-2  # not the joined concept's
+
+    steered = tj.sample_shard(backend, [job(", ".join(parts), True, parts)], shard)
+    x, d_u, g, sigma = (steered[k] for k in ("x", "uncond_denoised", "g", "sigma"))
+    eps = eps_from_denoised(x, d_u, sigma) + 8.0 * (g + steered["target_change"])
+    sigmas = tj.schedule(backend.model, shard).float()
+    stepped = x[:-1] + (sigmas[1:-1] - sigmas[:-2]).view(-1, 1, 1, 1) * eps[:-1]
+    assert torch.allclose(stepped, x[1:], atol=1e-4)
+    assert tj.conditioning_shapes(backend, [job("t", target_parts=parts)])[0][3] == \
+        tuple(backend.conditioning_shape(t) for t in parts)

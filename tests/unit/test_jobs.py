@@ -109,8 +109,26 @@ def test_two_harm_prompts_target_the_prompt_without_either_or_both_concepts():
     paired = HarmfulPrompt("a naked bloody green triangle under a clear sky", both, "a green triangle under a clear sky")
     unpaired = HarmfulPrompt("a nude gory red disc", both, None)
     jobs = plan_jobs([paired, unpaired], [], CONCEPTS, [""], 1, 0.0, SamplingSettings())
-    assert {(j.target_kind, j.target_prompt, j.categories) for j in jobs} == {
-        ("safe", "a green triangle under a clear sky", both), ("concept", "naked, nude, bloody, gory", both)}
+    assert {(j.target_kind, j.target_prompt, j.target_parts, j.categories) for j in jobs} == {
+        ("safe", "a green triangle under a clear sky", (), both),
+        ("concept", "naked, nude, bloody, gory", ("naked, nude", "bloody, gory"), both)}  # summed per category
+    joined = plan_jobs([paired, unpaired], [], CONCEPTS, [""], 1, 0.0, SamplingSettings(), multi_concept="joined")
+    assert [j.target_parts for j in joined] == [()] * 4
+    assert [(j.target_prompt, j.seed) for j in joined] == [(j.target_prompt, j.seed) for j in jobs]
+    single = plan_jobs([HarmfulPrompt("a nude red disc", ("nudity",), None)], [], CONCEPTS, [""], 1, 0.0,
+                       SamplingSettings())
+    assert {(j.target_prompt, j.target_parts) for j in single} == {("naked, nude", ())}  # one category: no parts
+    with pytest.raises(ValueError, match="multi_concept must be one of"):
+        plan_jobs([unpaired], [], CONCEPTS, [""], 1, 0.0, SamplingSettings(), multi_concept="mean")
+
+
+def test_a_summed_concept_target_costs_one_conditioning_per_category():
+    from training.cost import conditionings
+
+    unpaired = HarmfulPrompt("a nude gory red disc", ("nudity", "violence"), None)
+    summed, joined = (plan_jobs([unpaired], ["a clean disc"], CONCEPTS, [""], 1, 0.0, SamplingSettings(),
+                                multi_concept=m) for m in ("sum", "joined"))
+    assert [conditionings(j) for j in summed] == [4, 4, 2] and [conditionings(j) for j in joined] == [3, 3, 2]
 
 
 def test_validation_takes_whole_groups_and_without_groups_splits_by_prompt():
