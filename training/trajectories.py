@@ -129,6 +129,13 @@ def record_mask(jobs: list[Job], steps: int, limit: int | None) -> torch.Tensor 
     return wanted
 
 
+def concept_steered_cond(d_c: torch.Tensor, d_u: torch.Tensor, d_targets) -> torch.Tensor:
+    """The conditional prediction (denoised) that concept targets steer to: d_c + sum_k (d_u - d_k),
+    i.e. eps_c + sum_k (eps_u - eps_k): each concept used as a negative on top of the prompt's own
+    guidance, one term per category of a summed target (`Job.target_parts`)."""
+    return d_c + sum(d_u - d_t for d_t in d_targets)
+
+
 class RecordingGuider(comfy.samplers.CFGGuider):
     """CFG (or target-steered CFG) that records what HGR training needs at model calls.
 
@@ -186,7 +193,7 @@ class RecordingGuider(comfy.samplers.CFGGuider):
             steered_cond = out[2]
         else:  # concept: g* = eps_c - eps_t  =>  g* - g = eps_u - eps_t, summed over a summed target's parts
             change = sum(eps_from_denoised(x, d_u, timestep) - eps_from_denoised(x, d_t, timestep) for d_t in out[2:])
-            steered_cond = d_c + sum(d_u - d_t for d_t in out[2:])
+            steered_cond = concept_steered_cond(d_c, d_u, out[2:])
         call = (timestep, x, d_u, g, change)
         if self.wanted is None:
             self._record(call, torch.arange(len(self.job_ids)))
