@@ -39,7 +39,8 @@ def test_the_final_evaluation_runs_on_the_runs_device_not_a_fixed_cpu(backend, t
 
     evaluate = run.evaluate
     monkeypatch.setattr(run, "evaluate", recording_evaluate)
-    args = argparse.Namespace(output=tmp_path / "hgr.safetensors", threshold_percentile=99.0, steps=2)
+    args = argparse.Namespace(output=tmp_path / "hgr.safetensors", threshold_percentile=99.0, steps=2,
+                              multi_concept_target="sum")
     ema = HGR(HGRConfig(categories=("nudity",), base_channels=8, channel_mult=(1, 2)))
     # "cpu:0" is a CPU, spelt unlike the "cpu" the export used to hard-code: only a passed-on --device reaches it.
     run.export(args, ema, _rows(2), jobs, torch.arange(8), ("nudity",), backend, [], {}, "cpu:0")
