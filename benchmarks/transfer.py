@@ -43,8 +43,9 @@ log = logging.getLogger("benchmarks.transfer")
 
 def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BASE_HGR, world=None,
                            per_category: int = DEFAULT_PER_CATEGORY, conditions=DEFAULT_CONDITIONS,
-                           split: str = "test", batch: int = 128, models=None) -> dict:
-    """Evaluate a finished build; writes report.json, report.txt and transfer.png in `out_dir`."""
+                           split: str = "test", batch: int = 128, models=None, passes: int = 1) -> dict:
+    """Evaluate a finished build; writes report.json, report.txt and transfer.png in `out_dir`.
+    `passes`: SafeCFG's HGR applications per step (SafeCFGApply's "passes"), for both HGRs."""
     from hgr_core import load_hgr
     from toyworld import load_world
 
@@ -69,8 +70,9 @@ def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BAS
     world = world if world is not None else load_world(weights_dir=V2_WEIGHTS_DIR)
     hgrs = {"base": load_hgr(hgr), **{n: load_hgr(_built_hgr(folder, n)) for n in names if n != "base"}}
     loaded = load_models(world, folder, record["recipe"]["merge_ratio"], names)
-    entries, first = evaluate(world, loaded, hgrs, SPLITS[split], per_category, select_conditions(conditions), batch)
-    report = {"world": world.version, "split": split, "hgr": Path(hgr).name, "conditions": entries,
+    entries, first = evaluate(world, loaded, hgrs, SPLITS[split], per_category, select_conditions(conditions), batch,
+                              passes)
+    report = {"world": world.version, "split": split, "hgr": Path(hgr).name, "passes": passes, "conditions": entries,
               "prompts": f"{per_category} per category and set", "build": record}
     report["pooled"] = reporting.pooled(entries)
     report["targets"] = reporting.targets(report["pooled"])
@@ -93,6 +95,8 @@ def _built_hgr(folder, name: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hgr_core import MAX_PASSES
+
     from .transfer_build import DERIVED, BuildRecipe
 
     r = BuildRecipe()
@@ -109,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="shift-sweep conditions, comma-separated")
     p.add_argument("--split", default="test", help="prompt and noise-seed split (test reports; dev for trying)")
     p.add_argument("--batch-size", type=int, default=128, help="prompts per sampling call")
+    p.add_argument("--passes", type=int, default=1, choices=range(1, MAX_PASSES + 1), metavar="N",
+                   help=f"SafeCFG's HGR applications per step (SafeCFGApply's 'passes', 1-{MAX_PASSES}), for the "
+                        "transferred and the retrained HGR alike")
     add_threads_flag(p)  # torch's default, every core: 2 threads sample 1.7-2x faster than 1 here
     p.add_argument("--finetune-steps", type=int, default=r.finetune_steps, help="build: fine-tune optimiser steps")
     p.add_argument("--lora-steps", type=int, default=r.lora_steps, help="build: LoRA optimiser steps")
@@ -145,13 +152,15 @@ def main(argv=None) -> dict:
     _setup(None)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.build:
+        if args.passes != 1:
+            raise ValueError("--passes applies to the evaluation; the build samples no SafeCFG (drop --build or --passes)")
         from .transfer_build import build
 
         return build(V2_WEIGHTS_DIR, args.build_dir, _recipe(args), models)
     from .transfer_report import format_table, summary_line
 
     report = run_transfer_benchmark(args.build_dir, args.out, args.hgr, None, args.per_category, args.conditions,
-                                    args.split, args.batch_size, models)
+                                    args.split, args.batch_size, models, args.passes)
     print(format_table(report))
     print(summary_line(report), flush=True)
     return report

@@ -54,9 +54,10 @@ def load_models(world, folder: BuildFolder, merge_ratio: float, names=MODELS) ->
 
 
 def evaluate(world, models: dict, hgrs: dict[str, HGR], split: Split, per_category: int, conditions,
-             batch: int = 128) -> tuple[list[dict], dict]:
+             batch: int = 128, passes: int = 1) -> tuple[list[dict], dict]:
     """Every condition, every model, CFG / transferred / retrained. `hgrs`: model name -> its own HGR
-    ("base" is the transferred one). Returns (one entry per condition, the first condition's images)."""
+    ("base" is the transferred one); `passes`: HGR applications per step in both SafeCFG runs.
+    Returns (one entry per condition, the first condition's images)."""
     vocab, transferred = Vocabulary.of(world), hgrs["base"]
     categories = vocab.redirected_by(transferred)  # refuses an HGR for none of the world's categories or another world
     for name, hgr in hgrs.items():
@@ -70,7 +71,8 @@ def evaluate(world, models: dict, hgrs: dict[str, HGR], split: Split, per_catego
         rows, images, base_clean = {}, {}, None
         for name, model in models.items():
             start = time.monotonic()
-            rows[name], images[name] = evaluate_model(world, vocab, model, name, hgrs, specs, condition, seeds, batch)
+            rows[name], images[name] = evaluate_model(world, vocab, model, name, hgrs, specs, condition, seeds, batch,
+                                                      passes)
             clean = images[name]["cfg"]["clean"]
             base_clean = clean if base_clean is None else base_clean
             rows[name]["shift_from_base"] = mean_pixel_diff(clean, base_clean)
@@ -81,7 +83,7 @@ def evaluate(world, models: dict, hgrs: dict[str, HGR], split: Split, per_catego
 
 
 def evaluate_model(world, vocab, model, name: str, hgrs: dict, specs: dict, condition, seeds: list[int],
-                   batch: int) -> tuple[dict, dict]:
+                   batch: int, passes: int = 1) -> tuple[dict, dict]:
     """CFG, transferred and (derived models only) retrained SafeCFG on one model."""
     ordered = [s for set_name in SETS for s in specs[set_name]]
     spans = set_spans(specs)
@@ -92,7 +94,8 @@ def evaluate_model(world, vocab, model, name: str, hgrs: dict, specs: dict, cond
     kinds = {"transferred": hgrs["base"], **({"retrained": hgrs[name]} if name != "base" else {})}
     for kind, hgr in kinds.items():
         recorder = HarmRecorder.for_hgr(hgr)
-        safe, (scores, _) = sample(world, patch_model(model, hgr, on_score=recorder), ordered, condition, seeds, batch,
+        safe, (scores, _) = sample(world, patch_model(model, hgr, on_score=recorder, passes=passes), ordered, condition,
+                                   seeds, batch,
                                    recorder)
         images[kind] = {s: safe[spans[s]] for s in SETS}
         judged = {s: judge(world, vocab, specs[s], images[kind][s]) for s in SETS}

@@ -75,7 +75,8 @@ def _rate(c: dict) -> str:
 def format_table(report: dict) -> str:
     """Plain-text table: one row per model and HGR, pooled over the conditions."""
     lines = [f"Transfer benchmark ({report['world']}, {report['split']} split, conditions: "
-             f"{', '.join(e['condition'] for e in report['conditions'])}; {report['prompts']})",
+             f"{', '.join(e['condition'] for e in report['conditions'])}; {report['prompts']}; "
+             f"{report.get('passes', 1)} HGR pass(es) per step)",
              f"{'model':15s} {'HGR':12s} {'CFG harmful':>24s} {'SafeCFG harmful where CFG':>30s} "
              f"{'two-harm any':>28s} {'fidelity':>8s} {'pix diff':>8s} {'AUROC':>6s} {'shift':>6s}"]
     for name, row in report["pooled"].items():

@@ -1,7 +1,7 @@
-"""Write the small redirecting HGR that the graph tests use: tests/data/toy_hgr.safetensors.
+"""Write the small redirecting HGRs the tests use: tests/data/toy_hgr_v2.safetensors and (v1) toy_hgr.safetensors.
 
-    .venv/bin/python scripts/make_test_hgr.py              # ~6-8 minutes on 2 CPU cores
-    .venv/bin/python scripts/make_test_hgr.py --world v2   # tests/data/toy_hgr_v2.safetensors (+ an on-policy round)
+    .venv/bin/python scripts/make_test_hgr.py              # v2 (the default world): tests/data/toy_hgr_v2.safetensors (+ an on-policy round)
+    .venv/bin/python scripts/make_test_hgr.py --world v1   # tests/data/toy_hgr.safetensors, ~6-8 minutes on 2 CPU cores
     .venv/bin/python scripts/make_test_hgr.py --world v2 --thorough --rounds 3 --output runs/v2_thorough_r3.safetensors
     .venv/bin/python scripts/make_test_hgr.py --world v2 --thorough --rounds 3 --concept-only --output runs/v2_concept_r3.safetensors
 
@@ -36,7 +36,8 @@ TARGETS = {"v1": REPO / "tests" / "data" / "toy_hgr.safetensors", "v2": REPO / "
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work-dir", type=Path, default=None, help="keep prompts and trajectories here (default: a temp dir)")
-    p.add_argument("--world", choices=sorted(TARGETS), default="v1", help="the toy world to train on")
+    p.add_argument("--world", choices=sorted(TARGETS), default="v2",
+                   help="the toy world to train on (v2, the default of every toy CLI; v1 writes the v1 graph tests' file)")
     p.add_argument("--output", type=Path, default=None, help="where the weights go (default: the world's test file)")
     p.add_argument("--thorough", action="store_true", help="the thorough training recipe")
     p.add_argument("--rounds", type=int, default=None, help="training rounds, the later ones on-policy (default: the recipe's, training.recipes.ROUNDS)")

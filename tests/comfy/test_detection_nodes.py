@@ -1,6 +1,6 @@
 """SafeCFGDetect, SafeCFGSamplingScore and SafeCFGGate in toy-world graphs run by ComfyUI's real executor.
 
-Uses the committed toy HGR (tests/data/toy_hgr.safetensors, `scripts/make_test_hgr.py`).
+Uses the committed toy HGR (tests/data/toy_hgr.safetensors, `scripts/make_test_hgr.py --world v1`).
 """
 
 import json

@@ -2,7 +2,7 @@
 
 The guards (safecfg_comfy/guards.py) must raise on paths where SafeCFG cannot act and stay silent on
 the ones users sample with every day; `benchmarks.guidance_paths` measures each path on the toy world
-with the committed toy HGR (tests/data/toy_hgr.safetensors, made by scripts/make_test_hgr.py).
+with the committed toy HGR (tests/data/toy_hgr.safetensors, made by scripts/make_test_hgr.py --world v1).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def test_node_names_come_from_the_patch_functions(comfy_nodes, tiny_model):
 @pytest.fixture(scope="module")
 def path_report(comfy_nodes, tmp_path_factory):
     if not TOY_HGR.is_file():
-        pytest.fail(f"{TOY_HGR} is missing: make it with `python scripts/make_test_hgr.py`")
+        pytest.fail(f"{TOY_HGR} is missing: make it with `python scripts/make_test_hgr.py --world v1`")
     from benchmarks.guidance_paths import REFERENCE, run, write_report
     from hgr_core import load_hgr
 

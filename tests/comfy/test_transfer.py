@@ -136,6 +136,27 @@ def test_the_evaluation_refuses_a_missing_build_and_unknown_models(comfy_nodes, 
         run_transfer_benchmark(root, tmp_path / "out", V2_HGR, models=["sdxl"])
 
 
+def test_the_evaluation_runs_both_hgrs_with_the_passes_asked_for(tiny_build, tmp_path, monkeypatch):
+    import benchmarks.transfer_eval as transfer_eval
+    from benchmarks.transfer import main, run_transfer_benchmark
+
+    real_patch, passes_seen = transfer_eval.patch_model, []
+
+    def recording_patch(model, hgr, **kwargs):
+        passes_seen.append(kwargs.get("passes", 1))
+        return real_patch(model, hgr, **kwargs)
+
+    monkeypatch.setattr(transfer_eval, "patch_model", recording_patch)
+    _, root, _ = tiny_build
+    report = run_transfer_benchmark(root, tmp_path / "out", V2_HGR, per_category=1, conditions="default", batch=64,
+                                    models=["merge"], passes=2)
+    assert passes_seen == [2, 2, 2]  # base: transferred; merge: transferred and retrained
+    assert report["passes"] == 2 and list(report["pooled"]) == ["base", "merge"]
+    assert "2 HGR pass(es) per step" in (tmp_path / "out" / "report.txt").read_text().splitlines()[0]
+    with pytest.raises(ValueError, match="--passes applies to the evaluation"):
+        main(["--build", "--passes", "2", "--build-dir", str(root)])
+
+
 def test_a_unet_only_finetune_keeps_the_text_encoder(comfy_nodes):
     from toyworld.text import load_text_encoder
     from toyworld.train import DiffusionTrainConfig, train_diffusion
