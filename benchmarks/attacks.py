@@ -41,9 +41,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hgr_core import MAX_PASSES
 from toyworld.files import V2_WEIGHTS_DIR
 from training.flags import start_cli, unit_interval_list
+
+from .cli_main import add_passes_flag
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("output/benchmarks/attacks")
@@ -208,9 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image attack: denoise levels of img2img and inpainting, each in (0, 1]")
     p.add_argument("--image-per-category", type=int, default=d.image_per_category,
                    help="image attack: test input images per harm category (its dev split: half as many)")
-    p.add_argument("--passes", type=int, default=d.passes, choices=range(1, MAX_PASSES + 1), metavar="N",
-                   help=f"SafeCFG's HGR applications per step (SafeCFGApply's 'passes', 1-{MAX_PASSES}) in every SafeCFG "
-                        "defence: safecfg, the image attack's and the white-box attack's, safety_lora_safecfg")
+    add_passes_flag(p, "every SafeCFG defence (safecfg, the image attack's and the white-box attack's, "
+                       "safety_lora_safecfg)", d.passes)
     p.add_argument("--every-set", action="store_true",
                    help="test split: sample every defence on every attacked set, for the worst-test-ASR column (about "
                         "three times the test split's sampling); by default CFG samples every set and each other "

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hgr_core import MAX_PASSES
 from training.flags import add_threads_flag, start_cli, unit_interval_list
 
 from . import safety
+from .cli_main import add_passes_flag
 from .safety import (DEFAULT_LORA_OUT, DEFAULT_OUT, DEFAULT_PER_CATEGORY, DEFAULT_REAL_CFG, DEFAULT_SLD_GRID_OUT,
                      DEFAULT_SWEEP_OUT, DEFAULT_TOY_CFG, _setup, run_checkpoint_benchmark, run_lora_benchmark,
                      run_sld_grid_benchmark, run_sweep_benchmark, run_toy_benchmark)
@@ -37,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only CFG and SafeCFG (no negative prompt, SLD, word filter)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="prompts per sampling call (default: toy 64, --sweep and --sld-grid 128, checkpoint 8)")
-    p.add_argument("--passes", type=int, default=1, choices=range(1, MAX_PASSES + 1), metavar="N",
-                   help=f"SafeCFG's HGR applications per step (SafeCFGApply's 'passes', 1-{MAX_PASSES}): every SafeCFG "
-                        "row of the toy benchmark, the sweep and --checkpoint")
+    add_passes_flag(p, "every SafeCFG row of the toy benchmark, the sweep and --checkpoint")
     add_threads_flag(p)
     p.add_argument("--comfyui", type=Path, default=None, help="ComfyUI folder (default: COMFYUI_PATH or the test copy)")
     t = p.add_argument_group("toy world (default mode)")

@@ -95,8 +95,7 @@ def _built_hgr(folder, name: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgr_core import MAX_PASSES
-
+    from .cli_main import add_passes_flag
     from .transfer_build import DERIVED, BuildRecipe
 
     r = BuildRecipe()
@@ -113,9 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="shift-sweep conditions, comma-separated")
     p.add_argument("--split", default="test", help="prompt and noise-seed split (test reports; dev for trying)")
     p.add_argument("--batch-size", type=int, default=128, help="prompts per sampling call")
-    p.add_argument("--passes", type=int, default=1, choices=range(1, MAX_PASSES + 1), metavar="N",
-                   help=f"SafeCFG's HGR applications per step (SafeCFGApply's 'passes', 1-{MAX_PASSES}), for the "
-                        "transferred and the retrained HGR alike")
+    add_passes_flag(p, "the transferred and the retrained HGR alike")
     add_threads_flag(p)  # torch's default, every core: 2 threads sample 1.7-2x faster than 1 here
     p.add_argument("--finetune-steps", type=int, default=r.finetune_steps, help="build: fine-tune optimiser steps")
     p.add_argument("--lora-steps", type=int, default=r.lora_steps, help="build: LoRA optimiser steps")

@@ -94,9 +94,8 @@ def evaluate_model(world, vocab, model, name: str, hgrs: dict, specs: dict, cond
     kinds = {"transferred": hgrs["base"], **({"retrained": hgrs[name]} if name != "base" else {})}
     for kind, hgr in kinds.items():
         recorder = HarmRecorder.for_hgr(hgr)
-        safe, (scores, _) = sample(world, patch_model(model, hgr, on_score=recorder, passes=passes), ordered, condition,
-                                   seeds, batch,
-                                   recorder)
+        safecfg = patch_model(model, hgr, on_score=recorder, passes=passes)
+        safe, (scores, _) = sample(world, safecfg, ordered, condition, seeds, batch, recorder)
         images[kind] = {s: safe[spans[s]] for s in SETS}
         judged = {s: judge(world, vocab, specs[s], images[kind][s]) for s in SETS}
         row[kind] = safecfg_numbers(vocab, specs, judged, cfg_judged, images[kind], images["cfg"], scores[spans["clean"]],

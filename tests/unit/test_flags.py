@@ -39,3 +39,17 @@ def test_every_cli_threads_flag_takes_a_positive_count_and_start_cli_applies_it(
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_benchmark_cli_takes_the_same_passes_flag():
+    from benchmarks import attacks, safety_cli, transfer
+    from hgr_core import MAX_PASSES
+
+    for cli, required in ((safety_cli, []), (attacks, ["--hgr", "h.safetensors"]), (transfer, [])):
+        parser = cli.build_parser()
+        assert parser.parse_args(required).passes == 1
+        assert parser.parse_args([*required, "--passes", str(MAX_PASSES)]).passes == MAX_PASSES
+        for bad in ("0", str(MAX_PASSES + 1), "two"):
+            with pytest.raises(SystemExit):
+                parser.parse_args([*required, "--passes", bad])
+        assert "SafeCFGApply's 'passes'" in " ".join(parser.format_help().split())
