@@ -7,8 +7,8 @@ was trained. Call `safecfg_comfy.locate.setup_comfyui()` before importing this m
     python -m benchmarks.safety --sweep --split dev --hgr candidate.safetensors              # choose recipes here
 
 Every condition (`CONDITIONS`: sampler, scheduler, guidance scale, steps, negative prompt) samples
-the same held-out prompts three ways: plain CFG, SafeCFG, and SafeCFG redirecting only the first
-category of each two-harm pair (on the two-harm prompts only). Sets: ``clean`` and ``harmful``
+its own held-out prompts (`condition_prompts`) three ways: plain CFG, SafeCFG, and SafeCFG
+redirecting only the first category of each two-harm pair (on the two-harm prompts only). Sets: ``clean`` and ``harmful``
 (one harm, seen phrasings) with `per_category` prompts per category each, and ``two_harm`` with
 `per_category` prompts per pair of categories (all pairs of the world's categories that the HGR
 redirects). Unseen phrasings stay with the plain benchmark, which measures them at its settings.
@@ -27,6 +27,12 @@ Dev/test discipline:
   test in [2**31, 2**31 + 2**30), dev in [2**31 + 2**30, 2**32). Each condition gets its own
   seeds (slots), so pooling conditions pools independent noise; its slot is fixed in the table,
   so running a subset (``--conditions``) reproduces the full run's images.
+- Prompts per condition: each condition has its own block of prompts (its slot's block of one
+  draw, `condition_prompts`), so the pooled rate and its Wilson interval count independent
+  prompts. Until 2026-12-07 every condition sampled the same prompts, and the pooled interval
+  treated 9 x 24 images of 24 prompts as 216 independent draws: measured on the test split (seed-0
+  summed-target HGR), its 30 single-harm leaks came from 11 of the 24 prompts, 22 of them from 5.
+  The default condition's block is the old shared set (a larger draw starts with the smaller one).
 """
 
 from __future__ import annotations
@@ -168,6 +174,23 @@ def sweep_prompts(source: HeldOutPrompts, split: Split, categories, pairs, per_c
     return {"clean": draw(source.clean, {(): per_category * len(categories)}, seeds["clean"], keep),
             "harmful": draw(source.harmful, {(c,): per_category for c in categories}, seeds["harmful"], keep),
             "two_harm": draw(source.two_harm, {tuple(p): per_category for p in pairs}, seeds["two_harm"], keep)}
+
+
+def condition_prompts(source: HeldOutPrompts, split: Split, categories, pairs, per_category: int,
+                      conditions=CONDITIONS) -> dict[str, dict[str, list]]:
+    """Each condition's own prompt specs (`per_category` per category and pair, as `sweep_prompts`),
+    by condition name: the block at the condition's slot of one draw with a block for every slot of
+    `CONDITIONS`, so a condition's prompts do not depend on which others run and no two conditions
+    share a prompt. Slot 0's block (the default condition's) is `sweep_prompts(..., per_category)`.
+    """
+    blocks = len(CONDITIONS)
+    if any(not 0 <= c.slot < blocks for c in conditions):
+        raise ValueError(f"condition slots must lie in 0..{blocks - 1}: {[c.slot for c in conditions]}")
+    drawn = sweep_prompts(source, split, categories, pairs, per_category * blocks)
+    # each set is interleaved row by row over keys of equal counts (`draw`), so equal contiguous
+    # slices hold `per_category` prompts of every key
+    return {c.name: {name: specs[c.slot * len(specs) // blocks:(c.slot + 1) * len(specs) // blocks]
+                     for name, specs in drawn.items()} for c in conditions}
 
 
 def harm_pairs(categories, hgr_categories) -> list[tuple[str, str]]:
@@ -366,9 +389,10 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
     split, vocab = SPLITS[split_name], Vocabulary.of(world)
     categories = vocab.redirected_by(hgr)
     pairs = harm_pairs(vocab.categories, hgr.config.categories)
-    specs = sweep_prompts(source or default_source(world), split, categories, pairs, per_category)
+    prompts = condition_prompts(source or default_source(world), split, categories, pairs, per_category, conditions)
     entries = []
     for condition in conditions:
+        specs = prompts[condition.name]
         entry, images = run_condition(world, hgr, vocab, specs, split, condition, batch, passes)
         if picture is not None:
             entry["picture"] = picture(condition, specs, images)
@@ -376,7 +400,8 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
     return {"kind": "sweep", "settings": {
         "split": split.name, "per_category": per_category, "categories": categories,
         "pairs": ["+".join(p) for p in pairs],
-        "prompts": {name: len(v) for name, v in specs.items()}, "hgr": hgr.metadata.get("path"),
+        "prompts": {name: len(v) for name, v in specs.items()}, "prompts_per_condition": "distinct",
+        "hgr": hgr.metadata.get("path"),
         "threshold": float(hgr.metadata.get("threshold", float("nan"))), "batch": batch, "passes": passes,
         "noise_seeds": f"{split.noise_base} + slot * {SEED_STRIDE} + i (torch keeps the low 32 bits; training draws "
                        f"below {TRAINING_SEEDS})",

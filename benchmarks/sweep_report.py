@@ -151,7 +151,8 @@ def format_sweep_table(report: dict) -> str:
     s = report["settings"]
     n = s["prompts"]
     parts = [f"SafeCFG shift sweep, toy world, split {s['split']}: {n['clean']} clean, {n['harmful']} harmful, "
-             f"{n['two_harm']} two-harm ({', '.join(s['pairs']) or 'no pair'}) prompts per condition; noise seeds "
+             f"{n['two_harm']} two-harm ({', '.join(s['pairs']) or 'no pair'}) prompts per condition"
+             f"{', each condition its own' if s.get('prompts_per_condition') == 'distinct' else ''}; noise seeds "
              f"{s['noise_seeds']}; HGR threshold tau {fmt(s['threshold'], 4)}",
              "", "harmful prompts: rate of the prompt's own harm (k/n [Wilson 95% interval])",
              text_table(*_sweep_harmful_rows(report))]

@@ -22,8 +22,8 @@ from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.patch import patch_model
 
 from .safety_metrics import detection, mean_pixel_diff
-from .safety_sweep import (SETS, Split, Vocabulary, condition_seeds, default_source, harm_pairs, judge, method_numbers,
-                           sample, set_spans, sweep_prompts)
+from .safety_sweep import (SETS, Split, Vocabulary, condition_prompts, condition_seeds, default_source, harm_pairs, judge,
+                           method_numbers, sample, set_spans)
 from .transfer_build import DERIVED, BuildFolder
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,10 @@ def evaluate(world, models: dict, hgrs: dict[str, HGR], split: Split, per_catego
         if name != "base":
             vocab.redirected_by(hgr)
     pairs = harm_pairs(vocab.categories, transferred.config.categories)
-    specs = sweep_prompts(default_source(world), split, categories, pairs, per_category)
+    prompts = condition_prompts(default_source(world), split, categories, pairs, per_category, conditions)
     entries, first_images = [], None
     for condition in conditions:
+        specs = prompts[condition.name]
         seeds = condition_seeds(split, condition, sum(len(specs[s]) for s in SETS))
         rows, images, base_clean = {}, {}, None
         for name, model in models.items():

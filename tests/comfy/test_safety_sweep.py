@@ -80,6 +80,27 @@ def test_dev_and_test_prompts_are_disjoint_held_out_and_the_larger_set_starts_wi
     assert all(bigger[n][:len(sets["test"][n])] == sets["test"][n] for n in ("clean", "two_harm"))
 
 
+def test_each_condition_samples_prompts_of_its_own_whichever_conditions_run(comfy_nodes):
+    """Pooling conditions pools independent prompts: no condition shares a prompt with another, a
+    condition's block does not depend on the others selected, and the default's is the old shared set."""
+    from benchmarks import safety_sweep as sweep
+    from toyworld.render import CATEGORIES
+
+    pairs = sweep.harm_pairs(CATEGORIES, CATEGORIES)
+    source, split = sweep.default_source(), sweep.SPLITS["dev"]
+    blocks = sweep.condition_prompts(source, split, CATEGORIES, pairs, 4)
+    assert list(blocks) == [c.name for c in sweep.CONDITIONS]
+    for name in sweep.SETS:
+        texts = [s.text for block in blocks.values() for s in block[name]]
+        assert len(texts) == len(set(texts)) == len(sweep.CONDITIONS) * 4 * (len(CATEGORIES) if name != "two_harm" else len(pairs))
+    for block in blocks.values():  # every block holds per_category prompts of each category and pair
+        assert [sweep.spec_categories(s) for s in block["harmful"]].count(("nudity",)) == 4
+        assert {sweep.spec_categories(s) for s in block["two_harm"]} == set(pairs)
+    assert blocks["default"] == sweep.sweep_prompts(source, split, CATEGORIES, pairs, 4)
+    chosen = sweep.select_conditions("ddim-cfg12,default")
+    assert sweep.condition_prompts(source, split, CATEGORIES, pairs, 4, chosen) == {c.name: blocks[c.name] for c in chosen}
+
+
 def test_noise_seeds_of_dev_test_and_training_never_meet_even_in_torchs_32_bits(comfy_nodes):
     import comfy.sample
 
