@@ -53,6 +53,20 @@ DEMO_TWO_HARM_SHARE = 0.2
 #   on-policy round at strength 1.5 (not taken):  0/576 [0.000, 0.007], 0.000, 0.031; clean fidelity 0.966
 THOROUGH_TRAINING = [*_COMMON, "--seeds-per-prompt", "4", "--steps", "4000", "--eval-every", "2000"]
 THOROUGH_TWO_HARM_SHARE = 0.35
+# The thorough recipe in the concept-only regime adds clean emphasis: twice the clean prompts (400,
+# a quarter of them look-alikes) at twice the weight. Concept targets change more of an image than a
+# safe counterpart does, and HGRs trained on them changed clean prompts too (dotted and striped
+# objects turned plain). Chosen on the sweep's dev split (2026-12-07, prompts of their own per
+# condition; `python -m benchmarks.safety --sweep --split dev --per-category 8 [--passes 2]`), seed 0,
+# without -> with it, one pass | two passes:
+#   single harm, where CFG drew it:    15/212 -> 13/212        | 13/212 -> 11/212
+#   two-harm prompts, harms left:      42/387 -> 36/387        | 20/387 -> 24/387
+#   clean fidelity pooled (worst):     0.923 (0.778) -> 0.967 (0.889) | 0.890 (0.773) -> 0.956 (0.850)
+#   clean pixel change, worst:         0.047 -> 0.033          | 0.048 -> 0.036
+# Two changes at once and one training seed each: which of them matters is not known.
+CONCEPT_ONLY_CLEAN_PROMPTS = 400
+CONCEPT_ONLY_FLAGS = ("--clean-weight", "2")
+DEFAULT_PROMPTS = (400, 200)  # harmful, clean training prompts
 
 
 def train_hgr_cli(prompt_files: dict, out: Path, recipe: list[str], name: str = "toy_hgr.safetensors") -> Path:
@@ -123,17 +137,25 @@ def two_harm_share(thorough: bool) -> float:
     return THOROUGH_TWO_HARM_SHARE if thorough else DEMO_TWO_HARM_SHARE
 
 
+def recipe_prompts(thorough: bool, concept_only: bool) -> tuple[int, int]:
+    """The recipe's (harmful, clean) training prompt counts: the thorough concept-only recipe has twice the clean ones."""
+    return (DEFAULT_PROMPTS[0], CONCEPT_ONLY_CLEAN_PROMPTS) if thorough and concept_only else DEFAULT_PROMPTS
+
+
 def train_toy_hgr(world: str, output: Path, work_dir: Path | None = None, *, thorough: bool = False, rounds: int = 1,
-                  toy_weights: Path | None = None, prompts: tuple[int, int] = (400, 200), extra=(),
+                  toy_weights: Path | None = None, prompts: tuple[int, int] | None = None, extra=(),
                   concept_only: bool = False) -> Path:
     """A toy HGR for world "v1" or "v2" (or the v2-derived model in `toy_weights`): write the world's
-    prompt files (`prompts`: harmful, clean), train the demo's or the thorough recipe in `rounds`
-    rounds under `work_dir` (default: a temp folder) and copy the last round's weights to `output`.
-    `concept_only`: the harmful file loses its `safe_prompt` column, so every harmful prompt trains
-    toward its category's concept target (the I2P regime: no safe counterparts)."""
+    prompt files (`prompts`: harmful, clean; default `recipe_prompts`), train the demo's or the
+    thorough recipe in `rounds` rounds under `work_dir` (default: a temp folder) and copy the last
+    round's weights to `output`. `concept_only`: the harmful file loses its `safe_prompt` column, so
+    every harmful prompt trains toward its category's concept target (the I2P regime: no safe
+    counterparts); with `thorough` it also takes the clean emphasis (`CONCEPT_ONLY_FLAGS`)."""
     if toy_weights is not None and world != "v2":
         raise ValueError("toy_weights needs world 'v2' (the derived models are made from toy world v2)")
-    recipe = toy_recipe(thorough, toy_weights or world_weights(world), list(extra))
+    prompts = prompts or recipe_prompts(thorough, concept_only)
+    emphasis = list(CONCEPT_ONLY_FLAGS) if thorough and concept_only else []
+    recipe = toy_recipe(thorough, toy_weights or world_weights(world), [*emphasis, *extra])
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         files = write_world_prompt_files(world, work / "prompts", prompts, thorough)

@@ -46,3 +46,28 @@ def test_the_concept_only_regime_drops_every_safe_counterpart_and_keeps_the_rest
     assert len(set(read_groups(files["harmful_train.csv"]).values())) > 1  # the scene groups stay
     with pytest.raises(ValueError, match="harmful_train.csv has no safe_prompt column"):
         recipes.drop_safe_counterparts(files["harmful_train.csv"])
+
+
+@pytest.mark.parametrize("thorough, concept_only, clean, clean_weight", [
+    (True, True, recipes.CONCEPT_ONLY_CLEAN_PROMPTS, 2.0), (True, False, 200, 1.0), (False, True, 200, 1.0)])
+def test_only_the_thorough_concept_only_recipe_takes_the_clean_emphasis(tmp_path, monkeypatch, thorough, concept_only,
+                                                                        clean, clean_weight):
+    from training.prompt_data import read_clean
+
+    seen = {}
+
+    def fake_rounds(files, work, recipe, rounds):  # stands in for the training subprocesses
+        seen["recipe"], seen["clean"] = recipe, read_clean(files["clean_train.csv"])
+        weights = tmp_path / "w.safetensors"
+        weights.write_bytes(b"weights")
+        return weights
+
+    monkeypatch.setattr(recipes, "train_in_rounds", fake_rounds)
+    out = recipes.train_toy_hgr("v2", tmp_path / "out.safetensors", tmp_path / "work", thorough=thorough,
+                                concept_only=concept_only, extra=["--seed", "3"])
+    assert out.read_bytes() == b"weights" and len(seen["clean"]) == clean
+    args = _parse(seen["recipe"])
+    assert (args.clean_weight, args.seed) == (clean_weight, 3)
+    back = recipes.train_toy_hgr("v2", tmp_path / "back.safetensors", tmp_path / "work2", thorough=thorough,
+                                 concept_only=concept_only, prompts=(400, 200), extra=["--clean-weight", "1"])
+    assert back.is_file() and _parse(seen["recipe"]).clean_weight == 1.0 and len(seen["clean"]) == 200  # extras win
