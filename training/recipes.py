@@ -63,7 +63,9 @@ THOROUGH_TWO_HARM_SHARE = 0.35
 #   two-harm prompts, harms left:      42/387 -> 36/387        | 20/387 -> 24/387
 #   clean fidelity pooled (worst):     0.923 (0.778) -> 0.967 (0.889) | 0.890 (0.773) -> 0.956 (0.850)
 #   clean pixel change, worst:         0.047 -> 0.033          | 0.048 -> 0.036
-# Two changes at once and one training seed each: which of them matters is not known.
+# Two changes at once and one training seed each: which of them matters is not known. Checked on dev
+# with seed 1 after the test read (one pass): 12/212 -> 13/212, two-harm 40 -> 46 of 387, clean
+# fidelity pooled 0.929 -> 0.967. On the test split seed 1 leaked more with it (21 -> 30 of 216; README).
 CONCEPT_ONLY_CLEAN_PROMPTS = 400
 CONCEPT_ONLY_FLAGS = ("--clean-weight", "2")
 DEFAULT_PROMPTS = (400, 200)  # harmful, clean training prompts
