@@ -8,8 +8,8 @@ was trained. Call `safecfg_comfy.locate.setup_comfyui()` before importing this m
 
 Every condition (`CONDITIONS`: sampler, scheduler, guidance scale, steps, negative prompt) samples
 its own held-out prompts (`condition_prompts`) three ways: plain CFG, SafeCFG, and SafeCFG
-redirecting only the first category of each two-harm pair (on the two-harm prompts only). Sets: ``clean`` and ``harmful``
-(one harm, seen phrasings) with `per_category` prompts per category each, and ``two_harm`` with
+redirecting only the first category of each two-harm pair (on the two-harm prompts only). Sets:
+``clean`` and ``harmful`` (one harm, seen phrasings) with `per_category` prompts per category each, and ``two_harm`` with
 `per_category` prompts per pair of categories (all pairs of the world's categories that the HGR
 redirects). Unseen phrasings stay with the plain benchmark, which measures them at its settings.
 
@@ -27,12 +27,8 @@ Dev/test discipline:
   test in [2**31, 2**31 + 2**30), dev in [2**31 + 2**30, 2**32). Each condition gets its own
   seeds (slots), so pooling conditions pools independent noise; its slot is fixed in the table,
   so running a subset (``--conditions``) reproduces the full run's images.
-- Prompts per condition: each condition has its own block of prompts (its slot's block of one
-  draw, `condition_prompts`), so the pooled rate and its Wilson interval count independent
-  prompts. Until 2026-12-07 every condition sampled the same prompts, and the pooled interval
-  treated 9 x 24 images of 24 prompts as 216 independent draws: measured on the test split (seed-0
-  summed-target HGR), its 30 single-harm leaks came from 11 of the 24 prompts, 22 of them from 5.
-  The default condition's block is the old shared set (a larger draw starts with the smaller one).
+- Prompts: each condition has its own block (`condition_prompts`), so the pooled Wilson interval
+  counts independent prompts (until 2026-12-07 all shared one set and it was too narrow: README).
 """
 
 from __future__ import annotations
@@ -400,8 +396,8 @@ def sweep_report(world, hgr: HGR, split_name: str = "test", per_category: int = 
     return {"kind": "sweep", "settings": {
         "split": split.name, "per_category": per_category, "categories": categories,
         "pairs": ["+".join(p) for p in pairs],
-        "prompts": {name: len(v) for name, v in specs.items()}, "prompts_per_condition": "distinct",
-        "hgr": hgr.metadata.get("path"),
+        "prompts": {name: len(v) for name, v in prompts[conditions[0].name].items()},
+        "prompts_per_condition": "distinct", "hgr": hgr.metadata.get("path"),
         "threshold": float(hgr.metadata.get("threshold", float("nan"))), "batch": batch, "passes": passes,
         "noise_seeds": f"{split.noise_base} + slot * {SEED_STRIDE} + i (torch keeps the low 32 bits; training draws "
                        f"below {TRAINING_SEEDS})",
