@@ -35,7 +35,8 @@ from safecfg_comfy.sld_patch import apply_sld
 
 from .attack_concept import attack_categories
 from .attack_run import ATTACK_SLOT, attacked_categories, clean_prompts, defence_models, sample_embeddings
-from .safety_sweep import SEED_STRIDE, Split, Vocabulary, count, default_source, judge
+from .safety_sweep import Vocabulary, count, judge
+from .sweep_design import SEED_STRIDE, Split, default_source
 from .safety_toy import safety_concept
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .safety_sweep import Split, draw, text_bucket
+from .sweep_design import Split, draw, text_bucket
 
 CONCEPT_STRENGTHS = (0.5, 1.0, 1.5, 2.0)  # multiples of the mean harmful-minus-safe embedding
 AVERAGE_WEIGHTS = (0.25, 0.5, 0.75, 1.0)  # share of the carrier in ConditioningAverage (1.0: the carrier alone)

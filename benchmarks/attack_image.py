@@ -33,7 +33,8 @@ from .attack_concept import attack_categories
 from .attack_run import (CLEAN, attacked_categories, clean_prompts, defence_models, evaluations_per_image,
                          sets_to_sample, split_key)
 from .safety_metrics import rate
-from .safety_sweep import SEED_STRIDE, Condition, Split, Vocabulary, count, default_source, judge
+from .safety_sweep import Vocabulary, count, judge
+from .sweep_design import SEED_STRIDE, Condition, Split, default_source
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from .attack_concept import attack_categories, build_attacks, dev_harmful
 from .attack_search import KIND as SEARCH_KIND
 from .attack_search import SuffixAttack, search_suffixes, suffix_attack
 from .safety_metrics import SLD_NAMES, rate, unet_evaluations_per_step
-from .safety_sweep import SEED_STRIDE, Split, Vocabulary, count, default_source, draw, judge, text_bucket
+from .safety_sweep import Vocabulary, count, judge
+from .sweep_design import SEED_STRIDE, Split, default_source, draw, text_bucket
 from .safety_toy import safety_concept, training_word_filter
 
 log = logging.getLogger(__name__)

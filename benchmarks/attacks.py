@@ -117,7 +117,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     from .attack_run import ExtraDefences, Halving, run_split
     from .report_pictures import attack_plot
     from .safety_report import write_json
-    from .safety_sweep import SPLITS
+    from .sweep_design import SPLITS
 
     started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
     if loaded is None:
@@ -156,7 +156,7 @@ def build_attacks(world, hgr, dev_per_category: int, settings, budget, build_dir
     (`attack_build`). Returns (its suffixes, whether they were cached)."""
     from .attack_build import build_key, token_search
     from .attack_run import attacked_categories, search_on_dev
-    from .safety_sweep import SPLITS
+    from .sweep_design import SPLITS
 
     key = build_key(world, attacked_categories(world, hgr), dev_per_category, settings, budget)
     return token_search(build_dir, key, lambda: search_on_dev(world, hgr, SPLITS["dev"], dev_per_category, settings,
@@ -170,7 +170,7 @@ def image_attack(world, hgr, settings, extra) -> tuple[dict, dict]:
     from . import attack_report as reporting
     from .attack_image import image_cost, image_defences, run_image_split
     from .attack_run import SAMPLED
-    from .safety_sweep import SPLITS
+    from .sweep_design import SPLITS
 
     sampled = image_defences((*SAMPLED, *extra.names()))
     per_category = settings.image_per_category

@@ -53,7 +53,7 @@ def steered_model(world, specs: list, concepts: dict, form: str):
     (`concept_steered_cond`) for its categories, in `form`."""
     from training.trajectories import concept_steered_cond
 
-    from .safety_sweep import spec_categories
+    from .sweep_design import spec_categories
 
     categories = [spec_categories(s) for s in specs]
     if form == "joined":
@@ -81,7 +81,8 @@ def steered_model(world, specs: list, concepts: dict, form: str):
 
 def harms_left(vocab, specs: list, cfg_harm, steered_harm) -> dict:
     """Harms the steered images show among those CFG drew (same prompt, same seed), as `count` gives."""
-    from .safety_sweep import count, spec_categories
+    from .safety_sweep import count
+    from .sweep_design import spec_categories
 
     left = [bool(steered_harm[i, vocab.categories.index(c)]) for i, s in enumerate(specs) for c in spec_categories(s)
             if cfg_harm[i, vocab.categories.index(c)]]
@@ -92,8 +93,8 @@ def run(world, split_name: str, per_category: int, conditions, batch: int) -> di
     """Per condition and pooled: harms left by the concept target, single-harm (one form) and two-harm (both)."""
     from toyworld.facts import facts_of
 
-    from .safety_sweep import (SETS, SPLITS, Vocabulary, condition_seeds, count, default_source, harm_pairs, judge,
-                               sample, set_spans, sweep_prompts)
+    from .safety_sweep import Vocabulary, count, judge, sample, set_spans
+    from .sweep_design import SETS, SPLITS, condition_seeds, default_source, harm_pairs, sweep_prompts
 
     split, vocab, facts = SPLITS[split_name], Vocabulary.of(world), facts_of(world)
     specs = sweep_prompts(default_source(world), split, vocab.categories, harm_pairs(vocab.categories, vocab.categories),
@@ -156,7 +157,7 @@ def main(argv=None) -> dict:
     from hgr_core import atomic_write_text
     from toyworld import load_world
 
-    from .safety_sweep import select_conditions
+    from .sweep_design import select_conditions
 
     world, started = load_world(weights_dir=args.toy_weights), time.monotonic()
     report = run(world, args.split, args.per_category, select_conditions(args.conditions), args.batch_size)

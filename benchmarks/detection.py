@@ -3,7 +3,7 @@
     python -m benchmarks.detection --calibrate calibrated.safetensors --hgr toy_hgr.safetensors   # dev split
     python -m benchmarks.detection --hgr calibrated.safetensors                                    # test split
 
-`--calibrate` samples clean dev prompts under every sweep condition (`safety_sweep.CONDITIONS`)
+`--calibrate` samples clean dev prompts under every sweep condition (`sweep_design.CONDITIONS`)
 with SafeCFG, sets the threshold to the pooled 99th percentile of their scores (a 1% clean
 false-positive target), keeps the clean-score quantiles that SafeCFG's nodes offer as operating
 points, and writes a copy of the HGR with that calibration record (weights unchanged).
@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
     from toyworld import load_world
 
     from . import detection_report, detection_run
-    from .safety_sweep import select_conditions
+    from .sweep_design import select_conditions
 
     hgr, world = load_hgr(args.hgr), load_world(weights_dir=args.toy_weights)
     conditions = select_conditions(args.conditions)

@@ -14,8 +14,9 @@ from toyworld.facts import facts_of
 
 from . import detection_measure as measure
 from .safety_metrics import detection
-from .safety_sweep import (SPLITS, Vocabulary, condition_seeds, count, default_source, draw, harm_pairs, judge,
-                           set_spans, sweep_prompts, text_bucket)
+from .safety_sweep import Vocabulary, count, judge, set_spans
+from .sweep_design import (SPLITS, condition_seeds, default_source, draw, harm_pairs, sweep_prompts,
+                           text_bucket)
 from .safety_toy import safety_concept
 
 log = logging.getLogger(__name__)

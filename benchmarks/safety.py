@@ -152,8 +152,8 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
                         passes: int = 1) -> dict:
     """Run the shift sweep on the toy world and write its files; returns the report dict.
 
-    per_category None: `safety_sweep.DEFAULT_PER_CATEGORY`. conditions: names from
-    `safety_sweep.CONDITIONS` (None = all). steps: override every condition's step count (smoke runs).
+    per_category None: `sweep_design.DEFAULT_PER_CATEGORY`. conditions: names from
+    `sweep_design.CONDITIONS` (None = all). steps: override every condition's step count (smoke runs).
     """
     _setup(comfyui)
     import dataclasses
@@ -161,9 +161,10 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
     from toyworld import load_world
 
     from . import safety_sweep as sweep
+    from . import sweep_design as design
 
     started, out = time.monotonic(), Path(out_dir)
-    chosen = list(sweep.select_conditions(conditions))
+    chosen = list(design.select_conditions(conditions))
     if steps is not None:
         chosen = [dataclasses.replace(c, steps=steps) for c in chosen]
     loaded = _load_hgr(hgr)
@@ -174,7 +175,7 @@ def run_sweep_benchmark(hgr, out_dir=DEFAULT_SWEEP_OUT, per_category: int | None
         return _save_png(sweep.condition_grid(specs, images), out / "conditions" / f"{condition.name}.png")
 
     report = sweep.sweep_report(world if world is not None else load_world(), loaded, split,
-                                per_category or sweep.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture,
+                                per_category or design.DEFAULT_PER_CATEGORY, chosen, batch, picture=picture,
                                 passes=passes)
     report["files"] = {}
     return _finish(finish_sweep(report), out, started)
@@ -187,12 +188,12 @@ def run_lora_benchmark(hgr, lora, out_dir=DEFAULT_LORA_OUT, per_category: int = 
     from toyworld import load_world
 
     from . import safety_lora
-    from . import safety_sweep as sweep
+    from . import sweep_design as design
 
     started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
     if loaded is None:
         raise ValueError("--lora needs --hgr (the SafeCFG rows and the LoRA's teacher)")
-    chosen = list(sweep.select_conditions(conditions))
+    chosen = list(design.select_conditions(conditions))
     report, pictures = safety_lora.lora_report(world if world is not None else load_world(), loaded, Path(lora), split,
                                                per_category, chosen, batch)
     report["files"] = {"grid": _save_png(safety_lora.comparison_picture(pictures["specs"], pictures["images"]),

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--split", choices=("test", "dev"), default="test",
                    help="prompts and noise seeds: dev for choosing recipes, test for reported numbers")
     w.add_argument("--conditions", default=None,
-                   help="comma-separated condition names to run (default: all of safety_sweep.CONDITIONS)")
+                   help="comma-separated condition names to run (default: all of sweep_design.CONDITIONS)")
     lo = p.add_argument_group("safety LoRA rows (--lora, toy world; --split, --conditions, --per-category apply)")
     lo.add_argument("--lora", type=Path, default=None,
                     help="a safety LoRA from training.finetune_safe: adds 'safety LoRA (no HGR)' and 'safety LoRA + SafeCFG' "
@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
         if args.checkpoint is not None:
             raise ValueError("--sweep runs on the toy world; drop --checkpoint")
         _setup(args.comfyui)  # safety_sweep imports ComfyUI
-        from .safety_sweep import THOROUGH_PER_CATEGORY
+        from .sweep_design import THOROUGH_PER_CATEGORY
 
         per_category = args.per_category or (THOROUGH_PER_CATEGORY if args.thorough else None)
         conditions = args.conditions.split(",") if args.conditions else None

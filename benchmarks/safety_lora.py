@@ -29,6 +29,7 @@ from safecfg_comfy.lora import apply_lora
 from safecfg_comfy.patch import patch_model
 
 from . import safety_sweep as sweep
+from . import sweep_design as design
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def cfg_hooks(model) -> list[str]:
 def run_lora_condition(world, models: dict, vocab, specs: dict, split, condition, batch: int,
                        counter: CallCounter) -> tuple[dict, dict]:
     """Every method on the condition's clean and harmful prompts, same seeds. Returns (entry, images)."""
-    seeds = sweep.condition_seeds(split, condition, sum(len(specs[n]) for n in LORA_SETS))
+    seeds = design.condition_seeds(split, condition, sum(len(specs[n]) for n in LORA_SETS))
     ordered = [s for n in LORA_SETS for s in specs[n]]
     span = {"clean": slice(0, len(specs["clean"])), "harmful": slice(len(specs["clean"]), len(ordered))}
     images, cost = {}, {}
@@ -86,16 +87,16 @@ def run_lora_condition(world, models: dict, vocab, specs: dict, split, condition
 def lora_report(world, hgr: HGR, lora_path: Path, split_name: str = "test", per_category: int = 16,
                 conditions=None, batch: int = 128) -> tuple[dict, dict]:
     """Run the methods under each condition. Returns (report, images of the first condition)."""
-    split = sweep.SPLITS[split_name]
+    split = design.SPLITS[split_name]
     vocab = sweep.Vocabulary.of(world)
     categories = vocab.redirected_by(hgr)
-    specs = sweep.sweep_prompts(sweep.default_source(world), split, categories, [], per_category)
+    specs = design.sweep_prompts(design.default_source(world), split, categories, [], per_category)
     specs = {n: specs[n] for n in LORA_SETS}
     models = method_models(world, hgr, lora_path)
     counter = CallCounter(world.model.model.diffusion_model)
     entries, first_images = [], None
     try:
-        for condition in conditions or sweep.CONDITIONS:
+        for condition in conditions or design.CONDITIONS:
             entry, images = run_lora_condition(world, models, vocab, specs, split, condition, batch, counter)
             entries.append(entry)
             first_images = first_images or images

@@ -13,7 +13,7 @@ Protocol, written down:
   (`hgr_core.scale_warmup`, as the plain benchmark does for the presets).
 - Sampling: the shift sweep's "default" condition (euler/normal, cfg 5, 20 steps; `--steps`
   overrides the steps). SLD's safety concept is the plain benchmark's (`safety_toy.safety_concept`).
-- Prompts and noise seeds: the sweep's splits (`safety_sweep.SPLITS`, `sweep_prompts`,
+- Prompts and noise seeds: the sweep's splits (`sweep_design.SPLITS`, `sweep_prompts`,
   `condition_seeds` of the default condition): clean and one-harm prompts, `per_category` per
   category, disjoint between dev and test by construction; test leaves out the plain benchmark's sets.
 - Choosing: every grid point samples the dev split. The tuned front is the points that no other
@@ -43,6 +43,7 @@ from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sld_patch import apply_sld
 
 from . import safety_sweep as sweep
+from . import sweep_design as design
 from .safety_metrics import SLD_NAMES, max_pixel_change, mean_pixel_diff, rate
 from .safety_toy import STRENGTHS, safety_concept, strength_key
 from .sld_grid_report import tuned_front
@@ -77,10 +78,10 @@ def sld_grid() -> list[GridPoint]:
     return points
 
 
-def default_condition(steps: int | None = None, cfg: float | None = None) -> sweep.Condition:
+def default_condition(steps: int | None = None, cfg: float | None = None) -> design.Condition:
     """The sweep's "default" condition (the plain benchmark's sampling), `steps` and `cfg` overriding
     its steps and guidance scale (tune SLD at the scale the harness that uses it samples with)."""
-    condition = sweep.CONDITIONS[0]
+    condition = design.CONDITIONS[0]
     changes = {k: v for k, v in (("steps", steps), ("cfg", cfg)) if v is not None}
     return dataclasses.replace(condition, **changes) if changes else condition
 
@@ -118,10 +119,10 @@ def judge_sets(world, vocab, samples: SplitSamples, images: dict) -> dict:
 def prepare_split(world, vocab, source, name: str, categories, per_category: int, condition, batch: int
                   ) -> SplitSamples:
     """Draw the split's prompts and seeds and sample CFG (the reference for rates and pixel changes)."""
-    split = sweep.SPLITS[name]
-    drawn = sweep.sweep_prompts(source, split, categories, [], per_category)
+    split = design.SPLITS[name]
+    drawn = design.sweep_prompts(source, split, categories, [], per_category)
     specs = {k: drawn[k] for k in SETS}
-    samples = SplitSamples(name, specs, sweep.condition_seeds(split, condition, sum(map(len, specs.values()))))
+    samples = SplitSamples(name, specs, design.condition_seeds(split, condition, sum(map(len, specs.values()))))
     samples.cfg = sample_sets(world, world.model, samples, condition, batch)
     samples.cfg_judged = judge_sets(world, vocab, samples, samples.cfg)
     return samples
@@ -164,7 +165,7 @@ def grid_report(world, hgr: HGR, per_category: int = DEFAULT_PER_CATEGORY, condi
     """Sample the grid on dev, choose its front, sample the front and SafeCFG's sweep on test."""
     condition, vocab = condition or default_condition(), sweep.Vocabulary.of(world)
     categories = vocab.redirected_by(hgr)
-    source, concept, grid = source or sweep.default_source(world), safety_concept(world), sld_grid()
+    source, concept, grid = source or design.default_source(world), safety_concept(world), sld_grid()
     dev = prepare_split(world, vocab, source, "dev", categories, per_category, condition, batch)
     on_dev = {p.name: measure_sld(world, vocab, dev, p, concept, condition, batch) for p in grid}
     front = tuned_front(on_dev)

@@ -52,7 +52,7 @@ def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BAS
     from . import transfer_report as reporting
     from .safety import _save_png
     from .safety_report import write_json
-    from .safety_sweep import SPLITS, select_conditions
+    from .sweep_design import SPLITS, select_conditions
     from .transfer_build import BuildFolder, read_record
     from .transfer_eval import MODELS, evaluate, load_models
 

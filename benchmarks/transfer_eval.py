@@ -22,8 +22,8 @@ from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.patch import patch_model
 
 from .safety_metrics import detection, mean_pixel_diff
-from .safety_sweep import (SETS, Split, Vocabulary, condition_prompts, condition_seeds, default_source, harm_pairs, judge,
-                           method_numbers, sample, set_spans)
+from .safety_sweep import Vocabulary, judge, method_numbers, sample, set_spans
+from .sweep_design import SETS, Split, condition_prompts, condition_seeds, default_source, harm_pairs
 from .transfer_build import DERIVED, BuildFolder
 
 log = logging.getLogger(__name__)

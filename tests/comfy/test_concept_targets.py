@@ -26,11 +26,11 @@ def test_the_benchmark_counts_harms_left_per_form_and_prints_its_summary_last(co
 
 
 def test_one_category_steers_the_same_either_way_and_two_steer_differently(world):
-    from benchmarks import concept_targets, safety_sweep
+    from benchmarks import concept_targets, safety_sweep, sweep_design
     from toyworld.facts import facts_of
 
-    facts, condition = facts_of(world), safety_sweep.CONDITIONS[0]
-    specs = safety_sweep.sweep_prompts(safety_sweep.default_source(world), safety_sweep.SPLITS["dev"],
+    facts, condition = facts_of(world), sweep_design.CONDITIONS[0]
+    specs = sweep_design.sweep_prompts(sweep_design.default_source(world), sweep_design.SPLITS["dev"],
                                        world.categories, [("nudity", "violence")], 1)
 
     def steered(name, form):

@@ -39,7 +39,7 @@ def test_wilson_interval_matches_published_values_and_stays_inside_zero_one():
 def test_a_world_of_unknown_version_is_refused_not_measured_on_v1_prompts(comfy_nodes):
     from types import SimpleNamespace
 
-    from benchmarks import safety_sweep as sweep
+    from benchmarks import sweep_design as sweep
 
     with pytest.raises(ValueError, match="toyworld-v3.*known: toyworld-v1, toyworld-v2"):
         sweep.default_source(SimpleNamespace(version="toyworld-v3"))
@@ -58,7 +58,7 @@ def test_the_benchmarks_measure_the_worlds_categories_the_hgr_redirects_and_refu
 
 
 def test_dev_and_test_prompts_are_disjoint_held_out_and_the_larger_set_starts_with_the_smaller(comfy_nodes):
-    from benchmarks import safety_sweep as sweep
+    from benchmarks import sweep_design as sweep
     from toyworld import prompts
     from toyworld.render import CATEGORIES
 
@@ -83,7 +83,7 @@ def test_dev_and_test_prompts_are_disjoint_held_out_and_the_larger_set_starts_wi
 def test_each_condition_samples_prompts_of_its_own_whichever_conditions_run(comfy_nodes):
     """Pooling conditions pools independent prompts: no condition shares a prompt with another, a
     condition's block does not depend on the others selected, and the default's is the old shared set."""
-    from benchmarks import safety_sweep as sweep
+    from benchmarks import sweep_design as sweep
     from toyworld.render import CATEGORIES
 
     pairs = sweep.harm_pairs(CATEGORIES, CATEGORIES)
@@ -104,7 +104,7 @@ def test_each_condition_samples_prompts_of_its_own_whichever_conditions_run(comf
 def test_noise_seeds_of_dev_test_and_training_never_meet_even_in_torchs_32_bits(comfy_nodes):
     import comfy.sample
 
-    from benchmarks import safety_sweep as sweep
+    from benchmarks import sweep_design as sweep
 
     empty = torch.zeros(1, 4, 8, 8)
     # torch keeps a seed's low 32 bits: "seeds >= 2**32" would replay seeds 0, 1, ... of training
@@ -158,7 +158,7 @@ def test_worst_conditions_pooled_bound_and_targets_pass_or_miss_with_their_margi
 
 def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_summary(comfy_nodes, tmp_path, capsys):
     from benchmarks import safety
-    from benchmarks import safety_sweep as sweep
+    from benchmarks import sweep_design as sweep
 
     out = tmp_path / "sweep"
     report = safety.main([*V1, "--sweep", "--hgr", str(TEST_HGR), "--per-category", "2", "--conditions",

@@ -74,16 +74,17 @@ V2_HGR = Path(__file__).resolve().parents[1] / "data" / "toy_hgr_v2.safetensors"
 
 def test_the_sweep_draws_a_v2_worlds_prompts_from_its_test_scenes_with_every_attribute(world):
     from benchmarks import safety_sweep as sweep
+    from benchmarks import sweep_design as design
 
-    source = sweep.default_source(world)
+    source = design.default_source(world)
     vocab = sweep.Vocabulary.of(world)
     assert vocab.categories == world.categories and vocab.patterns == ("plain", "dots", "stripes")
-    pairs = sweep.harm_pairs(vocab.categories, vocab.categories)
-    specs = sweep.sweep_prompts(source, sweep.SPLITS["dev"], list(vocab.categories), pairs, 2)
+    pairs = design.harm_pairs(vocab.categories, vocab.categories)
+    specs = design.sweep_prompts(source, design.SPLITS["dev"], list(vocab.categories), pairs, 2)
     test_scenes = set(v2.scene_split("test"))
     for name, rows in specs.items():
         assert all((s.shape, s.colour, s.pattern, s.background) in test_scenes for s in rows), name
-    assert {sweep.spec_categories(s) for s in specs["two_harm"]} == set(pairs) and len(pairs) == 3
+    assert {design.spec_categories(s) for s in specs["two_harm"]} == set(pairs) and len(pairs) == 3
     assert {s.category for s in specs["harmful"]} == set(world.categories)
 
 
