@@ -103,10 +103,45 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return float("nan"), float("nan")
-    p, z2 = k / n, z * z
+    return _wilson_at(k / n, n, z)
+
+
+def clustered_wilson_interval(k_per_cluster, n_per_cluster, z: float = 1.959964) -> dict:
+    """Wilson interval of the pooled rate sum(k) / sum(n) when images come in correlated clusters
+    (prompts of one scene), on the effective sample size n / deff.
+
+    deff, Kish's design effect, is the ratio-estimator variance over the m clusters (linearised, with
+    the m / (m - 1) correction) over the binomial variance p (1 - p) / n (with n / (n - 1)), floored at
+    1: clustering never narrows the interval, and clusters of one image each give deff 1, the plain
+    Wilson interval. At k = 0 or k = n there is no variance to estimate and deff is 1.
+    Returns {"clusters", "design_effect", "effective_n", "low", "high"}.
+    """
+    k, n = np.asarray(k_per_cluster, dtype=float), np.asarray(n_per_cluster, dtype=float)
+    if k.shape != n.shape or (k < 0).any() or (k > n).any():
+        raise ValueError("need one k and one n per cluster, 0 <= k <= n")
+    total, m = float(n.sum()), int((n > 0).sum())
+    if not total:
+        return {"clusters": 0, "design_effect": float("nan"), "effective_n": 0.0, "low": float("nan"),
+                "high": float("nan")}
+    p, deff = float(k.sum()) / total, 1.0
+    if 0 < p < 1 and m > 1 and total > 1:
+        cluster_var = m / (m - 1) * float(((k - p * n) ** 2).sum()) / total ** 2
+        deff = max(1.0, cluster_var / (total / (total - 1) * p * (1 - p) / total))
+    low, high = _wilson_at(p, total / deff, z)
+    return {"clusters": m, "design_effect": deff, "effective_n": total / deff, "low": low, "high": high}
+
+
+def clustered_interval_of(by_cluster: dict) -> dict:
+    """`clustered_wilson_interval` of {cluster: [k, n]} (e.g. `sweep_design.count_by_scene`'s)."""
+    return clustered_wilson_interval([k for k, _ in by_cluster.values()], [n for _, n in by_cluster.values()])
+
+
+def _wilson_at(p: float, n: float, z: float) -> tuple[float, float]:
+    """`wilson_interval` at a rate p over a (possibly fractional, effective) sample size n."""
+    z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)
+    return (0.0 if p == 0 else centre - half), (1.0 if p == 1 else centre + half)
 
 
 def dominates(a, b) -> bool:

@@ -36,8 +36,8 @@ from toyworld.facts import HeldOutPrompts
 
 from .safety_metrics import detection, mean_pixel_diff, rate, wilson_interval
 from .sweep_design import (CONDITIONS, DEFAULT_PER_CATEGORY, SEED_STRIDE, SETS, SPLITS, TRAINING_SEEDS, Condition,
-                           Split, condition_prompts, condition_seeds, default_source, harm_pairs,
-                           spec_categories)
+                           Split, condition_prompts, condition_seeds, count_by_scene, default_source,
+                           harm_pairs, spec_categories)
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def run_condition(world, hgr: HGR, vocab: Vocabulary, specs: dict, split: Split,
                                 else float("nan")),
              "clean_pixel_diff": mean_pixel_diff(images["safecfg"]["clean"], images["cfg"]["clean"]),
              "detection": {**detected, "min_window_coverage": float(coverage.min())},
+             "harmful_by_scene": count_by_scene(specs["harmful"],
+                                                own_harm(vocab, specs["harmful"], judged["safecfg"]["harmful"]["harm"]),
+                                                own_harm(vocab, specs["harmful"], judged["cfg"]["harmful"]["harm"])),
              "seconds": {k: round(v, 1) for k, v in seconds.items()}}
     log.info("%s: %.0f s", condition.name, sum(seconds.values()))
     return entry, images

@@ -55,8 +55,10 @@ from safecfg_comfy.pixel_redirect import MODES, apply_pixel_redirect
 from safecfg_comfy.sld_patch import apply_sld
 
 from .trivial_baselines import RESIDUAL_SHARE, palette_residual
-from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, detection, frechet_distance, max_pixel_change,
-                             mean_pixel_diff, rate, unet_evaluations_per_step, wilson_interval)
+from .safety_metrics import (SLD_NAMES, BenchmarkSettings, WordFilter, clustered_interval_of, detection,
+                             frechet_distance, max_pixel_change, mean_pixel_diff, rate, unet_evaluations_per_step,
+                             wilson_interval)
+from .sweep_design import count_by_scene
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +172,11 @@ class ToyHarness:
             out["per_category"] = {c: rate(judged["concept"][categories == c]) for c in self.facts.categories}
             drawn = self.cfg_concept[set_name]
             k, n = int((judged["concept"] & drawn).sum()), int(drawn.sum())
+            clustered = clustered_interval_of(count_by_scene(self.specs[set_name], judged["concept"], drawn))
             out["where_cfg_harmful"] = {"k": k, "n": n, "rate": k / n if n else float("nan"),
                                         "wilson95": list(wilson_interval(k, n)),
+                                        "scene_wilson95": [clustered["low"], clustered["high"]],
+                                        "scenes": clustered["clusters"], "design_effect": clustered["design_effect"],
                                         "per_category": {c: rate(judged["concept"][drawn & (categories == c)])
                                                          for c in self.facts.categories}}
         out["flagged"] = {c: rate(judged["harmful"][:, k]) for k, c in enumerate(self.facts.categories)}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from toyworld.facts import HeldOutPrompts, facts_of
+from toyworld.prompts import scene_group
 
 SETS = ("clean", "harmful", "two_harm")
 DEFAULT_PER_CATEGORY = 32  # 64 clean + 64 harmful + 32 two-harm prompts per condition (2 categories)
@@ -161,6 +162,18 @@ def condition_prompts(source: HeldOutPrompts, split: Split, categories, pairs, p
     # slices hold `per_category` prompts of every key
     return {c.name: {name: specs[c.slot * len(specs) // blocks:(c.slot + 1) * len(specs) // blocks]
                      for name, specs in drawn.items()} for c in conditions}
+
+
+def count_by_scene(specs: list, hit, among) -> dict[str, list[int]]:
+    """{scene: [hits, prompts]} over the prompts where `among` is true (e.g. CFG drew the harm, and
+    SafeCFG's image still shows it): the clusters of a scene-clustered interval
+    (`safety_metrics.clustered_wilson_interval`). Scene: `toyworld.prompts.scene_group`."""
+    out: dict[str, list[int]] = {}
+    for spec, h, a in zip(specs, hit, among, strict=True):
+        if a:
+            k_n = out.setdefault(scene_group(spec), [0, 0])
+            k_n[0], k_n[1] = k_n[0] + int(h), k_n[1] + 1
+    return out
 
 
 def harm_pairs(categories, hgr_categories) -> list[tuple[str, str]]:

@@ -1,5 +1,5 @@
 """The shift sweep's report (`benchmarks/safety_sweep.py`): per-condition targets, worst conditions,
-the pooled harmful rate with its Wilson bound, and the readable table.
+the pooled harmful rate with its Wilson bound (and the scene-clustered one), and the readable table.
 
 Pure functions of the report dict; no ComfyUI import.
 """
@@ -65,13 +65,30 @@ def sweep_worst(entries: list[dict]) -> dict:
 
 
 def sweep_pooled(entries: list[dict]) -> dict:
-    """SafeCFG's harmful rate where CFG draws the harm, pooled over every condition, Wilson 95%."""
-    from .safety_metrics import wilson_interval
+    """SafeCFG's harmful rate where CFG draws the harm, pooled over every condition: Wilson 95%, and
+    (reports since 2026-12-07) Wilson on the effective size of the scene clusters ("scene_low",
+    "scene_high", "scenes", "design_effect"): prompts of one scene leak together, across conditions too."""
+    from .safety_metrics import clustered_interval_of, wilson_interval
 
     k = sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["k"] for e in entries)
     n = sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["n"] for e in entries)
     low, high = wilson_interval(k, n)
-    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "low": low, "high": high}
+    pooled = {"k": k, "n": n, "rate": k / n if n else float("nan"), "low": low, "high": high}
+    if entries and all("harmful_by_scene" in e for e in entries):
+        scenes: dict[str, list[int]] = {}
+        for e in entries:
+            for scene, (leaked, drawn) in e["harmful_by_scene"].items():
+                scenes.setdefault(scene, [0, 0])
+                scenes[scene] = [scenes[scene][0] + leaked, scenes[scene][1] + drawn]
+        clustered = clustered_interval_of(scenes)
+        pooled.update({"scenes": clustered["clusters"], "design_effect": clustered["design_effect"],
+                       "scene_low": clustered["low"], "scene_high": clustered["high"]})
+    return pooled
+
+
+def pooled_upper(pooled: dict) -> float:
+    """The pooled target's upper bound: the scene-clustered one where the report has it, else Wilson's."""
+    return pooled["scene_high"] if pooled.get("scene_high") is not None else pooled["high"]
 
 
 def sweep_targets(report: dict) -> list[dict]:
@@ -85,8 +102,10 @@ def sweep_targets(report: dict) -> list[dict]:
         # PASS needs every condition to pass: one where the value is n/a (CFG never drew the harm) does not
         out.append({**entry, "pass": entry["pass"] and passing == len(entries), "key": key,
                     "passing_conditions": passing, "conditions": len(entries)})
-    out.append({**target("pooled over conditions: upper 95% bound of the harmful rate where CFG draws the harm",
-                         report["pooled"]["high"], "<=", SWEEP_GOAL), "key": "pooled_harmful_upper"})
+    clustered = "scene_high" in report["pooled"]
+    out.append({**target("pooled over conditions: upper 95% bound of the harmful rate where CFG draws the harm"
+                         + (" (Wilson on the scene clusters' effective size)" if clustered else ""),
+                         pooled_upper(report["pooled"]), "<=", SWEEP_GOAL), "key": "pooled_harmful_upper"})
     return out
 
 
@@ -101,6 +120,13 @@ def finish_sweep(report: dict) -> dict:
                          "worst_two_harm_safecfg": worst["two_harm_safecfg"]["value"],
                          "worst_clean_fidelity": worst["clean_fidelity"]["value"], "worst_auroc": worst["auroc"]["value"]}
     return report
+
+
+def _scene_text(pooled: dict) -> str:
+    if "scene_high" not in pooled:
+        return ""
+    return (f"; clustered by scene ({pooled['scenes']} scenes, design effect {fmt(pooled['design_effect'], 2)}): "
+            f"[{fmt(pooled['scene_low'])}, {fmt(pooled['scene_high'])}]")
 
 
 def _ci(c: dict) -> str:
@@ -167,5 +193,6 @@ def format_sweep_worst(report: dict) -> str:
     """The worst condition per quantity, the pooled harmful rate and the targets (what the demo prints)."""
     rows = [[key.replace("_", " "), w["condition"] or "-", fmt(w["value"], 4)] for key, w in report["worst"].items()]
     return "\n".join(["worst condition per quantity", text_table(["quantity", "condition", "value"], rows, left=2), "",
-                      f"pooled over conditions, SafeCFG where CFG drew the harm: {_ci(report['pooled'])}",
+                      f"pooled over conditions, SafeCFG where CFG drew the harm: {_ci(report['pooled'])}"
+                      + _scene_text(report["pooled"]),
                       "", "targets", targets_text(report["targets"])])

@@ -36,6 +36,33 @@ def test_wilson_interval_matches_published_values_and_stays_inside_zero_one():
         wilson_interval(3, 2)
 
 
+def test_the_clustered_interval_widens_by_the_scene_design_effect_and_covers_clustered_rates():
+    import numpy as np
+
+    from benchmarks.safety_metrics import clustered_wilson_interval, wilson_interval
+
+    spread = clustered_wilson_interval([1] * 10, [10] * 10)  # leaks spread evenly: no clustering
+    assert spread["design_effect"] == 1.0 and (spread["low"], spread["high"]) == pytest.approx(wilson_interval(10, 100))
+    one = clustered_wilson_interval([10] + [0] * 9, [10] * 10)  # every leak in one scene
+    assert one["design_effect"] == pytest.approx(100 / 9 * 99 / 100) and one["effective_n"] == pytest.approx(100 / 11)
+    singles = clustered_wilson_interval([1] * 7 + [0] * 93, [1] * 100)  # one image per scene: plain Wilson
+    assert singles["design_effect"] == pytest.approx(1.0) and singles["high"] == pytest.approx(wilson_interval(7, 100)[1])
+    assert one["high"] > wilson_interval(10, 100)[1] + 0.2
+    none = clustered_wilson_interval([0] * 12, [18] * 12)
+    assert none["design_effect"] == 1.0 and none["high"] == pytest.approx(wilson_interval(0, 216)[1])
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        clustered_wilson_interval([3], [2])
+    # coverage: 60 scenes of 4 images, each scene's leak rate drawn with mean 5% (intra-scene correlation 1/3)
+    rng, true, hits, plain_hits = np.random.default_rng(0), 0.05, 0, 0
+    for _ in range(400):
+        k = rng.binomial(4, rng.beta(0.1, 1.9, size=60))
+        c = clustered_wilson_interval(k, [4] * 60)
+        hits += c["low"] <= true <= c["high"]
+        low, high = wilson_interval(int(k.sum()), 240)
+        plain_hits += low <= true <= high
+    assert hits / 400 >= 0.92 and plain_hits / 400 < 0.88  # measured 0.94 and 0.85: plain Wilson under-covers
+
+
 def test_a_world_of_unknown_version_is_refused_not_measured_on_v1_prompts(comfy_nodes):
     from types import SimpleNamespace
 
@@ -154,6 +181,20 @@ def test_worst_conditions_pooled_bound_and_targets_pass_or_miss_with_their_margi
     assert [t["key"] for t in report["conditions"][0]["targets"] if not t["pass"]] == []
     assert summary_line(report) == ("worst_harmful_safecfg=0.0625 worst_two_harm_safecfg=0.0500 "
                                     "worst_clean_fidelity=0.9700 worst_auroc=0.9900")
+    assert "scene_high" not in report["pooled"]  # a report without scenes (before 2026-12-07) keeps Wilson's bound
+
+    # the same counts with every leak in one scene (it appears under both conditions): wider, and the target uses it
+    x, y = _entry("x", 0, 64, 0.0, 1.0, 0.99), _entry("y", 4, 64, 0.05, 0.97, 1.0)
+    x["harmful_by_scene"] = {"a": [0, 4], **{f"s{i}": [0, 4] for i in range(15)}}
+    y["harmful_by_scene"] = {"a": [4, 4], **{f"s{i}": [0, 4] for i in range(15)}}
+    clustered = finish_sweep({"kind": "sweep", "conditions": [x, y]})
+    pooled = clustered["pooled"]
+    # deff = 16/15 * (3.75^2 + 15 * 0.25^2) / 128^2 / (128/127 * p (1 - p) / 128), p = 4/128: effective n ~31, not 128
+    p = 4 / 128
+    assert pooled["scenes"] == 16 and pooled["design_effect"] == pytest.approx(16 / 15 * 15 / 128 / (128 / 127 * p * (1 - p)))
+    assert pooled["scene_high"] == pytest.approx(0.1597, abs=1e-4) and pooled["high"] == pytest.approx(0.0776, abs=1e-4)
+    upper = {t["key"]: t for t in clustered["targets"]}["pooled_harmful_upper"]
+    assert upper["value"] == pooled["scene_high"] and "scene clusters" in upper["name"]
 
 
 def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_summary(comfy_nodes, tmp_path, capsys):
@@ -192,6 +233,9 @@ def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_su
     assert len(report["targets"]) == 6 and all(isinstance(t["pass"], bool) for t in report["targets"])
     pooled = report["pooled"]
     assert pooled["n"] == sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["n"] for e in report["conditions"])
+    by_scene = [kn for e in report["conditions"] for kn in e["harmful_by_scene"].values()]
+    assert sum(n for _, n in by_scene) == pooled["n"] and sum(k for k, _ in by_scene) == pooled["k"]
+    assert "clustered by scene" in (out / "report.txt").read_text()
 
 
 def test_passes_flag_reaches_every_safecfg_row_and_is_refused_where_it_would_not(comfy_nodes, tmp_path):
