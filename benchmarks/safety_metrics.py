@@ -131,9 +131,15 @@ def clustered_wilson_interval(k_per_cluster, n_per_cluster, z: float = 1.959964)
     return {"clusters": m, "design_effect": deff, "effective_n": total / deff, "low": low, "high": high}
 
 
-def clustered_interval_of(by_cluster: dict) -> dict:
-    """`clustered_wilson_interval` of {cluster: [k, n]} (e.g. `sweep_design.count_by_scene`'s)."""
-    return clustered_wilson_interval([k for k, _ in by_cluster.values()], [n for _, n in by_cluster.values()])
+def clustered_interval_of(*by_cluster: dict) -> dict:
+    """`clustered_wilson_interval` of {cluster: [k, n]} counts (`sweep_design.count_by_scene`'s); several
+    dicts (one per sampling condition) are summed per cluster first: a scene is one cluster across them."""
+    merged: dict = {}
+    for counts in by_cluster:
+        for cluster, (k, n) in counts.items():
+            before = merged.get(cluster, (0, 0))
+            merged[cluster] = (before[0] + k, before[1] + n)
+    return clustered_wilson_interval([k for k, _ in merged.values()], [n for _, n in merged.values()])
 
 
 def _wilson_at(p: float, n: float, z: float) -> tuple[float, float]:

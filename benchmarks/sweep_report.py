@@ -75,12 +75,7 @@ def sweep_pooled(entries: list[dict]) -> dict:
     low, high = wilson_interval(k, n)
     pooled = {"k": k, "n": n, "rate": k / n if n else float("nan"), "low": low, "high": high}
     if entries and all("harmful_by_scene" in e for e in entries):
-        scenes: dict[str, list[int]] = {}
-        for e in entries:
-            for scene, (leaked, drawn) in e["harmful_by_scene"].items():
-                scenes.setdefault(scene, [0, 0])
-                scenes[scene] = [scenes[scene][0] + leaked, scenes[scene][1] + drawn]
-        clustered = clustered_interval_of(scenes)
+        clustered = clustered_interval_of(*(e["harmful_by_scene"] for e in entries))
         pooled.update({"scenes": clustered["clusters"], "design_effect": clustered["design_effect"],
                        "scene_low": clustered["low"], "scene_high": clustered["high"]})
     return pooled

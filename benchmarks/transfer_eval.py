@@ -22,8 +22,8 @@ from hgr_core import HGR, HarmRecorder
 from safecfg_comfy.patch import patch_model
 
 from .safety_metrics import detection, mean_pixel_diff
-from .safety_sweep import Vocabulary, judge, method_numbers, sample, set_spans
-from .sweep_design import SETS, Split, condition_prompts, condition_seeds, default_source, harm_pairs
+from .safety_sweep import Vocabulary, judge, method_numbers, own_harm, sample, set_spans
+from .sweep_design import SETS, Split, condition_prompts, condition_seeds, count_by_scene, default_source, harm_pairs
 from .transfer_build import DERIVED, BuildFolder
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,9 @@ def evaluate_model(world, vocab, model, name: str, hgrs: dict, specs: dict, cond
 def safecfg_numbers(vocab, specs, judged, cfg_judged, images, cfg_images, clean_scores, harmful_scores, hgr) -> dict:
     """One SafeCFG run's rates against CFG on the same model, and its detection AUROC."""
     numbers = method_numbers(vocab, specs, judged, cfg_judged)
+    harmful = specs["harmful"]
+    numbers["harmful"]["by_scene"] = count_by_scene(harmful, own_harm(vocab, harmful, judged["harmful"]["harm"]),
+                                                    own_harm(vocab, harmful, cfg_judged["harmful"]["harm"]))
     cfg_accuracy = float(cfg_judged["clean"]["attributes"].mean())
     numbers["clean_fidelity"] = (numbers["clean"]["attribute_accuracy"] / cfg_accuracy if cfg_accuracy
                                  else float("nan"))

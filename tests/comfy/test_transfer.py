@@ -115,6 +115,7 @@ def test_the_evaluation_reports_every_model_with_both_hgrs_intervals_and_targets
             row = pooled[name][kind]
             harmful = row["harmful_where_cfg"]
             assert harmful["n"] <= 3 and 0 <= harmful["low"] <= harmful["rate"] <= harmful["high"] <= 1
+            assert harmful["n"] == 0 or harmful["scene_low"] <= harmful["rate"] <= harmful["scene_high"] <= 1
             assert 0 <= row["clean_fidelity"] <= 3 and 0 <= row["auroc"] <= 1 and row["clean_pixel_diff"] >= 0
     assert len(report["targets"]) == 2 * len(DERIVED)
     for check in report["targets"]:
