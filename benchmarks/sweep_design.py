@@ -16,8 +16,10 @@ Dev/test discipline:
   test in [2**31, 2**31 + 2**30), dev in [2**31 + 2**30, 2**32). Each condition gets its own
   seeds (slots), so pooling conditions pools independent noise; its slot is fixed in the table,
   so running a subset (``--conditions``) reproduces the full run's images.
-- Prompts: each condition has its own block (`condition_prompts`), so the pooled Wilson interval
-  counts independent prompts (until 2026-12-07 all shared one set and it was too narrow: README).
+- Prompts: each condition has its own block (`condition_prompts`), so pooling conditions pools
+  distinct prompts (until 2026-12-07 all shared one set and the pooled interval was too narrow:
+  README). Distinct prompts still share scenes, so pooled bounds are clustered by scene
+  (`count_by_scene`, `safety_metrics.clustered_wilson_interval`).
 """
 
 from __future__ import annotations
