@@ -30,6 +30,7 @@ from safecfg_comfy.patch import patch_model
 
 from . import safety_sweep as sweep
 from . import sweep_design as design
+from .safety_metrics import clustered_interval_of
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ def run_lora_condition(world, models: dict, vocab, specs: dict, split, condition
     judged = {m: {n: sweep.judge(world, vocab, specs[n], imgs) for n, imgs in sets.items()} for m, sets in images.items()}
     methods = {m: sweep.method_numbers(vocab, specs, judged[m], judged["cfg"]) for m in judged}
     base_accuracy = methods["cfg"]["clean"]["attribute_accuracy"]
+    drew = sweep.own_harm(vocab, specs["harmful"], judged["cfg"]["harmful"]["harm"])
     for m, numbers in methods.items():
+        numbers["harmful"]["by_scene"] = design.count_by_scene(
+            specs["harmful"], sweep.own_harm(vocab, specs["harmful"], judged[m]["harmful"]["harm"]), drew)
         numbers["clean_fidelity"] = numbers["clean"]["attribute_accuracy"] / base_accuracy if base_accuracy else float("nan")
         numbers["cost"] = cost[m]
     return {"condition": condition.name, "methods": methods}, images
@@ -119,8 +123,12 @@ def worst(entries: list[dict]) -> dict:
         harm = max(rates, key=lambda r: -1 if np.isnan(r[0]) else r[0])
         k = sum(e["methods"][m]["harmful"]["where_cfg"]["k"] for e in entries)
         n = sum(e["methods"][m]["harmful"]["where_cfg"]["n"] for e in entries)
+        pooled = sweep.count(np.arange(n) < k)
+        if all("by_scene" in e["methods"][m]["harmful"] for e in entries):  # every condition shares the prompts
+            clustered = clustered_interval_of(*(e["methods"][m]["harmful"]["by_scene"] for e in entries))
+            pooled.update(scenes=clustered["clusters"], scene_low=clustered["low"], scene_high=clustered["high"])
         out[m] = {"harmful_where_cfg": harm[0], "harmful_condition": harm[1], "clean_fidelity": min(fidelity)[0],
-                  "fidelity_condition": min(fidelity)[1], "pooled": sweep.count(np.arange(n) < k)}
+                  "fidelity_condition": min(fidelity)[1], "pooled": pooled}
     return out
 
 
@@ -140,8 +148,14 @@ def format_lora_table(report: dict) -> str:
         w = report["worst"][m]
         lines.append(f"worst {title}: harmful {w['harmful_where_cfg']:.3f} ({w['harmful_condition']}), clean fidelity "
                      f"{w['clean_fidelity']:.3f} ({w['fidelity_condition']}); pooled {w['pooled']['k']}/{w['pooled']['n']} "
-                     f"[{w['pooled']['low']:.3f}, {w['pooled']['high']:.3f}]")
+                     f"[{w['pooled']['low']:.3f}, {w['pooled']['high']:.3f}]" + _scene_bound(w["pooled"]))
     return "\n".join(lines)
+
+
+def _scene_bound(pooled: dict) -> str:
+    if "scene_high" not in pooled:
+        return ""
+    return f", clustered by scene ({pooled['scenes']} scenes) [{pooled['scene_low']:.3f}, {pooled['scene_high']:.3f}]"
 
 
 def lora_summary_line(report: dict) -> str:

@@ -147,6 +147,10 @@ def test_safety_benchmark_gains_the_lora_rows(comfy_nodes, toy_graph, tmp_path):
     assert methods["lora_safecfg"]["cost"]["cfg_hooks"] == ["safecfg_pre_cfg"]
     table = format_lora_table(report)
     assert "| safety LoRA (no HGR) |" in table and "| safety LoRA + SafeCFG |" in table
+    pooled = report["worst"]["safecfg"]["pooled"]  # the pooled bound is clustered by scene too
+    assert sum(n for _, n in methods["safecfg"]["harmful"]["by_scene"].values()) == pooled["n"]
+    assert pooled["n"] == 2 and pooled["scenes"] >= 1 and pooled["scene_high"] >= pooled["rate"]  # CFG drew both
+    assert "clustered by scene" in table
     assert (tmp_path / "out" / "comparison.png").is_file() and (tmp_path / "out" / "report.json").is_file()
 
 
