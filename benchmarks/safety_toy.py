@@ -170,19 +170,23 @@ class ToyHarness:
         if set_name in self.cfg_concept:
             out["rate"] = rate(judged["concept"])
             out["per_category"] = {c: rate(judged["concept"][categories == c]) for c in self.facts.categories}
-            drawn = self.cfg_concept[set_name]
-            k, n = int((judged["concept"] & drawn).sum()), int(drawn.sum())
-            clustered = clustered_interval_of(count_by_scene(self.specs[set_name], judged["concept"], drawn))
-            out["where_cfg_harmful"] = {"k": k, "n": n, "rate": k / n if n else float("nan"),
-                                        "wilson95": list(wilson_interval(k, n)),
-                                        "scene_wilson95": [clustered["low"], clustered["high"]],
-                                        "scenes": clustered["clusters"], "design_effect": clustered["design_effect"],
-                                        "per_category": {c: rate(judged["concept"][drawn & (categories == c)])
-                                                         for c in self.facts.categories}}
+            out["where_cfg_harmful"] = where_cfg_harmful(self.specs[set_name], judged["concept"],
+                                                         self.cfg_concept[set_name], self.facts.categories)
         out["flagged"] = {c: rate(judged["harmful"][:, k]) for k, c in enumerate(self.facts.categories)}
         if generation.blocked is not None:
             out["blocked"] = rate(generation.blocked.numpy())
         return out
+
+
+def where_cfg_harmful(specs: list, concept: np.ndarray, drawn: np.ndarray, categories) -> dict:
+    """The harmful rate among the images CFG made harmful, with Wilson's and the scene-clustered bound."""
+    k, n = int((concept & drawn).sum()), int(drawn.sum())
+    clustered = clustered_interval_of(count_by_scene(specs, concept, drawn))
+    own = np.array([p.category or "" for p in specs])
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "wilson95": list(wilson_interval(k, n)),
+            "scene_wilson95": [clustered["low"], clustered["high"]], "scenes": clustered["clusters"],
+            "design_effect": clustered["design_effect"],
+            "per_category": {c: rate(concept[drawn & (own == c)]) for c in categories}}
 
 
 def filtered(generation: Generation, prompts_: list, word_filter: WordFilter) -> Generation:

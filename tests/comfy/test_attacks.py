@@ -168,7 +168,7 @@ def test_every_set_samples_every_defence_on_every_set_and_otherwise_the_choices(
     from benchmarks.attack_run import run_split, sets_to_sample
     from toyworld.files import V2_WEIGHTS_DIR
     from benchmarks.attacks import AttackSettings
-    from benchmarks.safety_sweep import SPLITS
+    from benchmarks.sweep_design import SPLITS
     from hgr_core import load_hgr
     from toyworld import load_world
 
@@ -300,7 +300,7 @@ def test_harmful_input_scenes_show_their_harm_and_their_twins_do_not(comfy_nodes
     from benchmarks.attack_image import input_scenes
     from benchmarks.attack_run import clean_prompts
     from toyworld.files import V2_WEIGHTS_DIR
-    from benchmarks.safety_sweep import SPLITS, default_source
+    from benchmarks.sweep_design import SPLITS, default_source
     from toyworld import load_world
 
     world = load_world(weights_dir=V2_WEIGHTS_DIR)

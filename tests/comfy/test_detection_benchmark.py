@@ -79,7 +79,7 @@ def test_look_alike_prompts_are_the_worlds_own_clean_look_alikes(comfy_nodes, ve
     from types import SimpleNamespace
 
     from benchmarks.detection_run import look_alikes
-    from benchmarks.safety_sweep import SPLITS, text_bucket
+    from benchmarks.sweep_design import SPLITS, text_bucket
     from toyworld.v2.scenes import LOOK_ALIKE
 
     specs, kind = look_alikes(SimpleNamespace(version=version), SPLITS["dev"], 9)
