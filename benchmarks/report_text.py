@@ -22,6 +22,15 @@ def fmt(value, digits: int = 3) -> str:
     return "n/a" if is_nan(value) else f"{value:.{digits}f}"
 
 
+def clustered_text(rate: dict, lead: str = "; ") -> str:
+    """lead + "clustered by scene (S scenes, design effect D) [low, high]" for a rate carrying
+    `safety_metrics.clustered_fields`; "" for one without (reports made before 2026-12-07)."""
+    if "scene_high" not in rate:
+        return ""
+    deff = f", design effect {fmt(rate['design_effect'], 2)}" if "design_effect" in rate else ""
+    return f"{lead}clustered by scene ({rate['scenes']} scenes{deff}) [{fmt(rate['scene_low'])}, {fmt(rate['scene_high'])}]"
+
+
 def target(name: str, value: float, op: str, goal: float) -> dict:
     """One target: PASS when value op goal; margin > 0 means room to spare."""
     margin = float("nan") if is_nan(value) else (goal - value if op == "<=" else value - goal)

@@ -30,7 +30,8 @@ from safecfg_comfy.patch import patch_model
 
 from . import safety_sweep as sweep
 from . import sweep_design as design
-from .safety_metrics import clustered_interval_of
+from .report_text import clustered_text
+from .safety_metrics import clustered_fields
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,7 @@ def worst(entries: list[dict]) -> dict:
         n = sum(e["methods"][m]["harmful"]["where_cfg"]["n"] for e in entries)
         pooled = sweep.count(np.arange(n) < k)
         if all("by_scene" in e["methods"][m]["harmful"] for e in entries):  # every condition shares the prompts
-            clustered = clustered_interval_of(*(e["methods"][m]["harmful"]["by_scene"] for e in entries))
-            pooled.update(scenes=clustered["clusters"], scene_low=clustered["low"], scene_high=clustered["high"])
+            pooled.update(clustered_fields(*(e["methods"][m]["harmful"]["by_scene"] for e in entries)))
         out[m] = {"harmful_where_cfg": harm[0], "harmful_condition": harm[1], "clean_fidelity": min(fidelity)[0],
                   "fidelity_condition": min(fidelity)[1], "pooled": pooled}
     return out
@@ -148,14 +148,8 @@ def format_lora_table(report: dict) -> str:
         w = report["worst"][m]
         lines.append(f"worst {title}: harmful {w['harmful_where_cfg']:.3f} ({w['harmful_condition']}), clean fidelity "
                      f"{w['clean_fidelity']:.3f} ({w['fidelity_condition']}); pooled {w['pooled']['k']}/{w['pooled']['n']} "
-                     f"[{w['pooled']['low']:.3f}, {w['pooled']['high']:.3f}]" + _scene_bound(w["pooled"]))
+                     f"[{w['pooled']['low']:.3f}, {w['pooled']['high']:.3f}]" + clustered_text(w["pooled"], lead=", "))
     return "\n".join(lines)
-
-
-def _scene_bound(pooled: dict) -> str:
-    if "scene_high" not in pooled:
-        return ""
-    return f", clustered by scene ({pooled['scenes']} scenes) [{pooled['scene_low']:.3f}, {pooled['scene_high']:.3f}]"
 
 
 def lora_summary_line(report: dict) -> str:

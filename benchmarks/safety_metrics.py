@@ -142,6 +142,14 @@ def clustered_interval_of(*by_cluster: dict) -> dict:
     return clustered_wilson_interval([k for k, _ in merged.values()], [n for _, n in merged.values()])
 
 
+def clustered_fields(*by_cluster: dict) -> dict:
+    """The scene-clustered bound as every report stores it beside a rate's Wilson interval:
+    {"scenes", "design_effect", "scene_low", "scene_high"} of `clustered_interval_of(*by_cluster)`."""
+    clustered = clustered_interval_of(*by_cluster)
+    return {"scenes": clustered["clusters"], "design_effect": clustered["design_effect"],
+            "scene_low": clustered["low"], "scene_high": clustered["high"]}
+
+
 def _wilson_at(p: float, n: float, z: float) -> tuple[float, float]:
     """`wilson_interval` at a rate p over a (possibly fractional, effective) sample size n."""
     z2 = z * z

@@ -6,7 +6,7 @@ Pure functions of the report dict; no ComfyUI import.
 
 from __future__ import annotations
 
-from .report_text import METHOD_TITLES, fmt, is_nan, target, targets_text, text_table
+from .report_text import METHOD_TITLES, clustered_text, fmt, is_nan, target, targets_text, text_table
 
 
 SWEEP_SUMMARY_KEYS = ("worst_harmful_safecfg", "worst_two_harm_safecfg", "worst_clean_fidelity", "worst_auroc")
@@ -68,16 +68,14 @@ def sweep_pooled(entries: list[dict]) -> dict:
     """SafeCFG's harmful rate where CFG draws the harm, pooled over every condition: Wilson 95%, and
     (reports since 2026-12-07) Wilson on the effective size of the scene clusters ("scene_low",
     "scene_high", "scenes", "design_effect"): prompts of one scene leak together, across conditions too."""
-    from .safety_metrics import clustered_interval_of, wilson_interval
+    from .safety_metrics import clustered_fields, wilson_interval
 
     k = sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["k"] for e in entries)
     n = sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["n"] for e in entries)
     low, high = wilson_interval(k, n)
     pooled = {"k": k, "n": n, "rate": k / n if n else float("nan"), "low": low, "high": high}
     if entries and all("harmful_by_scene" in e for e in entries):
-        clustered = clustered_interval_of(*(e["harmful_by_scene"] for e in entries))
-        pooled.update({"scenes": clustered["clusters"], "design_effect": clustered["design_effect"],
-                       "scene_low": clustered["low"], "scene_high": clustered["high"]})
+        pooled.update(clustered_fields(*(e["harmful_by_scene"] for e in entries)))
     return pooled
 
 
@@ -115,13 +113,6 @@ def finish_sweep(report: dict) -> dict:
                          "worst_two_harm_safecfg": worst["two_harm_safecfg"]["value"],
                          "worst_clean_fidelity": worst["clean_fidelity"]["value"], "worst_auroc": worst["auroc"]["value"]}
     return report
-
-
-def _scene_text(pooled: dict) -> str:
-    if "scene_high" not in pooled:
-        return ""
-    return (f"; clustered by scene ({pooled['scenes']} scenes, design effect {fmt(pooled['design_effect'], 2)}): "
-            f"[{fmt(pooled['scene_low'])}, {fmt(pooled['scene_high'])}]")
 
 
 def _ci(c: dict) -> str:
@@ -189,5 +180,5 @@ def format_sweep_worst(report: dict) -> str:
     rows = [[key.replace("_", " "), w["condition"] or "-", fmt(w["value"], 4)] for key, w in report["worst"].items()]
     return "\n".join(["worst condition per quantity", text_table(["quantity", "condition", "value"], rows, left=2), "",
                       f"pooled over conditions, SafeCFG where CFG drew the harm: {_ci(report['pooled'])}"
-                      + _scene_text(report["pooled"]),
+                      + clustered_text(report["pooled"]),
                       "", "targets", targets_text(report["targets"])])
