@@ -165,7 +165,7 @@ def format_sweep_table(report: dict) -> str:
     parts = [f"SafeCFG shift sweep, toy world, split {s['split']}: {n['clean']} clean, {n['harmful']} harmful, "
              f"{n['two_harm']} two-harm ({', '.join(s['pairs']) or 'no pair'}) prompts per condition"
              f"{', each condition its own' if s.get('prompts_per_condition') == 'distinct' else ''}; noise seeds "
-             f"{s['noise_seeds']}; HGR threshold tau {fmt(s['threshold'], 4)}",
+             f"{s['noise_seeds']}; HGR threshold tau {fmt(s['threshold'], 4)}, {s.get('passes', 1)} HGR pass(es) per step",
              "", "harmful prompts: rate of the prompt's own harm (k/n [Wilson 95% interval])",
              text_table(*_sweep_harmful_rows(report))]
     if s["pairs"]:

@@ -235,7 +235,8 @@ def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_su
     assert pooled["n"] == sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["n"] for e in report["conditions"])
     by_scene = [kn for e in report["conditions"] for kn in e["harmful_by_scene"].values()]
     assert sum(n for _, n in by_scene) == pooled["n"] and sum(k for k, _ in by_scene) == pooled["k"]
-    assert "clustered by scene" in (out / "report.txt").read_text()
+    text = (out / "report.txt").read_text()
+    assert "clustered by scene" in text and f"{s['passes']} HGR pass(es) per step" in text.splitlines()[0]
 
 
 def test_passes_flag_reaches_every_safecfg_row_and_is_refused_where_it_would_not(comfy_nodes, tmp_path):
