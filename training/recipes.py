@@ -66,6 +66,8 @@ THOROUGH_TWO_HARM_SHARE = 0.35
 # Two changes at once and one training seed each: which of them matters is not known. Checked on dev
 # with seed 1 after the test read (one pass): 12/212 -> 13/212, two-harm 40 -> 46 of 387, clean
 # fidelity pooled 0.929 -> 0.967. On the test split seed 1 leaked more with it (21 -> 30 of 216; README).
+# Three seeds on dev (seed 2 and two passes added after the test read): single harm 43 -> 41 of 636
+# (one pass), 34 -> 37 (two); the test split disagrees (52 -> 64 and 32 -> 56 of 648; README).
 CONCEPT_ONLY_CLEAN_PROMPTS = 400
 CONCEPT_ONLY_FLAGS = ("--clean-weight", "2")
 DEFAULT_PROMPTS = (400, 200)  # harmful, clean training prompts
