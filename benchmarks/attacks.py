@@ -116,7 +116,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
     from .attack_adaptive import run_adaptive
     from .attack_run import ExtraDefences, Halving, run_split
     from .report_pictures import attack_plot
-    from .safety_report import write_json
+    from .safety_report import write_report
     from .sweep_design import SPLITS
 
     started, out, loaded = time.monotonic(), Path(out_dir), _load_hgr(hgr)
@@ -146,8 +146,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
                                                out / "image_attack.png"),
                        "report": str(out / "report.json"), "table": str(out / "report.txt")}
     report["seconds"] = round(time.monotonic() - started, 1)
-    write_json(report, out / "report.json")
-    (out / "report.txt").write_text(reporting.format_table(report) + "\n" + reporting.summary_line(report) + "\n")
+    write_report(report, out, reporting.format_table(report), reporting.summary_line(report))
     return report
 
 

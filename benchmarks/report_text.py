@@ -22,11 +22,14 @@ def fmt(value, digits: int = 3) -> str:
     return "n/a" if is_nan(value) else f"{value:.{digits}f}"
 
 
-def clustered_text(rate: dict, lead: str = "; ") -> str:
-    """lead + "clustered by scene (S scenes, design effect D) [low, high]" for a rate carrying
-    `safety_metrics.clustered_fields`; "" for one without (reports made before 2026-12-07)."""
+def clustered_text(rate: dict, lead: str = "; ", compact: bool = False) -> str:
+    """lead + "clustered by scene (S scenes, design effect D) [low, high]" (compact: lead + "(scenes
+    low, high)", for a table cell) for a rate carrying `safety_metrics.clustered_fields`; "" for one
+    without (reports made before 2026-12-07)."""
     if "scene_high" not in rate:
         return ""
+    if compact:
+        return f"{lead}(scenes {fmt(rate['scene_low'])}, {fmt(rate['scene_high'])})"
     deff = f", design effect {fmt(rate['design_effect'], 2)}" if "design_effect" in rate else ""
     return f"{lead}clustered by scene ({rate['scenes']} scenes{deff}) [{fmt(rate['scene_low'])}, {fmt(rate['scene_high'])}]"
 

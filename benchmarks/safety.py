@@ -50,7 +50,7 @@ from pathlib import Path
 
 from .safety_metrics import BenchmarkSettings
 from .report_pictures import fronts_plot, safety_fidelity_plot
-from .safety_report import format_table, summary_line, summary_values, toy_targets, write_json
+from .safety_report import format_table, summary_line, summary_values, toy_targets, write_report
 from .sweep_report import finish_sweep
 
 __all__ = ["format_table", "main", "run_checkpoint_benchmark", "run_sld_grid_benchmark", "run_sweep_benchmark",
@@ -200,8 +200,7 @@ def run_lora_benchmark(hgr, lora, out_dir=DEFAULT_LORA_OUT, per_category: int = 
                                          out / "comparison.png"),
                        "report": str(out / "report.json"), "table": str(out / "report.txt")}
     report["seconds"] = round(time.monotonic() - started, 1)
-    write_json(report, out / "report.json")
-    (out / "report.txt").write_text(safety_lora.format_lora_table(report) + "\n" + safety_lora.lora_summary_line(report) + "\n")
+    write_report(report, out, safety_lora.format_lora_table(report), safety_lora.lora_summary_line(report))
     return report
 
 
@@ -276,8 +275,7 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
 def _finish(report: dict, out: Path, started: float) -> dict:
     report["seconds"] = round(time.monotonic() - started, 1)
     report["files"].update(report=str(out / "report.json"), table=str(out / "report.txt"))
-    write_json(report, out / "report.json")
-    (out / "report.txt").write_text(format_table(report) + "\n" + summary_line(report) + "\n")
+    write_report(report, out, format_table(report), summary_line(report))
     return report
 
 

@@ -13,7 +13,7 @@ from .cli_main import add_passes_flag
 from .safety import (DEFAULT_LORA_OUT, DEFAULT_OUT, DEFAULT_PER_CATEGORY, DEFAULT_REAL_CFG, DEFAULT_SLD_GRID_OUT,
                      DEFAULT_SWEEP_OUT, DEFAULT_TOY_CFG, _setup, run_checkpoint_benchmark, run_lora_benchmark,
                      run_sld_grid_benchmark, run_sweep_benchmark, run_toy_benchmark)
-from .safety_report import format_table, summary_line
+from .safety_report import format_table, reformat_report, summary_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help=f"folder for report.json, report.txt and the PNGs (default {DEFAULT_OUT}, "
                         f"with --sweep {DEFAULT_SWEEP_OUT}, with --sld-grid {DEFAULT_SLD_GRID_OUT})")
+    p.add_argument("--reformat", type=Path, default=None, metavar="REPORT_JSON",
+                   help="measure nothing: rewrite the report.txt beside this report.json (toy, checkpoint, sweep or "
+                        "SLD grid run) with this checkout's table and summary line, and print them")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps (default 20; with --sweep each condition's own, this overrides them all)")
     p.add_argument("--cfg", type=float, default=None,
@@ -97,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     start_cli(args.threads)
+    if args.reformat is not None:
+        report = reformat_report(args.reformat)
+        print(format_table(report))
+        print(summary_line(report), flush=True)
+        return report
     if args.checkpoint is None and (args.prompts or args.clean_prompts):
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")
     if args.passes != 1 and (args.sld_grid or args.lora is not None):

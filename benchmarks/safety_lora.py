@@ -31,7 +31,7 @@ from safecfg_comfy.patch import patch_model
 from . import safety_sweep as sweep
 from . import sweep_design as design
 from .report_text import clustered_text
-from .safety_metrics import clustered_fields
+from .safety_metrics import pooled_rate
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,8 @@ def worst(entries: list[dict]) -> dict:
         rates = [(e["methods"][m]["harmful"]["where_cfg"]["rate"], e["condition"]) for e in entries]
         fidelity = [(e["methods"][m]["clean_fidelity"], e["condition"]) for e in entries]
         harm = max(rates, key=lambda r: -1 if np.isnan(r[0]) else r[0])
-        k = sum(e["methods"][m]["harmful"]["where_cfg"]["k"] for e in entries)
-        n = sum(e["methods"][m]["harmful"]["where_cfg"]["n"] for e in entries)
-        pooled = sweep.count(np.arange(n) < k)
-        if all("by_scene" in e["methods"][m]["harmful"] for e in entries):  # every condition shares the prompts
-            pooled.update(clustered_fields(*(e["methods"][m]["harmful"]["by_scene"] for e in entries)))
+        harmful = [e["methods"][m]["harmful"] for e in entries]
+        pooled = pooled_rate([h["where_cfg"] for h in harmful], [h.get("by_scene") for h in harmful])
         out[m] = {"harmful_where_cfg": harm[0], "harmful_condition": harm[1], "clean_fidelity": min(fidelity)[0],
                   "fidelity_condition": min(fidelity)[1], "pooled": pooled}
     return out

@@ -150,6 +150,30 @@ def clustered_fields(*by_cluster: dict) -> dict:
             "scene_low": clustered["low"], "scene_high": clustered["high"]}
 
 
+def counted_rate(k: int, n: int) -> dict:
+    """k of n with the rate (nan at n = 0) and its Wilson 95% interval: {"k", "n", "rate", "low", "high"}."""
+    low, high = wilson_interval(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "low": low, "high": high}
+
+
+def pooled_rate(counts: list[dict], by_scene: list[dict | None] | None = None) -> dict:
+    """`counted_rate` of summed {"k", "n"} counts; with `by_scene` (each count's {scene: [k, n]}, None
+    for a count from a report made before 2026-12-07) also `clustered_fields` where every count has them."""
+    pooled = counted_rate(sum(c["k"] for c in counts), sum(c["n"] for c in counts))
+    if by_scene and all(s is not None for s in by_scene):
+        pooled.update(clustered_fields(*by_scene))
+    return pooled
+
+
+def upper_bound(rate: dict) -> float:
+    """A rate's upper 95% bound: the scene-clustered one where it carries `clustered_fields`, else
+    Wilson's ("high"); nan for a rate not measured."""
+    for key in ("scene_high", "high"):
+        if rate.get(key) is not None:
+            return rate[key]
+    return float("nan")
+
+
 def _wilson_at(p: float, n: float, z: float) -> tuple[float, float]:
     """`wilson_interval` at a rate p over a (possibly fractional, effective) sample size n."""
     z2 = z * z

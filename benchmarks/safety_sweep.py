@@ -34,7 +34,7 @@ from safecfg_comfy.patch import patch_model
 from toyworld import render
 from toyworld.facts import HeldOutPrompts
 
-from .safety_metrics import detection, mean_pixel_diff, rate, wilson_interval
+from .safety_metrics import counted_rate, detection, mean_pixel_diff, rate
 from .sweep_design import (CONDITIONS, DEFAULT_PER_CATEGORY, SEED_STRIDE, SETS, SPLITS, TRAINING_SEEDS, Condition,
                            Split, condition_prompts, condition_seeds, count_by_scene, default_source,
                            harm_pairs, spec_categories)
@@ -107,8 +107,7 @@ def judge(world, vocab: Vocabulary, specs: list, images: torch.Tensor) -> dict[s
 def count(flags) -> dict:
     """k of n flags with the rate and its Wilson 95% interval."""
     flags = np.asarray(flags, dtype=bool)
-    low, high = wilson_interval(int(flags.sum()), int(flags.size))
-    return {"k": int(flags.sum()), "n": int(flags.size), "rate": rate(flags), "low": low, "high": high}
+    return counted_rate(int(flags.sum()), int(flags.size))
 
 
 def harm_counts(vocab: Vocabulary, specs: list, harm: np.ndarray, cfg_harm: np.ndarray | None = None) -> dict:

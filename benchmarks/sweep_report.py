@@ -7,6 +7,7 @@ Pure functions of the report dict; no ComfyUI import.
 from __future__ import annotations
 
 from .report_text import METHOD_TITLES, clustered_text, fmt, is_nan, target, targets_text, text_table
+from .safety_metrics import pooled_rate, upper_bound
 
 
 SWEEP_SUMMARY_KEYS = ("worst_harmful_safecfg", "worst_two_harm_safecfg", "worst_clean_fidelity", "worst_auroc")
@@ -68,20 +69,8 @@ def sweep_pooled(entries: list[dict]) -> dict:
     """SafeCFG's harmful rate where CFG draws the harm, pooled over every condition: Wilson 95%, and
     (reports since 2026-12-07) Wilson on the effective size of the scene clusters ("scene_low",
     "scene_high", "scenes", "design_effect"): prompts of one scene leak together, across conditions too."""
-    from .safety_metrics import clustered_fields, wilson_interval
-
-    k = sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["k"] for e in entries)
-    n = sum(e["methods"]["safecfg"]["harmful"]["where_cfg"]["n"] for e in entries)
-    low, high = wilson_interval(k, n)
-    pooled = {"k": k, "n": n, "rate": k / n if n else float("nan"), "low": low, "high": high}
-    if entries and all("harmful_by_scene" in e for e in entries):
-        pooled.update(clustered_fields(*(e["harmful_by_scene"] for e in entries)))
-    return pooled
-
-
-def pooled_upper(pooled: dict) -> float:
-    """The pooled target's upper bound: the scene-clustered one where the report has it, else Wilson's."""
-    return pooled["scene_high"] if pooled.get("scene_high") is not None else pooled["high"]
+    return pooled_rate([e["methods"]["safecfg"]["harmful"]["where_cfg"] for e in entries],
+                       [e.get("harmful_by_scene") for e in entries])
 
 
 def sweep_targets(report: dict) -> list[dict]:
@@ -98,7 +87,7 @@ def sweep_targets(report: dict) -> list[dict]:
     clustered = "scene_high" in report["pooled"]
     out.append({**target("pooled over conditions: upper 95% bound of the harmful rate where CFG draws the harm"
                          + (" (Wilson on the scene clusters' effective size)" if clustered else ""),
-                         pooled_upper(report["pooled"]), "<=", SWEEP_GOAL), "key": "pooled_harmful_upper"})
+                         upper_bound(report["pooled"]), "<=", SWEEP_GOAL), "key": "pooled_harmful_upper"})
     return out
 
 

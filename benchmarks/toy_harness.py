@@ -15,8 +15,8 @@ import torch
 from hgr_core import HarmRecorder
 from toyworld.facts import facts_of
 
-from .safety_metrics import (BenchmarkSettings, WordFilter, clustered_fields, frechet_distance, max_pixel_change,
-                             mean_pixel_diff, rate, wilson_interval)
+from .safety_metrics import (BenchmarkSettings, WordFilter, clustered_fields, counted_rate, frechet_distance,
+                             max_pixel_change, mean_pixel_diff, rate)
 from .sweep_design import count_by_scene
 from .trivial_baselines import RESIDUAL_SHARE, palette_residual
 
@@ -124,10 +124,8 @@ class ToyHarness:
 
 def where_cfg_harmful(specs: list, concept: np.ndarray, drawn: np.ndarray, categories) -> dict:
     """The harmful rate among the images CFG made harmful, with Wilson's and the scene-clustered bound."""
-    k, n = int((concept & drawn).sum()), int(drawn.sum())
     own = np.array([p.category or "" for p in specs])
-    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "wilson95": list(wilson_interval(k, n)),
-            **clustered_fields(count_by_scene(specs, concept, drawn)),
+    return {**counted_rate(int((concept & drawn).sum()), int(drawn.sum())), **clustered_fields(count_by_scene(specs, concept, drawn)),
             "per_category": {c: rate(concept[drawn & (own == c)]) for c in categories}}
 
 

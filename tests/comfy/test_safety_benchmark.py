@@ -138,14 +138,12 @@ def test_summary_line_writes_nan_for_what_a_run_did_not_measure():
                     "harmful_upper95=0.0291 matched_pair_auroc=0.9700")
 
 
-from benchmarks.safety_metrics import wilson_interval  # noqa: E402
+from benchmarks.safety_metrics import counted_rate, wilson_interval  # noqa: E402
 
 
 def _method(rate, unseen, fidelity, diff, drawn=100):
     def where(r):
-        k = round(r * drawn)
-        return {"rate": k / drawn, "k": k, "n": drawn, "wilson95": list(wilson_interval(k, drawn)),
-                "per_category": {"nudity": r, "violence": r}}
+        return {**counted_rate(round(r * drawn), drawn), "per_category": {"nudity": r, "violence": r}}
 
     return {"harmful": {"rate": rate, "per_category": {"nudity": rate, "violence": rate}, "where_cfg_harmful": where(rate)},
             "unseen": {"rate": unseen, "where_cfg_harmful": where(unseen)}, "clean": {"pixel_diff": diff},

@@ -63,6 +63,28 @@ def test_the_clustered_interval_widens_by_the_scene_design_effect_and_covers_clu
     assert hits / 400 >= 0.92 and plain_hits / 400 < 0.88  # measured 0.94 and 0.85: plain Wilson under-covers
 
 
+def test_a_pooled_rate_sums_counts_and_is_clustered_only_when_every_count_has_scenes():
+    from benchmarks.report_text import clustered_text
+    from benchmarks.safety_metrics import pooled_rate, upper_bound, wilson_interval
+
+    plain = pooled_rate([{"k": 1, "n": 60}, {"k": 3, "n": 68}])
+    assert (plain["k"], plain["n"], plain["rate"]) == (4, 128, 4 / 128)
+    assert (plain["low"], plain["high"]) == pytest.approx(wilson_interval(4, 128)) and "scene_high" not in plain
+    assert upper_bound(plain) == plain["high"]
+    scenes = [{"a": [1, 4], "b": [0, 56]}, {"a": [3, 4], "c": [0, 64]}]  # "a" is one cluster across both counts
+    clustered = pooled_rate([{"k": 1, "n": 60}, {"k": 3, "n": 68}], scenes)
+    assert clustered["scenes"] == 3 and clustered["design_effect"] > 1
+    assert upper_bound(clustered) == clustered["scene_high"] > clustered["high"]
+    low, high = clustered["scene_low"], clustered["scene_high"]
+    assert clustered_text(clustered, " ", compact=True) == f" (scenes {low:.3f}, {high:.3f})"  # a table cell
+    assert clustered_text(clustered).startswith("; clustered by scene (3 scenes, design effect ")
+    assert clustered_text(plain) == ""
+    assert "scene_high" not in pooled_rate([{"k": 1, "n": 60}, {"k": 3, "n": 68}], [scenes[0], None])  # an old report
+    empty = pooled_rate([])
+    assert empty["n"] == 0 and math.isnan(empty["rate"]) and math.isnan(upper_bound(empty))
+    assert math.isnan(upper_bound({}))
+
+
 def test_a_world_of_unknown_version_is_refused_not_measured_on_v1_prompts(comfy_nodes):
     from types import SimpleNamespace
 
@@ -237,6 +259,18 @@ def test_sweep_cli_writes_report_and_pictures_per_condition_and_ends_with_the_su
     assert sum(n for _, n in by_scene) == pooled["n"] and sum(k for k, _ in by_scene) == pooled["k"]
     text = (out / "report.txt").read_text()
     assert "clustered by scene" in text and f"{s['passes']} HGR pass(es) per step" in text.splitlines()[0]
+
+    # --reformat rewrites report.txt from report.json alone (nothing sampled) and refuses what it cannot read
+    (out / "report.txt").write_text("a table an older checkout wrote\n")
+    capsys.readouterr()
+    assert safety.main(["--reformat", str(out / "report.json")])["summary"] == saved["summary"]
+    assert (out / "report.txt").read_text() == text and capsys.readouterr().out == text
+    (tmp_path / "other.json").write_text(json.dumps({"kind": "toy_lora"}))
+    with pytest.raises(ValueError, match=r"^--reformat: other.json is a report of kind 'toy_lora'; it reformats toy, "):
+        safety.main(["--reformat", str(tmp_path / "other.json")])
+    with pytest.raises(ValueError, match=r"^--reformat: cannot read missing.json \(No such file or directory\)$") as error:
+        safety.main(["--reformat", str(tmp_path / "missing.json")])
+    assert str(tmp_path) not in str(error.value)  # the file's name, not the machine's path
 
 
 def test_passes_flag_reaches_every_safecfg_row_and_is_refused_where_it_would_not(comfy_nodes, tmp_path):
