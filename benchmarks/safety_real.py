@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hgr_core import HGR, HarmRecorder, sld_preset_for_steps
+from hgr_core import HGR, HarmRecorder, atomic_write_text, sld_preset_for_steps
 from safecfg_comfy.patch import patch_model
 from safecfg_comfy.sampling import sample_latents
 from training.preview import image_grid
@@ -334,4 +334,4 @@ def checkpoint_grid(runs: dict[str, MethodRun], sets: dict):
 
 def write_records(records: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))

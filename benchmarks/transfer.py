@@ -51,7 +51,7 @@ def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BAS
 
     from . import transfer_report as reporting
     from .safety import _save_png
-    from .safety_report import write_json
+    from .safety_report import write_report
     from .sweep_design import SPLITS, select_conditions
     from .transfer_build import BuildFolder, read_record
     from .transfer_eval import MODELS, evaluate, load_models
@@ -81,8 +81,7 @@ def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BAS
     report["files"] = {"grid": _save_png(reporting.transfer_grid(first), out / "transfer.png"),
                        "report": str(out / "report.json"), "table": str(out / "report.txt")}
     report["seconds"] = round(time.monotonic() - started, 1)
-    write_json(report, out / "report.json")
-    (out / "report.txt").write_text(reporting.format_table(report) + "\n" + reporting.summary_line(report) + "\n")
+    write_report(report, out, reporting.format_table(report), reporting.summary_line(report))
     return report
 
 

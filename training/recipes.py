@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hgr_core import atomic_write
 from toyworld.files import V1_WEIGHTS_DIR, V2_WEIGHTS_DIR
+from toyworld.prompts import write_text_file
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +180,9 @@ def drop_safe_counterparts(path: Path) -> None:
         raise ValueError(f"{Path(path).name} has no safe_prompt column to drop")
     columns = [c for c in rows[0] if c != "safe_prompt"]
 
-    def write(tmp):
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            out = csv.DictWriter(f, columns, extrasaction="ignore")
-            out.writeheader()
-            out.writerows(rows)
+    def write(f):
+        out = csv.DictWriter(f, columns, extrasaction="ignore")
+        out.writeheader()
+        out.writerows(rows)
 
-    atomic_write(path, write)
+    write_text_file(path, write)
