@@ -9,7 +9,9 @@ prediction is `training.trajectories.concept_steered_cond`: eps_c + sum_k (eps_u
 A two-harm prompt is steered both ways `train_hgr --multi-concept-target` offers: "joined" (one
 concept of the categories' texts joined) and "sum" (one term per category; for one category the two
 are the same). Counted as everywhere in the sweep: each prompt's harms in the steered image, among
-the harms CFG drew with the same seed, Wilson 95%. No HGR is involved: an HGR can only learn the
+the harms CFG drew with the same seed, Wilson 95%; pooled over conditions also Wilson on the scene
+clusters' effective size (every condition samples the same prompts, so one scene's harms recur in
+each; `safety_metrics.pooled_rate`). No HGR is involved: an HGR can only learn the
 redirection its target shows it, so a harm the target leaves is one the HGR is not taught to remove.
 The last stdout line is `teacher_single=… teacher_two_harm_joined=… teacher_two_harm_sum=…`.
 """
@@ -80,26 +82,29 @@ def steered_model(world, specs: list, concepts: dict, form: str):
 
 
 def harms_left(vocab, specs: list, cfg_harm, steered_harm) -> dict:
-    """Harms the steered images show among those CFG drew (same prompt, same seed), as `count` gives."""
+    """Harms the steered images show among those CFG drew (same prompt, same seed), as `count` gives,
+    with "by_scene" ({scene: [left, drawn]}, `count_by_scene`) for the scene-clustered bound."""
     from .safety_sweep import count
-    from .sweep_design import spec_categories
+    from .sweep_design import count_by_scene, spec_categories
 
-    left = [bool(steered_harm[i, vocab.categories.index(c)]) for i, s in enumerate(specs) for c in spec_categories(s)
-            if cfg_harm[i, vocab.categories.index(c)]]
-    return count(np.array(left, dtype=bool))
+    harms = [(s, bool(steered_harm[i, k]), bool(cfg_harm[i, k]))  # one row per harm of each prompt
+             for i, s in enumerate(specs) for k in (vocab.categories.index(c) for c in spec_categories(s))]
+    left = count(np.array([hit for _, hit, drawn in harms if drawn], dtype=bool))
+    return {**left, "by_scene": count_by_scene(*zip(*harms)) if harms else {}}
 
 
 def run(world, split_name: str, per_category: int, conditions, batch: int) -> dict:
     """Per condition and pooled: harms left by the concept target, single-harm (one form) and two-harm (both)."""
     from toyworld.facts import facts_of
 
-    from .safety_sweep import Vocabulary, count, judge, sample, set_spans
+    from .safety_metrics import pooled_rate
+    from .safety_sweep import Vocabulary, judge, sample, set_spans
     from .sweep_design import SETS, SPLITS, condition_seeds, default_source, harm_pairs, sweep_prompts
 
     split, vocab, facts = SPLITS[split_name], Vocabulary.of(world), facts_of(world)
     specs = sweep_prompts(default_source(world), split, vocab.categories, harm_pairs(vocab.categories, vocab.categories),
                           per_category)
-    rows, flags = [], {"single": [], "two_harm_joined": [], "two_harm_sum": []}
+    rows = []
     for condition in conditions:
         seeds, spans = condition_seeds(split, condition, sum(len(specs[n]) for n in SETS)), set_spans(specs)
         entry = {"condition": condition.name}
@@ -115,18 +120,21 @@ def run(world, split_name: str, per_category: int, conditions, batch: int) -> di
                 left = harms_left(vocab, chosen, cfg_harm, judge(world, vocab, chosen, images)["harm"])
                 key = "single" if name == "harmful" else f"two_harm_{form}"
                 entry[key] = left
-                flags[key] += [True] * left["k"] + [False] * (left["n"] - left["k"])
         log.info("%s: single %d/%d, two-harm joined %d/%d, sum %d/%d", condition.name, entry["single"]["k"],
                  entry["single"]["n"], entry["two_harm_joined"]["k"], entry["two_harm_joined"]["n"],
                  entry["two_harm_sum"]["k"], entry["two_harm_sum"]["n"])
         rows.append(entry)
-    pooled = {key: count(np.array(v, dtype=bool)) for key, v in flags.items()}
+    # every condition samples the same prompts: the clustered bound counts a scene once across them
+    pooled = {key: pooled_rate([r[key] for r in rows], [r[key]["by_scene"] for r in rows])
+              for key in ("single", "two_harm_joined", "two_harm_sum")}
     return {"kind": "concept_targets", "split": split.name, "per_category": per_category,
             "prompts": {name: len(specs[name]) for name in ("harmful", "two_harm")},
             "concepts": dict(facts.concepts), "conditions": rows, "pooled": pooled}
 
 
 def report_text(report: dict) -> str:
+    from .report_text import clustered_text
+
     def cell(c):
         return f"{c['k']}/{c['n']} = {c['rate']:.3f} [{c['low']:.3f}, {c['high']:.3f}]"
 
@@ -137,6 +145,7 @@ def report_text(report: dict) -> str:
               for r in report["conditions"]]
     p = report["pooled"]
     lines.append(f"pooled | {cell(p['single'])} | {cell(p['two_harm_joined'])} | {cell(p['two_harm_sum'])}")
+    lines += [f"pooled {key}: {clustered_text(p[key], '')}" for key in p if clustered_text(p[key])]
     return "\n".join(lines)
 
 

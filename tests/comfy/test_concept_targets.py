@@ -19,10 +19,15 @@ def test_the_benchmark_counts_harms_left_per_form_and_prints_its_summary_last(co
     (row,) = report["conditions"]
     for key in ("single", "two_harm_joined", "two_harm_sum"):
         assert 0 <= row[key]["k"] <= row[key]["n"] and report["pooled"][key]["n"] == row[key]["n"]
+        scenes = list(row[key]["by_scene"].values())  # [left, drawn] per scene: the same counts, clustered
+        assert [sum(k for k, _ in scenes), sum(n for _, n in scenes)] == [row[key]["k"], row[key]["n"]]
+        pooled = report["pooled"][key]
+        assert pooled["scenes"] == len(scenes) and pooled["scene_low"] <= pooled["rate"] <= pooled["scene_high"]
     assert row["single"]["n"] >= 5 and row["two_harm_sum"]["n"] == row["two_harm_joined"]["n"] >= 10  # CFG draws them
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("teacher_single=") and "teacher_two_harm_sum=" in last
     assert (tmp_path / "report.txt").read_text().strip().splitlines()[-1] == last
+    assert "pooled two_harm_sum: clustered by scene (" in (tmp_path / "report.txt").read_text()
 
 
 def test_one_category_steers_the_same_either_way_and_two_steer_differently(world):
