@@ -19,7 +19,6 @@ The last stdout line is `teacher_single=… teacher_two_harm_joined=… teacher_
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -163,9 +162,9 @@ def main(argv=None) -> dict:
     from safecfg_comfy.locate import setup_comfyui
 
     setup_comfyui()
-    from hgr_core import atomic_write_text
     from toyworld import load_world
 
+    from .safety_report import write_report
     from .sweep_design import select_conditions
 
     world, started = load_world(weights_dir=args.toy_weights), time.monotonic()
@@ -173,8 +172,7 @@ def main(argv=None) -> dict:
     report["seconds"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     text = report_text(report)
-    atomic_write_text(args.out / "report.json", json.dumps(report, indent=2))
-    atomic_write_text(args.out / "report.txt", text + "\n" + summary_line(report) + "\n")
+    write_report(report, args.out, text, summary_line(report))
     print(text)
     print(summary_line(report), flush=True)
     return report

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from hgr_core import atomic_write_text
 
 from .report_text import fmt, is_nan, target, text_table
+from .safety_report import write_report
 
 SUMMARY_KEYS = ("auroc_sampling", "auroc_image", "auroc_matched", "fpr_clean", "fpr_hard", "iou")
 TARGETS = {"auroc_sampling": (">=", 0.98), "auroc_image": (">=", 0.98), "auroc_matched": (">=", 0.98),
@@ -85,8 +84,7 @@ def format_table(report: dict) -> str:
 
 def write(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "report.txt", format_table(report) + "\n" + summary_line(report) + "\n")
+    write_report(report, out, format_table(report), summary_line(report))
 
 
 def calibration_text(record: dict, name: str) -> str:
