@@ -12,7 +12,7 @@ commit to it rather than train in a fixture: the guidance-path tests need an HGR
 redirects, and training one costs minutes.
 
 ``--thorough`` trains with the thorough recipe instead (`recipes.THOROUGH_TRAINING`, 35% two-harm
-prompts; with ``--concept-only`` also 400 clean prompts at clean weight 2, `recipes.CONCEPT_ONLY_FLAGS`) and ``--rounds N`` adds N - 1 on-policy rounds, each sampled with the previous round's
+prompts) and ``--rounds N`` adds N - 1 on-policy rounds, each sampled with the previous round's
 HGR (default: the recipe's rounds, `recipes.ROUNDS`: v2 2 or 3 with --thorough, v1 1 or 2); this is how the v2 candidates in the README were trained (round 2:
 ~20 min, round 3: ~15 min more on 2 idle cores). `benchmarks.transfer_build` calls the same
 `training.recipes.train_toy_hgr`.
@@ -46,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harmful-prompts", type=int, default=None,
                    help=f"harmful training prompts (default: {recipes.DEFAULT_PROMPTS[0]})")
     p.add_argument("--clean-prompts", type=int, default=None,
-                   help=f"clean training prompts (default: {recipes.DEFAULT_PROMPTS[1]}; "
-                        f"{recipes.CONCEPT_ONLY_CLEAN_PROMPTS} with --thorough --concept-only, training.recipes)")
+                   help=f"clean training prompts (default: {recipes.DEFAULT_PROMPTS[1]})")
     p.add_argument("--concept-only", action="store_true",
                    help="the concept-only regime: the harmful training file without its safe_prompt column (concept "
                         "targets, as for I2P)")
@@ -71,7 +70,7 @@ def main(argv=None) -> None:
 
 
 def _prompts(args) -> tuple[int, int]:
-    harmful, clean = recipes.recipe_prompts(args.thorough, args.concept_only)
+    harmful, clean = recipes.DEFAULT_PROMPTS
     return (args.harmful_prompts or harmful, args.clean_prompts or clean)
 
 

@@ -54,23 +54,22 @@ DEMO_TWO_HARM_SHARE = 0.2
 #   on-policy round at strength 1.5 (not taken):  0/576 [0.000, 0.007], 0.000, 0.031; clean fidelity 0.966
 THOROUGH_TRAINING = [*_COMMON, "--seeds-per-prompt", "4", "--steps", "4000", "--eval-every", "2000"]
 THOROUGH_TWO_HARM_SHARE = 0.35
-# The thorough recipe in the concept-only regime adds clean emphasis: twice the clean prompts (400,
-# a quarter of them look-alikes) at twice the weight. Concept targets change more of an image than a
-# safe counterpart does, and HGRs trained on them changed clean prompts too (dotted and striped
-# objects turned plain). Chosen on the sweep's dev split (2026-12-07, prompts of their own per
-# condition; `python -m benchmarks.safety --sweep --split dev --per-category 8 [--passes 2]`), seed 0,
+# Clean emphasis, tried and dropped (2026-12-07): twice the clean prompts (400, a quarter of them
+# look-alikes) at twice the weight, for the thorough concept-only recipe. Concept targets change more
+# of an image than a safe counterpart does, and HGRs trained on them changed clean prompts too (dotted
+# and striped objects turned plain). Chosen first on the sweep's dev split, seed 0 (prompts of their
+# own per condition; `python -m benchmarks.safety --sweep --split dev --per-category 8 [--passes 2]`),
 # without -> with it, one pass | two passes:
 #   single harm, where CFG drew it:    15/212 -> 13/212        | 13/212 -> 11/212
 #   two-harm prompts, harms left:      42/387 -> 36/387        | 20/387 -> 24/387
 #   clean fidelity pooled (worst):     0.923 (0.778) -> 0.967 (0.889) | 0.890 (0.773) -> 0.956 (0.850)
-#   clean pixel change, worst:         0.047 -> 0.033          | 0.048 -> 0.036
-# Two changes at once and one training seed each: which of them matters is not known. Checked on dev
-# with seed 1 after the test read (one pass): 12/212 -> 13/212, two-harm 40 -> 46 of 387, clean
-# fidelity pooled 0.929 -> 0.967. On the test split seed 1 leaked more with it (21 -> 30 of 216; README).
-# Three seeds on dev (seed 2 and two passes added after the test read): single harm 43 -> 41 of 636
-# (one pass), 34 -> 37 (two); the test split disagrees (52 -> 64 and 32 -> 56 of 648; README).
-CONCEPT_ONLY_CLEAN_PROMPTS = 400
-CONCEPT_ONLY_FLAGS = ("--clean-weight", "2")
+# Three seeds on that dev split still supported it (43 -> 41 and 34 -> 37 of 636 single harms); the test split did
+# not (52 -> 64 and 32 -> 56 of 648; README). Settled on a dev split three times larger
+# (`--per-category 24 --passes 2`, three seeds, the rule fixed before the runs: drop it if it costs
+# more than 2 standard errors of single harms): single harm 77 -> 116 of 1926 (4.0% -> 6.0%, 2.9
+# standard errors), two-harm harms 139 -> 171 of 3483, clean fidelity pooled 0.87-0.91 -> 0.92-0.96.
+# So no recipe has it; `scripts/make_test_hgr.py --clean-prompts 400 --train-args "--clean-weight 2"`
+# trains it.
 DEFAULT_PROMPTS = (400, 200)  # harmful, clean training prompts
 
 
@@ -142,25 +141,19 @@ def two_harm_share(thorough: bool) -> float:
     return THOROUGH_TWO_HARM_SHARE if thorough else DEMO_TWO_HARM_SHARE
 
 
-def recipe_prompts(thorough: bool, concept_only: bool) -> tuple[int, int]:
-    """The recipe's (harmful, clean) training prompt counts: the thorough concept-only recipe has twice the clean ones."""
-    return (DEFAULT_PROMPTS[0], CONCEPT_ONLY_CLEAN_PROMPTS) if thorough and concept_only else DEFAULT_PROMPTS
-
-
 def train_toy_hgr(world: str, output: Path, work_dir: Path | None = None, *, thorough: bool = False, rounds: int = 1,
                   toy_weights: Path | None = None, prompts: tuple[int, int] | None = None, extra=(),
                   concept_only: bool = False) -> Path:
     """A toy HGR for world "v1" or "v2" (or the v2-derived model in `toy_weights`): write the world's
-    prompt files (`prompts`: harmful, clean; default `recipe_prompts`), train the demo's or the
+    prompt files (`prompts`: harmful, clean; default `DEFAULT_PROMPTS`), train the demo's or the
     thorough recipe in `rounds` rounds under `work_dir` (default: a temp folder) and copy the last
     round's weights to `output`. `concept_only`: the harmful file loses its `safe_prompt` column, so
     every harmful prompt trains toward its category's concept target (the I2P regime: no safe
-    counterparts); with `thorough` it also takes the clean emphasis (`CONCEPT_ONLY_FLAGS`)."""
+    counterparts)."""
     if toy_weights is not None and world != "v2":
         raise ValueError("toy_weights needs world 'v2' (the derived models are made from toy world v2)")
-    prompts = prompts or recipe_prompts(thorough, concept_only)
-    emphasis = list(CONCEPT_ONLY_FLAGS) if thorough and concept_only else []
-    recipe = toy_recipe(thorough, toy_weights or world_weights(world), [*emphasis, *extra])
+    prompts = prompts or DEFAULT_PROMPTS
+    recipe = toy_recipe(thorough, toy_weights or world_weights(world), extra)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         files = write_world_prompt_files(world, work / "prompts", prompts, thorough)

@@ -48,10 +48,8 @@ def test_the_concept_only_regime_drops_every_safe_counterpart_and_keeps_the_rest
         recipes.drop_safe_counterparts(files["harmful_train.csv"])
 
 
-@pytest.mark.parametrize("thorough, concept_only, clean, clean_weight", [
-    (True, True, recipes.CONCEPT_ONLY_CLEAN_PROMPTS, 2.0), (True, False, 200, 1.0), (False, True, 200, 1.0)])
-def test_only_the_thorough_concept_only_recipe_takes_the_clean_emphasis(tmp_path, monkeypatch, thorough, concept_only,
-                                                                        clean, clean_weight):
+@pytest.mark.parametrize("thorough, concept_only", [(True, True), (True, False), (False, True)])
+def test_no_recipe_takes_clean_emphasis_and_the_flags_still_train_it(tmp_path, monkeypatch, thorough, concept_only):
     from training.prompt_data import read_clean
 
     seen = {}
@@ -65,9 +63,9 @@ def test_only_the_thorough_concept_only_recipe_takes_the_clean_emphasis(tmp_path
     monkeypatch.setattr(recipes, "train_in_rounds", fake_rounds)
     out = recipes.train_toy_hgr("v2", tmp_path / "out.safetensors", tmp_path / "work", thorough=thorough,
                                 concept_only=concept_only, extra=["--seed", "3"])
-    assert out.read_bytes() == b"weights" and len(seen["clean"]) == clean
+    assert out.read_bytes() == b"weights" and len(seen["clean"]) == recipes.DEFAULT_PROMPTS[1] == 200
     args = _parse(seen["recipe"])
-    assert (args.clean_weight, args.seed) == (clean_weight, 3)
-    back = recipes.train_toy_hgr("v2", tmp_path / "back.safetensors", tmp_path / "work2", thorough=thorough,
-                                 concept_only=concept_only, prompts=(400, 200), extra=["--clean-weight", "1"])
-    assert back.is_file() and _parse(seen["recipe"]).clean_weight == 1.0 and len(seen["clean"]) == 200  # extras win
+    assert (args.clean_weight, args.seed) == (1.0, 3)  # dropped on dev (training/recipes.py): no clean emphasis
+    emphasis = recipes.train_toy_hgr("v2", tmp_path / "e.safetensors", tmp_path / "work2", thorough=thorough,
+                                     concept_only=concept_only, prompts=(400, 400), extra=["--clean-weight", "2"])
+    assert emphasis.is_file() and _parse(seen["recipe"]).clean_weight == 2.0 and len(seen["clean"]) == 400
