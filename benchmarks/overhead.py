@@ -24,7 +24,6 @@ SD1.5, SDXL and the HGR (on the meta device: exact, no memory, no time).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -40,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hgr_core import atomic_write_text
+from benchmarks.safety_report import write_json
 from safecfg_comfy.locate import setup_comfyui
 
 log = logging.getLogger("benchmarks.overhead")
@@ -332,7 +331,7 @@ def expected_ratios(report: dict) -> dict:
 
 def write_report(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(report, indent=2))
+    write_json(report, path)
     log.info("wrote %s (%.0f s in all)", path, report["wall_seconds"])
 
 

@@ -101,9 +101,8 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     start_cli(args.threads)
     if args.reformat is not None:
-        report = reformat_report(args.reformat)
-        print(format_table(report))
-        print(summary_line(report), flush=True)
+        report, text = reformat_report(args.reformat)
+        print(text, end="", flush=True)
         return report
     if args.checkpoint is None and (args.prompts or args.clean_prompts):
         raise ValueError("--prompts/--clean-prompts need --checkpoint (the toy world has its own prompt sets)")

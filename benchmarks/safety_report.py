@@ -232,9 +232,10 @@ def write_report(report: dict, out: Path, table: str, summary: str) -> None:
     atomic_write_text(out / "report.txt", table + "\n" + summary + "\n")
 
 
-def reformat_report(path: Path) -> dict:
+def reformat_report(path: Path) -> tuple[dict, str]:
     """Rewrite the report.txt beside a report.json (`--reformat`) with today's table and summary line, e.g.
-    for a report an older checkout wrote; the numbers are the JSON's, nothing is measured again."""
+    for a report an older checkout wrote; returns the report and that text. The numbers are the JSON's, nothing is
+    measured again."""
     try:
         report = json.loads(Path(path).read_text())
     except OSError as error:
@@ -245,5 +246,6 @@ def reformat_report(path: Path) -> dict:
         kind = report.get("kind") if isinstance(report, dict) else None
         raise ValueError(f"--reformat: {Path(path).name} is a report of kind {kind!r}; it reformats "
                          f"{', '.join(TABLE_FORMATS)} reports of benchmarks.safety")
-    atomic_write_text(Path(path).with_name("report.txt"), format_table(report) + "\n" + summary_line(report) + "\n")
-    return report
+    text = format_table(report) + "\n" + summary_line(report) + "\n"
+    atomic_write_text(Path(path).with_name("report.txt"), text)
+    return report, text
