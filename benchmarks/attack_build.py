@@ -17,7 +17,7 @@ import logging
 import time
 from pathlib import Path
 
-from hgr_core.files import atomic_write_text, file_sha256, stale_cache_keys
+from hgr_core.files import atomic_write_json, file_sha256, stale_cache_keys
 
 log = logging.getLogger(__name__)
 
@@ -67,5 +67,5 @@ def token_search(build_dir: Path, key: dict, search) -> tuple[dict, bool]:
     started = time.monotonic()
     found = search()
     record = {"key": key, "token_search": found, "seconds": round(time.monotonic() - started, 1)}
-    atomic_write_text(Path(build_dir) / FILE, json.dumps(record, indent=1) + "\n")
+    atomic_write_json(Path(build_dir) / FILE, record, indent=1)
     return found, False

@@ -55,7 +55,6 @@ Decisions, from reading ComfyUI 0.3.75 and measuring here:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -224,10 +223,10 @@ def markdown_table(report: dict) -> str:
 
 def write_report(report: dict, out_dir) -> str:
     """Write report.json and table.md into out_dir; returns the table."""
-    from hgr_core import atomic_write_text
+    from hgr_core import atomic_write_json, atomic_write_text
 
     table = markdown_table(report)
-    atomic_write_text(Path(out_dir) / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_json(Path(out_dir) / "report.json", report)
     atomic_write_text(Path(out_dir) / "table.md", table)
     return table
 

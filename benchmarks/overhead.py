@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.safety_report import write_json
+from hgr_core import atomic_write_json
 from safecfg_comfy.locate import setup_comfyui
 
 log = logging.getLogger("benchmarks.overhead")
@@ -331,7 +331,7 @@ def expected_ratios(report: dict) -> dict:
 
 def write_report(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(report, path)
+    atomic_write_json(path, report)
     log.info("wrote %s (%.0f s in all)", path, report["wall_seconds"])
 
 

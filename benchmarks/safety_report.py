@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hgr_core import atomic_write_text
+from hgr_core import atomic_write_json, atomic_write_text
 
 from .safety_metrics import dominates, upper_bound
 from .report_text import METHOD_TITLES, fmt, is_nan, target, targets_text, text_table
@@ -221,14 +221,9 @@ TABLE_FORMATS = {"toy": format_toy_table, "checkpoint": format_checkpoint_table,
                  "sld_grid": format_grid_table}
 
 
-def write_json(report: dict, path: Path) -> None:
-    """Atomic JSON write (nan written as NaN, which Python's json reads back)."""
-    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
-
-
 def write_report(report: dict, out: Path, table: str, summary: str) -> None:
     """report.json and report.txt (the table, then the summary line) in `out`, each written atomically."""
-    write_json(report, out / "report.json")
+    atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.txt", table + "\n" + summary + "\n")
 
 

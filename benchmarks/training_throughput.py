@@ -39,7 +39,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hgr_core import atomic_write_text
+from hgr_core import atomic_write_json
 from training.flags import add_threads_flag, start_cli
 from safecfg_comfy.locate import setup_comfyui
 
@@ -264,7 +264,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     start_cli(args.threads)
     report = run(args)
-    atomic_write_text(args.out, json.dumps(report, indent=2))
+    atomic_write_json(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "summary"}, indent=2))
     print(" ".join(f"{k}={v}" for k, v in report["summary"].items()), flush=True)
     return report

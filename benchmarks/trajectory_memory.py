@@ -32,7 +32,7 @@ import torch
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hgr_core import atomic_write_text
+from hgr_core import atomic_write_json
 from training import store
 from training.jobs import Job, Shard
 
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args.measure, args.batches, args.batch_size, args.train)), flush=True)
         return
     report = run(args)
-    atomic_write_text(args.out, json.dumps(report, indent=2))
+    atomic_write_json(args.out, report)
     for name in ("N", "4N"):
         r = report[name]
         print(f"{name}={r['trajectories']} trajectories, {r['rows']} recorded steps, store {r['store_bytes'] / MIB:.1f} MiB: "

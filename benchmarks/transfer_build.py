@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from hgr_core import atomic_write_text, file_sha256
+from hgr_core import atomic_write_json, file_sha256
 from hgr_core.files import stale_cache_keys
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def build(base_dir: Path, out: Path, recipe: BuildRecipe | None = None, names=DE
                lambda n=name: make_model(n, base_dir, folder, recipe))
         _timed(record, f"hgr_{name}", folder.hgr(name), lambda n=name: train_hgr(folder.model_dir(n), folder.hgr(n),
                                                                                   folder.root / "work" / n, recipe))
-        atomic_write_text(folder.record, json.dumps(record, indent=2) + "\n")
+        atomic_write_json(folder.record, record)
     return record
 
 
@@ -211,7 +211,7 @@ def write_model_folder(out: Path, base_dir: Path, unet: torch.nn.Module, summary
     out.mkdir(parents=True, exist_ok=True)
     for name in SHARED_FILES:
         shutil.copyfile(base_dir / name, out / name)
-    atomic_write_text(out / "report.json", json.dumps({"world": "toyworld-v2", **summary}, indent=2) + "\n")
+    atomic_write_json(out / "report.json", {"world": "toyworld-v2", **summary})
     save_unet(unet, out / "unet.safetensors", summary)  # last: its presence marks the folder complete
 
 

@@ -4,7 +4,7 @@ Never imports ComfyUI: training, benchmarks and outside scripts use this package
 """
 
 from .config import HGRConfig
-from .files import atomic_write, atomic_write_bytes, atomic_write_text, file_sha256
+from .files import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256
 from .guidance import (MAX_PASSES, StepHarm, combine_redirections, eps_from_denoised, harm_map, harm_score, redirection,
                        redirection_parts, safecfg_denoised, safecfg_step)
 from .network import COMBINE_RULES, HGR, HGROutput, parameter_count
@@ -40,6 +40,7 @@ __all__ = [
     "SD_SIGMA_WINDOW",
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_json",
     "file_sha256",
     "atomic_write_text",
     "combine_redirections",

@@ -59,6 +59,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def atomic_write_json(path: str | os.PathLike, data, indent: int | None = 2) -> Path:
+    """`data` as JSON plus a newline (nan written as NaN, which Python's json reads back)."""
+    return atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
 _HASH_CHUNK = 1 << 24
 
 

@@ -8,13 +8,12 @@ out in the UI format (nodes, links, version 0.4). Run it after changing a graph.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))
-from hgr_core.files import atomic_write_text  # noqa: E402
+from hgr_core.files import atomic_write_json  # noqa: E402
 
 OUT_DIR = REPO / "workflows"
 
@@ -92,14 +91,10 @@ def to_ui_format(graph: dict) -> dict:
             "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
-def write_json(data: dict, path: Path) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
-
-
 def main() -> None:
-    write_json(to_ui_format(SD15_SAFECFG), OUT_DIR / "safecfg_sd15_txt2img.json")
-    write_json(to_ui_format(SD15_GATED), OUT_DIR / "safecfg_sd15_txt2img_gated.json")
-    write_json(to_ui_format(SD15_DETECT_IMAGE), OUT_DIR / "safecfg_sd15_detect_image.json")
+    atomic_write_json(OUT_DIR / "safecfg_sd15_txt2img.json", to_ui_format(SD15_SAFECFG), indent=1)
+    atomic_write_json(OUT_DIR / "safecfg_sd15_txt2img_gated.json", to_ui_format(SD15_GATED), indent=1)
+    atomic_write_json(OUT_DIR / "safecfg_sd15_detect_image.json", to_ui_format(SD15_DETECT_IMAGE), indent=1)
 
 
 if __name__ == "__main__":

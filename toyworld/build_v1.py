@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from hgr_core import atomic_write_text
+from hgr_core import atomic_write_json
 
 from .files import V1_WEIGHTS_DIR, start_build
 
@@ -122,7 +122,7 @@ def train_all(args, out: Path) -> dict:
 
 
 def write_report(report: dict, path: Path) -> None:
-    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    atomic_write_json(path, report)
 
 
 def main(argv=None) -> None:

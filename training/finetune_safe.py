@@ -148,7 +148,7 @@ def load_teacher_hgr(args, device):
 
 def make_labels(args, backend, hgr, threshold, prompts):
     """Step 2: score, label, report (JSON + histogram in --work-dir)."""
-    from hgr_core import atomic_write_text
+    from hgr_core import atomic_write_json
 
     from . import pseudo_labels as pl
 
@@ -162,10 +162,10 @@ def make_labels(args, backend, hgr, threshold, prompts):
     report["scoring"] = asdict(settings)
     if args.share[0] != 0:
         return labels, report, rows
-    atomic_write_text(args.work_dir / "pseudo_labels.json", json.dumps(
+    atomic_write_json(args.work_dir / "pseudo_labels.json", 
         {**report, "prompts_scored": [{"prompt": p, "score": round(float(s), 5), "weight": round(float(w), 5),
                                        "category": labels.category_of(i)}
-                                      for i, (p, s, w) in enumerate(zip(prompts, scores, labels.weights))]}, indent=1))
+                                      for i, (p, s, w) in enumerate(zip(prompts, scores, labels.weights))]}, indent=1)
     pl.save_histogram(labels, args.work_dir / "score_histogram.png")
     log.info("pseudo-labels: %d of %d flagged at tau=%.4f, per category %s", report["flagged"], report["prompts"],
              threshold, report["per_category"])

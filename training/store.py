@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hgr_core import atomic_write, atomic_write_text, file_sha256
+from hgr_core import atomic_write, atomic_write_json, atomic_write_text, file_sha256
 
 from .jobs import Job, Shard
 
@@ -95,7 +95,7 @@ def write_shard(cache_dir: Path, index: int, rows: dict[str, torch.Tensor]) -> N
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": STORE_FORMAT}))
     sidecar = {"format": STORE_FORMAT, "sha256": file_sha256(path), "rows": int(rows["job"].shape[0]),
                "jobs": sorted(set(rows["job"].tolist()))}
-    atomic_write_text(_sidecar(cache_dir, index), json.dumps(sidecar))
+    atomic_write_json(_sidecar(cache_dir, index), sidecar, indent=None)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -153,8 +153,8 @@ def write_manifest(cache_dir: Path, jobs: list[Job], shards: list[Shard], digest
                 "shards": {shard_path(cache_dir, i).name: {"sha256": c["sha256"], "rows": c["rows"], "sampler": s.sampler,
                                                            "scheduler": s.scheduler, "steps": s.steps}
                            for i, (s, c) in enumerate(zip(shards, sidecars))}}
-    atomic_write_text(Path(cache_dir) / MANIFEST, json.dumps(manifest, indent=1))
-    atomic_write_text(Path(cache_dir) / JOBS_FILE, json.dumps([asdict(j) for j in jobs]))
+    atomic_write_json(Path(cache_dir) / MANIFEST, manifest, indent=1)
+    atomic_write_json(Path(cache_dir) / JOBS_FILE, [asdict(j) for j in jobs], indent=None)
     return manifest
 
 

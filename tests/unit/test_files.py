@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from hgr_core import atomic_write, atomic_write_text
+from hgr_core import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temp_file(tmp_path):
@@ -17,6 +17,15 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temp_file(tmp_path):
     atomic_write_text(path, "new")
     assert path.read_text() == "new"
     assert os.listdir(path.parent) == ["report.json"]
+
+
+def test_atomic_write_json_round_trips_nan_and_ends_with_a_newline(tmp_path):
+    path = atomic_write_json(tmp_path / "report.json", {"rate": float("nan"), "n": [1, 2]})
+    text = path.read_text()
+    assert text.endswith("}\n") and "\n  \"n\"" in text  # indent 2 by default
+    back = json.loads(text)
+    assert back["n"] == [1, 2] and back["rate"] != back["rate"]  # NaN survives
+    assert atomic_write_json(path, [1], indent=None).read_text() == "[1]\n"
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path):

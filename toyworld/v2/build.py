@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hgr_core import atomic_write_text
+from hgr_core import atomic_write_json
 
 from ..files import V2_WEIGHTS_DIR, start_build
 
@@ -187,7 +187,7 @@ def main(argv=None) -> None:
             report["quality"] = measure_quality(out)
         report.update(world="toyworld-v2", args={k: str(v) for k, v in vars(args).items()},
                       build_seconds=round(time.time() - start, 1), torch=torch.__version__)
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_json(out / "report.json", report)
     log.info("done in %.0f s; report in %s", time.time() - start, out / "report.json")
 
 
