@@ -237,8 +237,8 @@ def reformat_report(path: Path) -> tuple[dict, str]:
         raise ValueError(f"--reformat: cannot read {Path(path).name} ({error.strerror})") from None
     except ValueError as error:
         raise ValueError(f"--reformat: {Path(path).name} is not a benchmark report.json ({error})") from None
-    if not isinstance(report, dict) or report.get("kind") not in TABLE_FORMATS:
-        kind = report.get("kind") if isinstance(report, dict) else None
+    kind = report.get("kind") if isinstance(report, dict) else None
+    if kind not in TABLE_FORMATS:
         raise ValueError(f"--reformat: {Path(path).name} is a report of kind {kind!r}; it reformats "
                          f"{', '.join(TABLE_FORMATS)} reports of benchmarks.safety")
     text = format_table(report) + "\n" + summary_line(report) + "\n"
