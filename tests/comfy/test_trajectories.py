@@ -150,8 +150,12 @@ def test_a_summed_concept_target_records_and_steers_by_the_sum_of_each_concepts_
     shard = Shard((0,), "euler", "normal", 5)
     summed = tj.sample_shard(backend, [job(", ".join(parts), target_parts=parts)], shard)
     alone = [tj.sample_shard(backend, [job(text)], shard) for text in parts]
-    assert all(torch.equal(summed["x"], a["x"]) for a in alone)  # plain CFG: the target does not steer
-    assert torch.allclose(summed["target_change"], alone[0]["target_change"] + alone[1]["target_change"], atol=1e-5)
+    # plain CFG: the target does not steer, and the change is the sum. Not bit for bit: the summed job's
+    # batched call holds one more conditioning row, and on some CPUs (AMD EPYC here, 2026-12-07) the UNet's
+    # kernels differ by batch size (measured 4e-5 in x, 7e-5 in a change of size 0.2); steering moves x by
+    # more than 0.05 (the steered jobs below and above) and the joined concept's change differs by 1e-2.
+    assert all(torch.allclose(summed["x"], a["x"], atol=1e-4) for a in alone)
+    assert torch.allclose(summed["target_change"], alone[0]["target_change"] + alone[1]["target_change"], atol=2e-4)
     joined = tj.sample_shard(backend, [job(", ".join(parts))], shard)
     assert (joined["target_change"] - summed["target_change"]).abs().max() > 1e-2  # not the joined concept's
 
