@@ -330,8 +330,7 @@ def expected_ratios(report: dict) -> dict:
 
 
 def write_report(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, report)
+    atomic_write_json(path, report)  # creates the folder too
     log.info("wrote %s (%.0f s in all)", path, report["wall_seconds"])
 
 

@@ -121,10 +121,6 @@ def train_all(args, out: Path) -> dict:
     return {"latent_explained_variance": variance, "judge_accuracy": judge, "diffusion": diffusion}
 
 
-def write_report(report: dict, path: Path) -> None:
-    atomic_write_json(path, report)
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     out = start_build(args)
@@ -144,7 +140,7 @@ def main(argv=None) -> None:
     report = {**built, "quality": quality, "recommended_cfg": quality["settings"]["cfg"],
               "recommended": quality["settings"], "eval_seconds": eval_seconds, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": platform.machine()}
-    write_report(report, out / "report.json")
+    atomic_write_json(out / "report.json", report)
     log.info("done in %.0f s; report in %s", time.time() - start, out / "report.json")
 
 
