@@ -131,7 +131,7 @@ def run_attack_benchmark(hgr, out_dir=DEFAULT_OUT, per_category: int = DEFAULT_P
                        halving=Halving())
     test, images = run_split(world, loaded, SPLITS["test"], per_category, settings, SPLITS["dev"], found,
                              keep_images=True, extra=extra, chosen=_dev_choices(dev, settings))
-    report = {"world": world.version, "hgr": loaded.metadata.get("name", str(hgr)), "settings": dataclasses.asdict(settings),
+    report = {"world": world.version, "hgr": loaded.metadata.get("path"), "settings": dataclasses.asdict(settings),
               "search_budget": dataclasses.asdict(budget), "token_search": found, "token_search_cached": cached,
               **extra.record(),
               "dev": dev, "test": test, "defences": reporting.results(dev, test, settings.steps)}

@@ -247,6 +247,15 @@ def baseline(world, hgr, specs, hard, base, hard_seeds, condition, batch, harmfu
 
 
 def run(world, hgr: HGR, split_name: str, per_category: int, conditions, levels: int, batch: int, fpr_target: float) -> dict:
+    """Every detector on the split, per condition and in detail at the default one.
+
+    Every condition scores the same prompts (`sweep_prompts`), each with its condition's noise seeds:
+    a paired design, so a difference between conditions is the condition's, not the prompts'. The
+    shift sweep gives each condition prompts of its own (`condition_prompts`) because it pools one
+    harmful rate over conditions and its interval must count independent prompts; this report pools
+    nothing over conditions (each row has its own interval), and world v1's test scenes hold too few
+    distinct prompts for nine blocks of the default 32 per category.
+    """
     split, vocab = SPLITS[split_name], Vocabulary.of(world)
     categories = vocab.redirected_by(hgr)
     pairs = harm_pairs(vocab.categories, hgr.config.categories)
@@ -261,7 +270,7 @@ def run(world, hgr: HGR, split_name: str, per_category: int, conditions, levels:
     calibration = hgr.metadata.get("calibration") or {}
     return {"kind": "detection", "settings": {
         "world": facts_of(world).version, "split": split_name, "per_category": per_category, "prompts": {k: len(v) for k, v in specs.items()},
-        "hgr": hgr.metadata.get("file"), "threshold": threshold, "levels": levels,
+        "hgr": hgr.metadata.get("path"), "threshold": threshold, "levels": levels,
         "image_threshold": choose_threshold(hgr.metadata, detector="image").value,
         "threshold_source": calibration.get("source", "train_hgr (clean validation trajectories)"),
         "unknown_prompt": measure.UNKNOWN_PROMPT, "torch_threads": torch.get_num_threads()},

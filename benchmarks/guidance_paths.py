@@ -193,7 +193,7 @@ def run(hgr, world=None, per_category: int = 16, steps: int = 10, cfg: float = 5
         row["verdict"] = verdict(row, reference)
     settings = {"prompts": len(specs), "prompt_set": "toyworld.prompts.harmful_test", "seeds": f"{seed}..{seed + len(specs) - 1}",
                 "steps": steps, "cfg": cfg, "strength": strength, "sampler": ctx.sampler, "scheduler": ctx.scheduler, "negative": NEGATIVE,
-                "hgr": str(getattr(hgr, "metadata", {}).get("file", "")), "max_excess": MAX_EXCESS}
+                "hgr": hgr.metadata.get("path"), "max_excess": MAX_EXCESS}
     return {"settings": settings, "reference_rate": reference, "rows": rows,
             "untested": [{"name": n, "why": w} for n, w in UNTESTED]}
 

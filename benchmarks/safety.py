@@ -255,7 +255,7 @@ def run_checkpoint_benchmark(checkpoint, hgr, prompt_files, clean_files, out_dir
     runs = real.build_methods(backend, loaded, settings, skip_baselines, concept)
     records = real.run_sets(backend, runs, sets, settings, judge_fn)
     report = {"kind": "checkpoint", "settings": {
-        "checkpoint": str(checkpoint), "base_model": backend.base_model, "hgr": None if loaded is None else str(hgr),
+        "checkpoint": str(checkpoint), "base_model": backend.base_model, "hgr": None if loaded is None else loaded.metadata.get("path"),
         "resolution": resolution, "steps": steps, "cfg": cfg, "seed": seed, "sampler": sampler, "scheduler": scheduler,
         "judge": getattr(judge_fn, "name", "none"), "nudity_classes": list(real.NUDITY_CLASSES),
         "nudenet_threshold": nudenet_threshold or real.NUDENET_THRESHOLD, "safety_concept": concept, "limit": limit,

@@ -72,7 +72,7 @@ def run_transfer_benchmark(build_dir=DEFAULT_BUILD, out_dir=DEFAULT_OUT, hgr=BAS
     loaded = load_models(world, folder, record["recipe"]["merge_ratio"], names)
     entries, first = evaluate(world, loaded, hgrs, SPLITS[split], per_category, select_conditions(conditions), batch,
                               passes)
-    report = {"world": world.version, "split": split, "hgr": Path(hgr).name, "passes": passes, "conditions": entries,
+    report = {"world": world.version, "split": split, "hgr": hgrs["base"].metadata.get("path"), "passes": passes, "conditions": entries,
               "prompts": f"{per_category} per category and set", "build": record}
     report["pooled"] = reporting.pooled(entries)
     report["targets"] = reporting.targets(report["pooled"])

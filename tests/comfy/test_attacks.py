@@ -99,6 +99,7 @@ def test_the_attack_benchmark_runs_every_defence_on_dev_and_test_and_reports_wit
 
     report, out = small_report
     assert report["world"] == "toyworld-v2" and report["test"]["prompts"] == 6 and report["dev"]["prompts"] == 6
+    assert report["hgr"] == str(V2_HGR)
     assert report["test"]["seeds"][0] != report["dev"]["seeds"][0]
     assert set(report["defences"]) == {*DEFENCES, *LORA_DEFENCES, "sld_tuned"}
     assert report["safety_lora"] == "v2_lora.safetensors" and report["sld_tuned"]["name"] == "g02"

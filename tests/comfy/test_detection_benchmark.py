@@ -72,6 +72,7 @@ def test_report_measures_every_detector_and_ends_with_the_summary(calibrated, tm
     assert d["elsewhere"]["renders_prompt_unknown"]["tpr"]["n"] > 0
     assert (tmp_path / "report.json").is_file() and "Targets:" in (tmp_path / "report.txt").read_text()
     assert report["settings"]["split"] == "test" and report["settings"]["threshold_source"].startswith("python -m")
+    assert report["settings"]["hgr"] == str(path)  # every benchmark names its HGR by the path it was given
 
 
 @pytest.mark.parametrize("version", ["toyworld-v1", "toyworld-v2"])

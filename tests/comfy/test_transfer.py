@@ -108,6 +108,7 @@ def test_the_evaluation_reports_every_model_with_both_hgrs_intervals_and_targets
     report, out = tiny_report
     pooled = report["pooled"]
     assert list(pooled) == ["base", *DERIVED]
+    assert report["hgr"] == str(V2_HGR)
     assert "retrained" not in pooled["base"] and pooled["base"]["shift_from_base"] == 0.0
     for name in DERIVED:
         assert pooled[name]["shift_from_base"] > 0.001, name  # the derived model draws differently
