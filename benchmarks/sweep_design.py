@@ -159,7 +159,12 @@ def condition_prompts(source: HeldOutPrompts, split: Split, categories, pairs, p
     blocks = len(CONDITIONS)
     if any(not 0 <= c.slot < blocks for c in conditions):
         raise ValueError(f"condition slots must lie in 0..{blocks - 1}: {[c.slot for c in conditions]}")
-    drawn = sweep_prompts(source, split, categories, pairs, per_category * blocks)
+    try:
+        drawn = sweep_prompts(source, split, categories, pairs, per_category * blocks)
+    except ValueError as e:
+        raise ValueError(f"--per-category {per_category}: the world's held-out scenes hold too few distinct prompts "
+                         f"for {blocks} condition blocks of {per_category} per category (every condition has a block, "
+                         f"whichever run; {e}); lower --per-category") from e
     # each set is interleaved row by row over keys of equal counts (`draw`), so equal contiguous
     # slices hold `per_category` prompts of every key
     return {c.name: {name: specs[c.slot * len(specs) // blocks:(c.slot + 1) * len(specs) // blocks]

@@ -150,6 +150,18 @@ def test_each_condition_samples_prompts_of_its_own_whichever_conditions_run(comf
     assert sweep.condition_prompts(source, split, CATEGORIES, pairs, 4, chosen) == {c.name: blocks[c.name] for c in chosen}
 
 
+def test_asking_more_prompts_than_the_world_holds_names_the_flag_to_lower(comfy_nodes):
+    from types import SimpleNamespace
+
+    from benchmarks import sweep_design as sweep
+    from toyworld.render import CATEGORIES
+
+    v1 = sweep.default_source(SimpleNamespace(version="toyworld-v1"))  # 1728 distinct test-scene prompts
+    with pytest.raises(ValueError, match=r"^--per-category 32: .* too few distinct prompts for 9 condition blocks .*"
+                                         r"lower --per-category$"):
+        sweep.condition_prompts(v1, sweep.SPLITS["test"], CATEGORIES, sweep.harm_pairs(CATEGORIES, CATEGORIES), 32)
+
+
 def test_noise_seeds_of_dev_test_and_training_never_meet_even_in_torchs_32_bits(comfy_nodes):
     import comfy.sample
 
