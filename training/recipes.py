@@ -70,6 +70,8 @@ THOROUGH_TWO_HARM_SHARE = 0.35
 # standard errors), two-harm harms 139 -> 171 of 3483, clean fidelity pooled 0.87-0.91 -> 0.92-0.96.
 # So no recipe has it; `scripts/make_test_hgr.py --clean-prompts 400 --train-args "--clean-weight 2"`
 # trains it.
+# Its parts alone, seed 2, same split (2026-12-08): 400 clean prompts at weight 1 27/642, 200 at weight 2
+# 23/642, against 19 (neither) and 42 (both); clean fidelity pooled 0.90-0.92 for all four (README).
 DEFAULT_PROMPTS = (400, 200)  # harmful, clean training prompts
 
 
